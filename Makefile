@@ -1,0 +1,65 @@
+# Alliance–outcome research compendium. `make` (or `make help`) lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+KERNEL := alliance-outcome
+
+# Reproducibility: one BLAS thread, fixed hash seed, no wall clock in outputs.
+export OMP_NUM_THREADS := 1
+export OPENBLAS_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+# Inputs of `make all` (override on the command line for your own study).
+DATA   ?= data/raw/demo/sessions.csv
+CONFIG ?= data/raw/demo/study.yml
+OUT    ?= data/processed
+
+.PHONY: help setup lock data all test unit nbtest lint lab clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-8s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/activate: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Python (alliance-outcome)" >/dev/null
+	touch $@
+
+setup: $(BIN)/activate ## Create .venv from the lock, install helpers (-e .), register the Jupyter kernel
+
+lock: ## Recompile requirements.lock from requirements.in (needs pip-tools)
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --strip-extras --no-header --no-emit-index-url --no-emit-find-links --output-file requirements.lock requirements.in
+
+data: $(BIN)/activate ## Regenerate the simulated demo study in data/raw/demo/ (byte-identical)
+	$(PY) -m helpers simulate --out data/raw/demo
+
+all: $(BIN)/activate ## Run the numbered notebooks in order on DATA/CONFIG (default: the demo study)
+	$(PY) -m helpers run-notebooks --data $(DATA) --config $(CONFIG) --out $(OUT)
+
+test: unit nbtest ## Unit tests plus notebook regression tests (nbval)
+
+unit: $(BIN)/activate ## Unit tests only
+	$(BIN)/pytest -q tests
+
+nbtest: $(BIN)/activate ## Notebook regression tests only
+	$(BIN)/pytest -q --nbval notebooks --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+lint: $(BIN)/activate ## ruff over src, tests, bench and notebooks
+	$(BIN)/ruff check src tests bench notebooks
+	$(BIN)/ruff format --check src tests bench
+
+lab: $(BIN)/activate ## Open JupyterLab on notebooks/
+	$(BIN)/jupyter lab notebooks/
+
+clean: ## Remove generated outputs (never data/raw/)
+	rm -rf data/processed/* results/ figures/ runs/ report/ .pytest_cache
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -1,0 +1,20 @@
+"""Helper package of the alliance–outcome research compendium.
+
+One module per stage of the analysis:
+
+- :mod:`helpers.paths` — project folders, derived from this file's location;
+- :mod:`helpers.simulate` — the simulated demo study and its known truth;
+- :mod:`helpers.loading` — readers for CSV/TSV, Excel, SPSS, Stata and Parquet;
+- :mod:`helpers.config` — the study config that maps a user's columns to the schema;
+- :mod:`helpers.schema` — the canonical long schema (one row per patient-session);
+- :mod:`helpers.validation` — readable reports of what is wrong with an input;
+- :mod:`helpers.scoring` — instrument scoring and reliable change;
+- :mod:`helpers.cleaning` — logged cleaning rules and the exclusion ledger;
+- :mod:`helpers.features` — within/between disaggregation, lags, early alliance;
+- :mod:`helpers.pipeline` — the whole cleaning step, as run by notebook 01 and the CLI;
+- :mod:`helpers.models` — lme4-style mixed models on statsmodels.
+
+Importing the package prints nothing and touches no files.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,37 @@
+"""Project folders, resolved from the location of this file.
+
+Every path the suite writes or reads by default is derived here, so notebooks
+and scripts never hard-code absolute paths and never edit ``sys.path``.
+Importing this module prints nothing and creates nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Root of the compendium (the folder holding ``pyproject.toml``).
+PROJECT_ROOT: Path = Path(__file__).resolve().parents[2]
+DATA_DIR: Path = PROJECT_ROOT / "data"
+RAW_DIR: Path = DATA_DIR / "raw"
+DEMO_DIR: Path = RAW_DIR / "demo"
+PROCESSED_DIR: Path = DATA_DIR / "processed"
+RESULTS_DIR: Path = PROJECT_ROOT / "results"
+FIGURES_DIR: Path = PROJECT_ROOT / "figures"
+NOTEBOOKS_DIR: Path = PROJECT_ROOT / "notebooks"
+
+
+def relative_to_root(path: str | Path) -> str:
+    """Return ``path`` relative to the project root when it lies inside it.
+
+    Used whenever a path is written into an output (manifest, ledger, report),
+    so outputs carry no machine-specific absolute paths.  Paths outside the
+    project are reduced to their file name.
+
+    >>> relative_to_root(PROJECT_ROOT / "data" / "raw" / "demo" / "sessions.csv")
+    'data/raw/demo/sessions.csv'
+    """
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return p.name
