@@ -1,0 +1,1041 @@
+"""Read a study's data file and map it onto the canonical long schema.
+
+Two steps, kept apart so each can be inspected:
+
+1. :func:`read_table` reads CSV/TSV, Excel (.xlsx), SPSS (.sav), Stata (.dta)
+   or Parquet into a :class:`RawTable`: every value as it was read (CSV cells
+   as text), the configured missing codes turned into missing values, and a
+   ``source_row`` column giving each record's row number as the user sees it
+   in their file (see :mod:`helpers.validation`).
+2. :func:`map_to_canonical` uses the study config to rename, reshape (wide
+   files) and type the columns: identifiers become stripped text, scores
+   become numbers.  Values that cannot be numbers are reported, never
+   silently dropped; values that are numbers but implausible (session 0,
+   out-of-range items, repeated sessions) are kept for the cleaning step,
+   which logs what it does with them.
+
+The raw file is only ever opened for reading.  Every mistake is raised as a
+:class:`~helpers.validation.StudyDataError` naming the file, column and rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import math
+import numbers
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from helpers import schema
+from helpers.config import (
+    INSTRUMENT_ITEM_COUNTS,
+    SUPPORTED_FORMATS,
+    ReadConfig,
+    StudyConfig,
+)
+from helpers.reshape import match_session_columns, wide_to_long
+from helpers.validation import Problem, StudyDataError, display_path
+
+#: File extension -> format read by :func:`read_table`.
+EXTENSION_FORMATS: dict[str, str] = {
+    ".csv": "csv",
+    ".txt": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
+    ".sav": "sav",
+    ".zsav": "sav",
+    ".dta": "dta",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+_DELIMITER_SETTING = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
+_HEADER_SCAN_ROWS = 30
+
+
+@dataclass
+class RawTable:
+    """A data file as read, before any renaming or typing.
+
+    Attributes
+    ----------
+    data : pandas.DataFrame
+        One row per record, every value as read (CSV/TSV cells as text,
+        Excel/SPSS/Stata/Parquet cells in their stored types; SPSS/Stata
+        labelled variables hold their numeric codes), the configured missing
+        codes replaced by missing values, fully empty rows dropped, plus the
+        ``source_row`` column (row numbers as in :mod:`helpers.validation`).
+    path : pathlib.Path
+        The file read.
+    format : str
+        One of ``csv``, ``tsv``, ``xlsx``, ``sav``, ``dta``, ``parquet``.
+    value_labels : dict
+        Column -> {code: label} (SPSS/Stata value labels; empty otherwise).
+    variable_labels : dict
+        Column -> descriptive label (SPSS/Stata; empty otherwise).
+    header_row : int or None
+        Row holding the column names (CSV/TSV/Excel).
+    sheet : str or None
+        The Excel sheet read.
+    """
+
+    data: pd.DataFrame
+    path: Path
+    format: str
+    value_labels: dict[str, dict[Any, str]] = field(default_factory=dict)
+    variable_labels: dict[str, str] = field(default_factory=dict)
+    header_row: int | None = None
+    sheet: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The file's name as written into reports (relative to the project root)."""
+        return str(display_path(self.path))
+
+    @property
+    def columns(self) -> list[str]:
+        """The file's own column names (without ``source_row``)."""
+        return [c for c in self.data.columns if c != schema.SOURCE_ROW]
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _fail(path: Path, rule: str, found: str, fix: str, **kw: Any) -> StudyDataError:
+    return StudyDataError(
+        Problem(file=path, column=kw.pop("column", None), rule=rule, found=found, fix=fix, **kw),
+        f"Could not read {display_path(path)}.",
+    )
+
+
+def _detect_format(path: Path, read_config: ReadConfig) -> str:
+    if read_config.format is not None:
+        return read_config.format
+    suffix = path.suffix.lower()
+    if suffix in EXTENSION_FORMATS:
+        return EXTENSION_FORMATS[suffix]
+    extensions = ", ".join(sorted(EXTENSION_FORMATS))
+    if suffix in (".xls", ".ods", ".numbers"):
+        fix = "open the file in your spreadsheet program and save it as .xlsx (or export to .csv)"
+    elif suffix == ".por":
+        fix = "open it in SPSS and save it as .sav"
+    else:
+        fix = (
+            "export the data to one of the supported formats, or, if it is one of them "
+            f"under another name, set read.format ({', '.join(SUPPORTED_FORMATS)})"
+        )
+    raise _fail(
+        path,
+        f"a data file ending in one of {extensions}",
+        f"a file ending in '{suffix or '(no extension)'}'",
+        fix,
+    )
+
+
+def read_table(path: str | Path, read_config: ReadConfig | StudyConfig | None = None) -> RawTable:
+    """Read a data file as it is, keeping row numbers and labels.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        CSV/TSV, Excel (.xlsx), SPSS (.sav), Stata (.dta) or Parquet file.
+    read_config : ReadConfig or StudyConfig, optional
+        The config's ``read`` section (a whole :class:`StudyConfig` may be
+        passed); defaults suit a UTF-8 comma-separated file with the header
+        on the first row.
+
+    Returns
+    -------
+    RawTable
+
+    Raises
+    ------
+    StudyDataError
+        For a missing or empty file, a header with no data rows, the wrong
+        delimiter, undecodable bytes (with the byte offset and line), a
+        header row that is empty, duplicated column names, rows with more
+        fields than the header, or an unsupported file type.
+
+    Examples
+    --------
+    >>> from helpers.paths import PROJECT_ROOT
+    >>> raw = read_table(PROJECT_ROOT / "tests" / "data" / "good" / "long.csv")
+    >>> raw.format, int(raw.data["source_row"].iloc[0])
+    ('csv', 2)
+    """
+    if isinstance(read_config, StudyConfig):
+        read_config = read_config.read
+    read_config = read_config or ReadConfig()
+    path = Path(path)
+    if not path.exists():
+        nearby = []
+        if path.parent.is_dir():
+            names = [p.name for p in path.parent.iterdir() if p.is_file()]
+            nearby = difflib.get_close_matches(path.name, names, n=3, cutoff=0.5)
+        raise _fail(
+            path,
+            "an existing data file",
+            "no such file",
+            (f"did you mean {', '.join(repr(n) for n in nearby)}? " if nearby else "")
+            + "check the path (relative paths start from the folder you run the command in)",
+        )
+    if path.is_dir():
+        raise _fail(path, "a data file", "a folder", "give the path of the file itself")
+    fmt = _detect_format(path, read_config)
+    if fmt in ("csv", "tsv"):
+        table = _read_text(path, fmt, read_config)
+    elif fmt == "xlsx":
+        table = _read_excel(path, read_config)
+    elif fmt in ("sav", "dta"):
+        table = _read_readstat(path, fmt, read_config)
+    else:
+        table = _read_parquet(path, read_config)
+    return table
+
+
+def _check_no_source_row(path: Path, names: list[str]) -> None:
+    if schema.SOURCE_ROW in names:
+        raise _fail(
+            path,
+            f"no column named '{schema.SOURCE_ROW}' (the suite adds it to trace rows)",
+            f"a column named '{schema.SOURCE_ROW}'",
+            "rename that column in your file",
+            column=schema.SOURCE_ROW,
+        )
+
+
+def _name_columns(path: Path, cells: list[Any], label) -> list[str]:
+    """Column names from header cells: stripped text; empty cells named ``unnamed_<col>``."""
+    names = []
+    for position, cell in enumerate(cells, start=1):
+        text = _cell_text(cell)
+        names.append(text if text else f"unnamed_{label(position)}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise _fail(
+            path,
+            "each column name once in the header",
+            f"repeated column names: {', '.join(repr(n) for n in repeated)}",
+            "rename the repeated columns so that each name is unique",
+        )
+    _check_no_source_row(path, names)
+    return names
+
+
+def _cell_text(value: Any) -> str:
+    """A cell as text: stripped; whole-number floats without '.0'; missing as ''."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if value.is_integer():
+            return str(int(value))
+    return str(value).strip()
+
+
+def _empty_header_fix(rows: list[tuple[int, list[Any]]], header_row: int) -> str:
+    later = [
+        number for number, cells in rows if number > header_row and any(map(_cell_text, cells))
+    ]
+    if later:
+        return f"the first non-empty row is {later[0]}: set read.header_row: {later[0]}"
+    return "check that this is the right file and sheet"
+
+
+def _read_text(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise _fail(
+            path,
+            "a header row with column names, then one row per record",
+            f"an empty file ({len(raw)} bytes)",
+            "check that you exported the data to this file (re-export it if needed)",
+        )
+    if raw.startswith(b"PK\x03\x04"):
+        raise _fail(
+            path,
+            f"a text ({fmt.upper()}) file",
+            "a zipped file, probably an Excel workbook (.xlsx) with the wrong extension",
+            "rename it to .xlsx, or set read.format: xlsx",
+        )
+    encoding = read_config.encoding
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) and not encoding.lower().startswith("utf-16"):
+        raise _fail(
+            path,
+            f"text encoded as {encoding} (read.encoding)",
+            "a UTF-16 file (it starts with a UTF-16 byte-order mark)",
+            "set read.encoding: utf-16, or re-save the file as 'CSV UTF-8'",
+        )
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"  # also drops the byte-order mark Excel writes
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        offset = exc.start
+        line = raw.count(b"\n", 0, offset) + 1
+        line_start = raw.rfind(b"\n", 0, offset) + 1
+        context = raw[line_start : offset + 12].split(b"\n")[0].decode("latin-1")
+        raise _fail(
+            path,
+            f"text encoded as {read_config.encoding} (read.encoding)",
+            f"byte 0x{raw[offset]:02X} at byte offset {offset} (line {line}) is not valid "
+            f"{read_config.encoding}; the line reads, as latin-1: {context!r}",
+            "the file is probably in a Windows/Western encoding: set read.encoding: latin-1 "
+            "(or cp1252) under read: in the config, or re-save the file as 'CSV UTF-8'",
+            rows=[line],
+            row_label="line",
+        ) from None
+    delimiter = read_config.delimiter or ("\t" if fmt == "tsv" else ",")
+    records: list[tuple[int, list[str]]] = []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    previous_line = 0
+    try:
+        for record in reader:
+            records.append((previous_line + 1, record))
+            previous_line = reader.line_num
+    except csv.Error as exc:
+        raise _fail(
+            path,
+            f"a well-formed {fmt.upper()} file",
+            f"{exc} (near line {reader.line_num})",
+            "check the quoting on that line: a cell that starts with a quote must end with one",
+            rows=[reader.line_num],
+            row_label="line",
+        ) from None
+    header_row = read_config.header_row
+    before = [(n, r) for n, r in records if n < header_row]
+    at = [(n, r) for n, r in records if n == header_row]
+    after = [(n, r) for n, r in records if n > header_row]
+    if not at or not any(cell.strip() for cell in at[0][1]):
+        raise _fail(
+            path,
+            f"the column names on line {header_row} (read.header_row)",
+            f"line {header_row} is empty" if at or before else f"only {previous_line} lines",
+            _empty_header_fix(records, header_row),
+        )
+    header_cells = at[0][1]
+    if len(header_cells) == 1:
+        _check_delimiter(path, header_cells[0], delimiter, fmt)
+    names = _name_columns(path, header_cells, str)
+    width = len(names)
+    too_long: list[tuple[int, list[str]]] = []
+    rows: list[list[str]] = []
+    source_rows: list[int] = []
+    for number, record in after:
+        if not any(cell.strip() for cell in record):
+            continue  # a blank line
+        if len(record) > width:
+            if any(cell.strip() for cell in record[width:]):
+                too_long.append((number, record))
+                continue
+            record = record[:width]
+        rows.append(record + [""] * (width - len(record)))
+        source_rows.append(number)
+    if too_long:
+        _check_title_lines(path, header_row, header_cells, too_long[0])
+        numbers_ = [n for n, _ in too_long]
+        extra = [delimiter.join(r[width:]) for _, r in too_long]
+        raise _fail(
+            path,
+            f"at most {width} fields per row, as in the header (line {header_row})",
+            f"{len(too_long)} {'row' if len(too_long) == 1 else 'rows'} with more fields "
+            "than the header",
+            f"a {_DELIMITER_NAMES.get(delimiter, repr(delimiter))} inside a cell splits it: "
+            "quote such cells, or use a decimal point instead of a decimal comma",
+            rows=numbers_,
+            values=extra,
+        )
+    if not rows:
+        raise _fail(
+            path,
+            "one or more data rows below the header",
+            f"a header (line {header_row}) but no data rows",
+            "check that you exported the data, not just the column names",
+        )
+    codes = set(read_config.missing_codes)
+    columns: dict[str, Any] = {schema.SOURCE_ROW: np.asarray(source_rows, dtype="int64")}
+    for j, column in enumerate(names):
+        values = [None if row[j].strip() in codes else row[j] for row in rows]
+        columns[column] = pd.Series(values, dtype="str")
+    data = pd.DataFrame(columns)
+    return RawTable(data=data, path=path, format=fmt, header_row=header_row)
+
+
+def _check_title_lines(
+    path: Path, header_row: int, header_cells: list[str], first_long: tuple[int, list[str]]
+) -> None:
+    """Raise when the configured header line looks like a title above the real header."""
+    number, cells = first_long
+    looks_like_names = all(c.strip() and not _NUMBER.match(c.strip()) for c in cells)
+    if not looks_like_names:
+        return
+    shown = ", ".join(repr(c) for c in header_cells[:3])
+    raise _fail(
+        path,
+        f"the column names on line {header_row} (read.header_row)",
+        f"line {header_row} holds {len(header_cells)} "
+        f"{'name' if len(header_cells) == 1 else 'names'} ({shown}) but line {number} has "
+        f"{len(cells)} fields that look like column names",
+        f"set read.header_row: {number} under read: in the config",
+        rows=[number],
+    )
+
+
+def _check_delimiter(path: Path, header: str, delimiter: str, fmt: str) -> None:
+    candidates = {d: header.count(d) for d in _DELIMITER_NAMES if d != delimiter}
+    likely = max(candidates, key=lambda d: candidates[d])
+    if candidates[likely] == 0:
+        return
+    used = _DELIMITER_NAMES.get(delimiter, repr(delimiter))
+    shown = header if len(header) <= 60 else header[:57] + "..."
+    fix = f"set read.delimiter: {_DELIMITER_SETTING[likely]} under read: in the config"
+    if likely == "\t":
+        fix += " (or read.format: tsv)"
+    raise _fail(
+        path,
+        f"columns separated by {used} ({fmt.upper()})",
+        f"the whole header in one column: {shown!r}; it looks {_DELIMITER_NAMES[likely]}-separated",
+        fix,
+    )
+
+
+def _missing_mask(series: pd.Series, codes: tuple[str, ...]) -> pd.Series:
+    """Cells equal to a missing code: text after stripping, numbers numerically."""
+    text_codes = set(codes)
+    numeric_codes = {float(c) for c in codes if _NUMBER.match(c)}
+
+    def is_code(value: Any) -> bool:
+        if isinstance(value, str):
+            return value.strip() in text_codes
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value) in numeric_codes
+        return False
+
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return series.isin(list(numeric_codes)) if numeric_codes else series.isna() & False
+    return series.map(is_code, na_action="ignore").fillna(False).astype(bool)
+
+
+def _apply_missing_codes(data: pd.DataFrame, codes: tuple[str, ...]) -> pd.DataFrame:
+    out = data.copy()
+    for column in out.columns:
+        if column == schema.SOURCE_ROW:
+            continue
+        mask = _missing_mask(out[column], codes)
+        if mask.any():
+            out[column] = out[column].mask(mask)
+    return out
+
+
+def _excel_letter(position: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    return get_column_letter(position)
+
+
+def _read_excel(path: Path, read_config: ReadConfig) -> RawTable:
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    if path.stat().st_size == 0:
+        raise _fail(
+            path, "an Excel workbook", "an empty file (0 bytes)", "re-export the data to this file"
+        )
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError) as exc:
+        raise _fail(
+            path,
+            "an Excel workbook (.xlsx)",
+            f"a file that could not be opened as a workbook ({type(exc).__name__}: {exc})",
+            "open it in Excel and save it again as .xlsx, or export it to CSV",
+        ) from None
+    try:
+        names = workbook.sheetnames
+        sheet = read_config.sheet
+        if sheet is None:
+            sheet_name = names[0]
+        elif isinstance(sheet, int):
+            if sheet >= len(names):
+                raise _fail(
+                    path,
+                    f"a sheet number 0 to {len(names) - 1} (read.sheet, 0 = first sheet)",
+                    f"sheet {sheet}; the workbook's sheets are {', '.join(map(repr, names))}",
+                    "set read.sheet to one of these names",
+                )
+            sheet_name = names[sheet]
+        elif sheet in names:
+            sheet_name = sheet
+        else:
+            close = difflib.get_close_matches(str(sheet), names, n=1, cutoff=0.5)
+            raise _fail(
+                path,
+                "an existing sheet (read.sheet)",
+                f"no sheet {sheet!r}; the workbook's sheets are {', '.join(map(repr, names))}",
+                f"did you mean {close[0]!r}?" if close else "set read.sheet to one of these names",
+            )
+        worksheet = workbook[sheet_name]
+        grid = [list(row) for row in worksheet.iter_rows(values_only=True)]
+    finally:
+        workbook.close()
+    numbered = list(enumerate(grid, start=1))
+    header_row = read_config.header_row
+    if not any(_cell_text(c) for row in grid for c in row):
+        raise _fail(
+            path,
+            "a sheet with a header row and data rows",
+            f"sheet {sheet_name!r} is empty",
+            "check the sheet (read.sheet) and that the data were saved",
+        )
+    if header_row > len(grid) or not any(_cell_text(c) for c in grid[header_row - 1]):
+        raise _fail(
+            path,
+            f"the column names on row {header_row} of sheet {sheet_name!r} (read.header_row)",
+            f"row {header_row} is empty",
+            _empty_header_fix(numbered, header_row),
+        )
+    header = grid[header_row - 1]
+    body = [(n, row) for n, row in numbered if n > header_row and any(_cell_text(c) for c in row)]
+    width = max([len(header)] + [len(r) for _, r in body])
+    header = header + [None] * (width - len(header))
+    # Trailing header cells that are empty and hold no data are formatting, not columns.
+    while (
+        width
+        and header[width - 1] is None
+        and all(len(r) < width or _cell_text(r[width - 1]) == "" for _, r in body)
+    ):
+        width -= 1
+    names_ = _name_columns(path, header[:width], _excel_letter)
+    if not body:
+        others = [n for n in names if n != sheet_name]
+        where = (
+            f"if the data are on another sheet, set read.sheet to one of "
+            f"{', '.join(map(repr, others))}; otherwise check"
+            if others
+            else "check"
+        )
+        raise _fail(
+            path,
+            "one or more data rows below the header",
+            f"a header (row {header_row} of sheet {sheet_name!r}) but no data rows",
+            f"{where} that you saved the data, not just the column names",
+        )
+    columns: dict[str, Any] = {
+        schema.SOURCE_ROW: np.asarray([n for n, _ in body], dtype="int64"),
+    }
+    for j, column in enumerate(names_):
+        values = [row[j] if j < len(row) else None for _, row in body]
+        columns[column] = pd.Series(values, dtype=object)
+    data = _apply_missing_codes(pd.DataFrame(columns), read_config.missing_codes)
+    return RawTable(
+        data=data, path=path, format="xlsx", header_row=header_row, sheet=str(sheet_name)
+    )
+
+
+def _read_readstat(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
+    import pyreadstat
+
+    reader = pyreadstat.read_sav if fmt == "sav" else pyreadstat.read_dta
+    program = "SPSS" if fmt == "sav" else "Stata"
+    if path.stat().st_size == 0:
+        raise _fail(path, f"a {program} data file", "an empty file (0 bytes)", "re-save the data")
+    try:
+        frame, meta = reader(str(path), apply_value_formats=False)
+    except Exception as exc:  # pyreadstat raises several unrelated error types
+        raise _fail(
+            path,
+            f"a {program} data file (.{fmt})",
+            f"a file the {program} reader could not read ({type(exc).__name__}: {exc})",
+            f"open it in {program} and save it again, or export it to CSV",
+        ) from None
+    if frame.shape[0] == 0:
+        raise _fail(
+            path,
+            "one or more cases",
+            "variables but no cases",
+            "check that the data were saved, not just the variable definitions",
+        )
+    names = [str(c) for c in frame.columns]
+    _check_no_source_row(path, names)
+    frame = frame.copy()
+    frame.columns = names
+    frame.insert(0, schema.SOURCE_ROW, np.arange(1, len(frame) + 1, dtype="int64"))
+    data = _apply_missing_codes(frame, read_config.missing_codes)
+    labels = {k: v for k, v in (meta.column_names_to_labels or {}).items() if v}
+    return RawTable(
+        data=data,
+        path=path,
+        format=fmt,
+        value_labels={k: dict(v) for k, v in (meta.variable_value_labels or {}).items()},
+        variable_labels=labels,
+    )
+
+
+def _read_parquet(path: Path, read_config: ReadConfig) -> RawTable:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated error types
+        raise _fail(
+            path,
+            "a Parquet file",
+            f"a file the Parquet reader could not read ({type(exc).__name__}: {exc})",
+            "re-export the data, or export it to CSV",
+        ) from None
+    if frame.shape[0] == 0:
+        raise _fail(path, "one or more rows", "columns but no rows", "re-export the data")
+    names = [str(c) for c in frame.columns]
+    _check_no_source_row(path, names)
+    frame = frame.reset_index(drop=True)
+    frame.columns = names
+    frame.insert(0, schema.SOURCE_ROW, np.arange(1, len(frame) + 1, dtype="int64"))
+    data = _apply_missing_codes(frame, read_config.missing_codes)
+    return RawTable(data=data, path=path, format="parquet")
+
+
+# ----------------------------------------------------------------------------- mapping
+
+
+def _is_numeric_target(canonical: str) -> bool:
+    return canonical.startswith(("alliance_", schema.OUTCOME))
+
+
+def _purpose(canonical: str, config: StudyConfig) -> str:
+    """Plain words for what a canonical score column holds."""
+    if canonical == schema.OUTCOME_INTAKE:
+        return f"the intake {config.outcome.instrument} total ({canonical})"
+    if canonical == schema.OUTCOME:
+        return f"the {config.outcome.instrument} total ({canonical})"
+    if canonical.startswith("outcome_item"):
+        item = int(canonical.removeprefix("outcome_item"))
+        return f"item {item} of {config.outcome.instrument} ({canonical})"
+    for rater, measure in config.alliance.items():
+        if canonical == schema.alliance_total_column(rater):
+            return f"the {rater}'s {measure.instrument} alliance total ({canonical})"
+        prefix = f"alliance_{rater}_item"
+        if canonical.startswith(prefix):
+            item = int(canonical.removeprefix(prefix))
+            return f"item {item} of the {rater}'s {measure.instrument} ({canonical})"
+    return canonical
+
+
+def _to_numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Numeric values (NaN where missing) and a mask of cells that are not numbers.
+
+    Numbers and text holding a plain decimal number (``"3"``, ``" 2.5 "``,
+    ``"-1"``, ``"1e2"``) are accepted; everything else (``"abc"``, a decimal
+    comma ``"3,5"``, true/false, dates) is flagged, never coerced.
+    """
+    if pd.api.types.is_bool_dtype(series):
+        return np.full(len(series), np.nan), series.notna().to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(series):
+        return series.astype("float64").to_numpy(), np.zeros(len(series), dtype=bool)
+    if isinstance(series.dtype, pd.StringDtype):  # CSV/TSV cells: text or missing
+        text = series.str.strip()
+        missing = (text.isna() | (text == "")).to_numpy(dtype=bool)
+        ok = text.str.fullmatch(_NUMBER.pattern).fillna(False).to_numpy(dtype=bool)
+        values = pd.to_numeric(text.where(ok), errors="coerce").to_numpy(dtype="float64")
+        return values, ~missing & ~ok
+    values = np.full(len(series), np.nan)
+    bad = np.zeros(len(series), dtype=bool)
+    for i, value in enumerate(series.to_numpy(dtype=object)):
+        if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if isinstance(value, bool | np.bool_):
+            bad[i] = True
+        elif isinstance(value, numbers.Real):
+            values[i] = float(value)
+        elif isinstance(value, str):
+            text = value.strip()
+            if not text:
+                continue
+            if _NUMBER.match(text):
+                values[i] = float(text)
+            else:
+                bad[i] = True
+        else:
+            bad[i] = True
+    return values, bad
+
+
+def _unique_rows(rows: Any, values: list[Any]) -> tuple[list[int], list[Any]]:
+    """Drop repeats of the same (row, value) pair.
+
+    A wide file's patient-level cell is repeated on each of the patient's
+    session rows, but it is one cell in the file and is reported once.
+    """
+    seen: set[tuple[int, str]] = set()
+    kept_rows: list[int] = []
+    kept_values: list[Any] = []
+    for row, value in zip(rows, values, strict=True):
+        key = (int(row), repr(value))
+        if key not in seen:
+            seen.add(key)
+            kept_rows.append(int(row))
+            kept_values.append(value)
+    return kept_rows, kept_values
+
+
+def _number_problem(
+    raw: RawTable, column: str, rows: np.ndarray, values: list[Any], purpose: str
+) -> Problem:
+    rows, values = _unique_rows(rows, values)
+    texts = [str(v).strip() for v in values]
+    hints = []
+    if any(_DECIMAL_COMMA.match(t) for t in texts):
+        hints.append("write decimals with a point (3.5), not a comma (3,5)")
+    hints.append(
+        "correct these cells in the file; if a code means 'missing', add it to read.missing_codes"
+    )
+    n = len(rows)
+    return Problem(
+        file=raw.path,
+        column=column,
+        rows=list(rows),
+        values=values,
+        rule=f"numbers: {purpose}",
+        found=f"{n} {'value' if n == 1 else 'values'} that {'is' if n == 1 else 'are'} "
+        "not a number",
+        fix="; ".join(hints),
+    )
+
+
+def _numeric_column(
+    raw: RawTable, frame: pd.DataFrame, column: str, purpose: str, problems: list[Problem]
+) -> np.ndarray:
+    values, bad = _to_numbers(frame[column])
+    if bad.any():
+        problems.append(
+            _number_problem(
+                raw,
+                column,
+                frame[schema.SOURCE_ROW].to_numpy()[bad],
+                list(frame[column].to_numpy(dtype=object)[bad]),
+                purpose,
+            )
+        )
+    return values
+
+
+def _text_column(series: pd.Series) -> pd.Series:
+    """Identifiers as stripped text (``101.0`` -> ``"101"``); empty -> missing."""
+    texts = [_cell_text(v) if not _is_missing(v) else "" for v in series.to_numpy(dtype=object)]
+    return pd.Series([t if t else None for t in texts], index=series.index, dtype="str")
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _apply_value_labels(series: pd.Series, labels: dict[Any, str] | None) -> pd.Series:
+    """Replace SPSS/Stata codes by their labels (unlabelled codes are kept)."""
+    if not labels:
+        return series
+
+    def label(value: Any) -> Any:
+        if _is_missing(value):
+            return value
+        if value in labels:
+            return labels[value]
+        if isinstance(value, numbers.Real) and float(value) in labels:
+            return labels[float(value)]
+        return value
+
+    return series.map(label).astype(object)
+
+
+def _modality_column(
+    raw: RawTable, frame: pd.DataFrame, column: str, config: StudyConfig, problems: list[Problem]
+) -> pd.Series:
+    text = _text_column(_apply_value_labels(frame[column], raw.value_labels.get(column)))
+    mapping = config.modality_labels
+    if not mapping:
+        return text
+    targets = set(mapping.values())
+    known = text.isna() | text.isin(list(mapping)) | text.isin(list(targets))
+    if not known.all():
+        unknown = text[~known]
+        rows, values = _unique_rows(frame.loc[~known, schema.SOURCE_ROW], list(unknown))
+        problems.append(
+            Problem(
+                file=raw.path,
+                column=column,
+                rows=rows,
+                values=values,
+                rule="a modality listed under modality_labels: "
+                + ", ".join(repr(k) for k in mapping),
+                found=f"{len(rows)} {'row' if len(rows) == 1 else 'rows'} with other labels: "
+                + ", ".join(repr(v) for v in sorted(set(unknown))[:10]),
+                fix="add these labels under modality_labels in the config (label: suite name), "
+                "or correct the cells",
+            )
+        )
+    return pd.Series(
+        [mapping.get(v, v) if isinstance(v, str) else None for v in text],
+        index=text.index,
+        dtype="str",
+    )
+
+
+def _covariate_column(raw: RawTable, frame: pd.DataFrame, column: str) -> pd.Series:
+    """Labelled codes -> labels (text); all-numeric -> float; otherwise stripped text."""
+    labels = raw.value_labels.get(column)
+    if labels:
+        return _text_column(_apply_value_labels(frame[column], labels))
+    values, bad = _to_numbers(frame[column])
+    if not bad.any():
+        return pd.Series(values, index=frame.index, dtype="float64")
+    return _text_column(frame[column])
+
+
+def _close_columns(name: str, columns: list[str]) -> list[str]:
+    lowered = {c.lower(): c for c in columns}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
+    return [lowered[c] for c in close]
+
+
+def _find_header_row(raw: RawTable, expected: list[str]) -> int | None:
+    """The first data row that holds most of the expected column names, if any."""
+    if raw.format not in ("csv", "tsv", "xlsx") or not expected:
+        return None
+    needed = max(1, min(len(expected), max(2, (len(expected) + 1) // 2)))
+    wanted = set(expected)
+    head = raw.data.head(_HEADER_SCAN_ROWS)
+    for _, row in head.iterrows():
+        cells = {_cell_text(v) for k, v in row.items() if k != schema.SOURCE_ROW}
+        if len(wanted & cells) >= needed:
+            return int(row[schema.SOURCE_ROW])
+    return None
+
+
+def _missing_column_problems(
+    raw: RawTable, config: StudyConfig, missing: list[str], available: list[str]
+) -> list[Problem]:
+    config_name = display_path(config.path) if config.path is not None else "the config"
+    hint = _find_header_row(raw, missing)
+    if hint is not None:
+        names = ", ".join(repr(c) for c in raw.columns[:3])
+        return [
+            Problem(
+                file=raw.path,
+                column=None,
+                rows=[hint],
+                rule=f"the column names on row {raw.header_row} (read.header_row)",
+                found=f"row {raw.header_row} holds {names}…; the configured column names "
+                f"are on row {hint}",
+                fix=f"set read.header_row: {hint} under read: in {config_name}",
+            )
+        ]
+    problems: list[Problem] = []
+    if config.layout == "long":
+        pattern = re.compile(config.wide.session_pattern)
+        stems = {m.group("var") for c in available if (m := pattern.fullmatch(c)) is not None}
+        looks_wide = [u for u in missing if u in stems]
+        if looks_wide:
+            example = next(c for c in available if pattern.fullmatch(c) is not None)
+            problems.append(
+                Problem(
+                    file=raw.path,
+                    column=None,
+                    rule="one row per patient-session (layout: long)",
+                    found=f"per-session columns such as {example!r}: the file looks wide "
+                    "(one row per patient)",
+                    fix=f"set layout: wide in {config_name} (and delete columns.session)",
+                )
+            )
+    keys = config.source_keys()
+    by_key: dict[str, list[str]] = {}
+    for user in missing:
+        by_key.setdefault(keys.get(user, "?"), []).append(user)
+    for key, users in by_key.items():
+        close = {u: _close_columns(u, available) for u in users}
+        suggestions = [f"'{u}' -> {', '.join(map(repr, c))}" for u, c in close.items() if c]
+        shown = ", ".join(repr(u) for u in users[:5]) + (
+            f", … ({len(users)} columns)" if len(users) > 5 else ""
+        )
+        found = "not in the file" + (
+            f"; closest names in the file: {'; '.join(suggestions[:5])}" if suggestions else ""
+        )
+        if not suggestions:
+            found += f"; the file's columns are {', '.join(map(repr, available[:8]))}"
+            found += ", …" if len(available) > 8 else ""
+        single = len(users) == 1 and close[users[0]]
+        fix = (
+            f"rename the column in the file, or set {key}: {close[users[0]][0]} in {config_name}"
+            if single and not key.endswith(("items", "item_pattern"))
+            else f"rename the columns in the file, or correct {key} in {config_name}"
+        )
+        problems.append(
+            Problem(
+                file=raw.path,
+                column=", ".join(users[:5]) + ("…" if len(users) > 5 else ""),
+                rule=f"column {shown} (named by {key} in {config_name})",
+                found=found,
+                fix=fix,
+            )
+        )
+    return problems
+
+
+def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
+    """Rename, reshape and type a raw table into the canonical long schema.
+
+    Parameters
+    ----------
+    raw : RawTable
+        From :func:`read_table`.
+    config : StudyConfig
+        From :func:`helpers.config.load_config`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per patient-session, with the columns of
+        ``config.canonical_columns()`` in that order:
+
+        - ``source_row`` (int): row number in the file (for wide files, the
+          patient's row);
+        - ``therapist_id``, ``patient_id`` (str): stripped text, ``101.0``
+          written as ``"101"``;
+        - ``session`` (Int64): as in the file (0, negative or repeated
+          sessions are kept for the cleaning step to log);
+        - ``modality`` (str): SPSS/Stata value labels applied, then
+          ``modality_labels``;
+        - covariates: labelled codes as their labels (str), otherwise numbers
+          (float) when every value is a number, else text (str);
+        - ``alliance_<rater>_itemNN`` or ``alliance_<rater>``,
+          ``outcome_itemNN`` or ``outcome``, ``outcome_intake`` (float):
+          values kept as they are, even when out of the instrument's range.
+
+    Raises
+    ------
+    StudyDataError
+        Configured columns missing from the file (with the closest names in
+        its header, or the row where the header probably is), text in a
+        score or session column (file, column, rows, values), fractional
+        session numbers, modality labels not listed under ``modality_labels``,
+        and the wide-file problems of :func:`helpers.reshape.wide_to_long`.
+    """
+    problems: list[Problem] = []
+    sources = config.source_columns()
+    session_vars = set(config.session_variables())
+    available = raw.columns
+    data = raw.data
+    summary = f"The data in {raw.name} do not match the study config."
+
+    patient_level = [u for u in sources if u not in session_vars or config.layout == "long"]
+    missing = [u for u in patient_level if u not in available]
+    if config.layout == "wide":
+        if missing and _find_header_row(raw, missing) is not None:
+            raise StudyDataError(_missing_column_problems(raw, config, missing, available), summary)
+        matched = match_session_columns(available, config, file=raw.path)
+        missing = [u for u in missing if u not in matched]
+    if missing:
+        raise StudyDataError(_missing_column_problems(raw, config, missing, available), summary)
+
+    if config.layout == "wide":
+        data = data.copy()
+        for var in config.session_variables():
+            purpose = _purpose(sources[var], config)
+            for session in sorted(matched[var]):
+                column = matched[var][session]
+                values = _numeric_column(raw, data, column, purpose, problems)
+                data[column] = values
+        frame = wide_to_long(data, config, file=raw.path)
+        session_column = schema.SESSION
+    else:
+        frame = data
+        session_column = config.columns[schema.SESSION]
+
+    out: dict[str, Any] = {schema.SOURCE_ROW: frame[schema.SOURCE_ROW].astype("int64")}
+    for user, canonical in sources.items():
+        if canonical in (schema.THERAPIST_ID, schema.PATIENT_ID):
+            out[canonical] = _text_column(frame[user])
+        elif canonical == schema.SESSION:
+            continue
+        elif canonical == schema.MODALITY:
+            out[canonical] = _modality_column(raw, frame, user, config, problems)
+        elif canonical in config.covariates:
+            out[canonical] = _covariate_column(raw, frame, user)
+        else:
+            purpose = _purpose(canonical, config)
+            values = _numeric_column(raw, frame, user, purpose, problems)
+            out[canonical] = pd.Series(values, index=frame.index, dtype="float64")
+
+    sessions = _numeric_column(
+        raw, frame, session_column, "the session number (1 = first session)", problems
+    )
+    fractional = np.isfinite(sessions) & (sessions != np.floor(sessions))
+    if fractional.any():
+        problems.append(
+            Problem(
+                file=raw.path,
+                column=session_column,
+                rows=list(frame[schema.SOURCE_ROW].to_numpy()[fractional]),
+                values=list(frame[session_column].to_numpy(dtype=object)[fractional]),
+                rule="whole session numbers (1 = first session, 2 = second, …)",
+                found=f"{int(fractional.sum())} fractional session "
+                + ("number" if fractional.sum() == 1 else "numbers"),
+                fix="correct these cells; if the column holds weeks or dates, compute the "
+                "session's number first",
+            )
+        )
+    if problems:
+        raise StudyDataError(problems, summary)
+    out[schema.SESSION] = pd.array(
+        [pd.NA if math.isnan(s) else int(s) for s in sessions], dtype="Int64"
+    )
+    result = pd.DataFrame(out, index=frame.index)
+    return result[config.canonical_columns()].reset_index(drop=True)
+
+
+def read_study(data_path: str | Path, config: StudyConfig | str | Path) -> pd.DataFrame:
+    """Read a data file and map it to the canonical schema in one step.
+
+    Parameters
+    ----------
+    data_path : str or pathlib.Path
+        The data file.
+    config : StudyConfig or str or pathlib.Path
+        A loaded config, or the path of one.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`map_to_canonical`.
+
+    Raises
+    ------
+    StudyDataError
+        See :func:`read_table` and :func:`map_to_canonical`.
+    """
+    if not isinstance(config, StudyConfig):
+        from helpers.config import load_config
+
+        config = load_config(config)
+    return map_to_canonical(read_table(data_path, config.read), config)
+
+
+__all__ = [
+    "EXTENSION_FORMATS",
+    "INSTRUMENT_ITEM_COUNTS",
+    "RawTable",
+    "map_to_canonical",
+    "read_study",
+    "read_table",
+]

@@ -1,0 +1,435 @@
+"""Tests of helpers.config: the study config loader and its error reports."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import config as cfgmod
+from helpers.config import (
+    MeasureConfig,
+    StudyConfig,
+    config_from_dict,
+    default_template_path,
+    load_config,
+)
+from helpers.paths import PROJECT_ROOT
+from helpers.validation import StudyDataError
+
+DATA = Path(__file__).resolve().parent / "data"
+
+MINIMAL = {
+    "study": "s",
+    "layout": "long",
+    "columns": {"therapist_id": "t", "patient_id": "p", "session": "s"},
+    "alliance": {"client": {"instrument": "wai_sr", "total": "wai"}},
+    "outcome": {"instrument": "phq9", "total": "phq"},
+}
+
+
+def minimal(**changes) -> dict:
+    data = copy.deepcopy(MINIMAL)
+    data.update(changes)
+    return data
+
+
+def errors_of(data: dict) -> StudyDataError:
+    with pytest.raises(StudyDataError) as info:
+        config_from_dict(data, "study.yml")
+    return info.value
+
+
+def write_yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "study.yml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- template
+
+
+def test_template_loads_with_the_documented_values():
+    cfg = load_config(default_template_path())
+    assert cfg.study == "my_study"
+    assert cfg.layout == "long"
+    assert cfg.primary_alliance == "client"
+    assert cfg.columns == {
+        "therapist_id": "therapist",
+        "patient_id": "patient",
+        "session": "session",
+        "modality": "modality",
+    }
+    assert cfg.covariates == {"age": "age", "gender": "gender"}
+    assert cfg.alliance["therapist"] == MeasureConfig(
+        instrument="wai_sr", total="therapist_wai_total"
+    )
+    assert cfg.item_columns("client") == [f"wai_{i}" for i in range(1, 13)]
+    assert cfg.item_columns("therapist") == []
+    assert cfg.item_columns("outcome") == [f"phq_{i}" for i in range(1, 10)]
+    assert cfg.outcome.intake_session == 0
+    assert cfg.outcome.intake_total is None
+    assert cfg.read.missing_codes == ("", "NA", "N/A", ".")
+    assert cfg.read.header_row == 1
+    assert cfg.cleaning.out_of_range == "set_missing"
+    assert cfg.cleaning.early_session == 3
+    assert default_template_path().name == "study_template.yml"
+
+
+def _key_paths(node, prefix=()):
+    """Key paths of the template; free-form blocks contribute their own name only."""
+    paths = set()
+    for key, value in node.items():
+        path = (*prefix, key)
+        paths.add(path)
+        free_form = path in {("covariates",), ("modality_labels",)}
+        if isinstance(value, dict) and not free_form:
+            paths |= _key_paths(value, path)
+    return paths
+
+
+def test_every_template_key_is_known_to_the_checker_and_vice_versa():
+    template = yaml.safe_load(default_template_path().read_text(encoding="utf-8"))
+    paths = _key_paths(template)
+    top = {p[0] for p in paths}
+    assert top == set(cfgmod.TOP_LEVEL_KEYS)
+    paths = {p for p in paths if len(p) > 1}
+    assert {p[1] for p in paths if p[0] == "read"} == set(cfgmod.READ_KEYS)
+    assert {p[1] for p in paths if p[0] == "cleaning"} == set(cfgmod.CLEANING_KEYS)
+    assert {p[1] for p in paths if p[0] == "columns"} == set(cfgmod.COLUMN_KEYS)
+    assert {p[1] for p in paths if p[0] == "wide"} == set(cfgmod.WIDE_KEYS)
+    # The commented-out intake_total is the only outcome key not set in the template.
+    outcome = {p[1] for p in paths if p[0] == "outcome" and len(p) == 2}
+    assert outcome | {"intake_total", "items", "total"} == set(cfgmod.OUTCOME_KEYS)
+    text = default_template_path().read_text(encoding="utf-8")
+    for key in (*cfgmod.MEASURE_KEYS, "intake_total"):
+        assert f"`{key}`" in text or f"{key}:" in text
+
+
+def test_template_choices_match_the_checker():
+    text = default_template_path().read_text(encoding="utf-8")
+    assert "set_missing (log original value) | error" in text
+    assert cfgmod.CLEANING_CHOICES["out_of_range"] == ("set_missing", "error")
+    assert "exclude (all conflicting copies) | keep_first | error" in text
+    assert "exclude the patient | keep_majority | error" in text
+    assert "csv | tsv | xlsx | sav | dta | parquet" in text
+    assert cfgmod.SUPPORTED_FORMATS == ("csv", "tsv", "xlsx", "sav", "dta", "parquet")
+    assert "wai_sr (12 items, 1-5) | wai_s (12 items, 1-7)" in text
+    assert "phq9 | gad7 | oq45 | bdi2" in text
+
+
+def test_instrument_item_counts():
+    assert cfgmod.INSTRUMENT_ITEM_COUNTS == {
+        "wai_sr": 12,
+        "wai_s": 12,
+        "phq9": 9,
+        "gad7": 7,
+        "oq45": 45,
+        "bdi2": 21,
+    }
+
+
+def test_source_columns_of_the_template():
+    cfg = load_config(default_template_path())
+    sources = cfg.source_columns()
+    assert len(sources) == 4 + 2 + 12 + 1 + 9
+    assert sources["patient"] == "patient_id"
+    assert sources["session"] == "session"
+    assert sources["gender"] == "gender"
+    assert sources["wai_3"] == "alliance_client_item03"
+    assert sources["wai_12"] == "alliance_client_item12"
+    assert sources["therapist_wai_total"] == "alliance_therapist"
+    assert sources["phq_9"] == "outcome_item09"
+    keys = cfg.source_keys()
+    assert keys["patient"] == "columns.patient_id"
+    assert keys["wai_3"] == "alliance.client.item_pattern"
+    assert keys["therapist_wai_total"] == "alliance.therapist.total"
+    assert keys["age"] == "covariates.age"
+    cols = cfg.canonical_columns()
+    assert cols[:7] == [
+        "source_row",
+        "therapist_id",
+        "patient_id",
+        "session",
+        "modality",
+        "age",
+        "gender",
+    ]
+    assert cols[-1] == "outcome_item09"
+    assert len(cols) == 1 + len(sources)
+    assert cfg.session_variables() == [f"wai_{i}" for i in range(1, 13)] + [
+        "therapist_wai_total"
+    ] + [f"phq_{i}" for i in range(1, 10)]
+
+
+def test_good_fixture_configs_load():
+    wide = load_config(DATA / "good" / "wide.yml")
+    assert wide.layout == "wide"
+    assert wide.read.sheet == "sessions"
+    assert "session" not in wide.columns
+    assert wide.wide.session_pattern == r"^(?P<var>.+)_s(?P<session>\d+)$"
+    sav = load_config(DATA / "good" / "sav.yml")
+    assert sav.alliance["client"].items == tuple(f"wai_{i}" for i in range(1, 13))
+    assert sav.path == (DATA / "good" / "sav.yml").resolve()
+
+
+def test_to_dict_round_trips():
+    cfg = load_config(DATA / "good" / "wide.yml")
+    again = config_from_dict(cfg.to_dict(), cfg.path)
+    assert again == cfg
+    assert "path" not in cfg.to_dict()
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path):
+    path = write_yaml(tmp_path, yaml.safe_dump(MINIMAL))
+    cfg = load_config(path)
+    assert cfg.folder == tmp_path.resolve()
+    assert cfg.resolve_path("raw/x.csv") == (tmp_path / "raw" / "x.csv").resolve()
+    assert cfg.resolve_path(tmp_path / "abs.csv") == (tmp_path / "abs.csv").resolve()
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def test_minimal_config_gets_defaults():
+    cfg = config_from_dict(MINIMAL)
+    assert isinstance(cfg, StudyConfig)
+    assert cfg.primary_alliance == "client"  # the only rater
+    assert cfg.read.encoding == "utf-8"
+    assert cfg.read.delimiter is None
+    assert cfg.cleaning.conflicting_duplicates == "exclude"
+    assert cfg.covariates == {}
+    assert cfg.path is None
+
+
+def test_item_pattern_with_zero_padding_and_explicit_items():
+    cfg = config_from_dict(
+        minimal(
+            alliance={"client": {"instrument": "wai_s", "item_pattern": "w{i:02d}"}},
+            outcome={"instrument": "gad7", "items": ["a", "b", "c", "d", "e", "f", "g"]},
+        )
+    )
+    assert cfg.item_columns("client") == [f"w{i:02d}" for i in range(1, 13)]
+    assert cfg.item_columns("outcome") == ["a", "b", "c", "d", "e", "f", "g"]
+    with pytest.raises(KeyError, match="observer"):
+        cfg.item_columns("observer")
+
+
+def test_delimiter_words_and_numeric_missing_codes():
+    cfg = config_from_dict(minimal(read={"delimiter": "tab", "missing_codes": ["", -99, "."]}))
+    assert cfg.read.delimiter == "\t"
+    assert cfg.read.missing_codes == ("", "-99", ".")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_unknown_keys_suggest_the_nearest_valid_key_with_line():
+    with pytest.raises(StudyDataError) as info:
+        load_config(DATA / "bad" / "unknown_key.yml")
+    text = str(info.value)
+    assert "tests/data/bad/unknown_key.yml, key 'primay_alliance', line 12" in text
+    assert "did you mean 'primary_alliance'?" in text
+    assert "key 'alliance.client.item_patern', line 11" in text
+    assert "did you mean 'item_pattern'?" in text
+    assert len(info.value.problems) == 2
+    assert str(PROJECT_ROOT) not in text
+
+
+def test_bad_layout_suggests_long():
+    with pytest.raises(StudyDataError) as info:
+        load_config(DATA / "bad" / "bad_layout.yml")
+    (problem,) = info.value.problems
+    assert problem.column == "layout"
+    assert problem.rows == [3]
+    assert problem.found == "'longg'"
+    assert problem.fix == "did you mean 'long'?"
+    assert problem.file == "tests/data/bad/bad_layout.yml"
+
+
+def test_missing_required_keys():
+    data = minimal(columns={"therapist_id": "t"})
+    del data["outcome"]
+    del data["layout"]
+    problems = errors_of(data).problems
+    columns = {p.column for p in problems}
+    assert "outcome" in columns
+    assert "layout" in columns
+    # session is required in long layout, but layout is missing, so only patient_id here.
+    assert "columns.patient_id" in columns
+    assert all(p.found == "the key is missing" for p in problems)
+
+
+def test_session_column_required_in_long_layout_only():
+    data = minimal(columns={"therapist_id": "t", "patient_id": "p"})
+    assert {p.column for p in errors_of(data).problems} == {"columns.session"}
+    wide = config_from_dict(
+        minimal(layout="wide", columns={"therapist_id": "t", "patient_id": "p"})
+    )
+    assert wide.layout == "wide"
+
+
+def test_session_column_in_wide_layout_is_an_error():
+    (problem,) = errors_of(minimal(layout="wide")).problems
+    assert problem.column == "columns.session"
+    assert "delete columns.session" in problem.fix
+
+
+def test_unsupported_and_wrong_family_instruments():
+    data = minimal(
+        alliance={"client": {"instrument": "wai_srr", "total": "w"}},
+        outcome={"instrument": "wai_sr", "total": "phq"},
+    )
+    problems = {p.column: p for p in errors_of(data).problems}
+    assert problems["alliance.client.instrument"].fix == "did you mean 'wai_sr'?"
+    assert "not supported" in problems["alliance.client.instrument"].found
+    assert "an alliance instrument" in problems["outcome.instrument"].found
+
+
+def test_items_and_total_both_given():
+    data = minimal(
+        alliance={"client": {"instrument": "wai_sr", "total": "w", "item_pattern": "w{i}"}}
+    )
+    (problem,) = errors_of(data).problems
+    assert problem.column == "alliance.client"
+    assert problem.found == "item_pattern and total both given"
+
+
+def test_wrong_number_of_items():
+    data = minimal(outcome={"instrument": "phq9", "items": ["a", "b"]})
+    (problem,) = errors_of(data).problems
+    assert problem.rule.startswith("9 item columns for phq9")
+    assert problem.found == "2 columns"
+
+
+def test_item_pattern_without_placeholder():
+    data = minimal(outcome={"instrument": "phq9", "item_pattern": "phq_1"})
+    (problem,) = errors_of(data).problems
+    assert problem.column == "outcome.item_pattern"
+    assert "{i}" in problem.fix
+
+
+def test_primary_alliance_must_be_a_configured_rater():
+    data = minimal(primary_alliance="therapist")
+    (problem,) = errors_of(data).problems
+    assert problem.column == "primary_alliance"
+    assert "client" in problem.rule
+
+
+def test_primary_alliance_required_with_two_raters():
+    data = minimal(
+        alliance={
+            "client": {"instrument": "wai_sr", "total": "a"},
+            "observer": {"instrument": "wai_s", "total": "b"},
+        }
+    )
+    (problem,) = errors_of(data).problems
+    assert problem.column == "primary_alliance"
+    assert problem.found == "the key is missing"
+
+
+def test_intake_given_both_ways():
+    data = minimal(
+        outcome={"instrument": "phq9", "total": "phq", "intake_session": 0, "intake_total": "x"}
+    )
+    (problem,) = errors_of(data).problems
+    assert problem.column == "outcome.intake_total"
+    assert "intake_session OR intake_total" in problem.rule
+
+
+def test_unknown_rater_suggests_one():
+    data = minimal(alliance={"clinet": {"instrument": "wai_sr", "total": "w"}})
+    problems = {p.column: p for p in errors_of(data).problems}
+    assert problems["alliance.clinet"].fix == "did you mean 'client'?"
+
+
+def test_bad_read_values():
+    data = minimal(
+        read={"format": "xls", "header_row": 0, "delimiter": ";;", "encoding": "utf-9"},
+        cleaning={"out_of_range": "drop", "early_session": 0},
+    )
+    problems = {p.column: p for p in errors_of(data).problems}
+    assert set(problems) == {
+        "read.format",
+        "read.header_row",
+        "read.delimiter",
+        "read.encoding",
+        "cleaning.out_of_range",
+        "cleaning.early_session",
+    }
+    assert problems["read.format"].fix == "did you mean 'xlsx'?"
+    assert problems["read.encoding"].fix == "did you mean 'utf-8'?"
+
+
+def test_covariate_names_may_not_shadow_schema_columns():
+    data = minimal(covariates={"session": "visit", "outcome_baseline": "b", "age": "age"})
+    columns = {p.column for p in errors_of(data).problems}
+    assert columns == {"covariates.session", "covariates.outcome_baseline"}
+
+
+def test_a_column_may_serve_one_purpose_only():
+    data = minimal(columns={"therapist_id": "id", "patient_id": "id", "session": "s"})
+    (problem,) = errors_of(data).problems
+    assert "column 'id' named for columns.therapist_id and columns.patient_id" in problem.found
+
+
+def test_study_name_must_suit_file_names():
+    (problem,) = errors_of(minimal(study="my study/2")).problems
+    assert problem.column == "study"
+    assert problem.fix == "for example: study: my_study_2"
+
+
+def test_section_that_is_not_a_block():
+    (problem,) = errors_of(minimal(columns="patient")).problems
+    assert problem.column == "columns"
+
+
+def test_all_problems_are_reported_at_once():
+    data = minimal(layout="longg", primary_alliance="observer", lyout="long")
+    assert len(errors_of(data).problems) == 3
+
+
+def test_missing_config_file(tmp_path: Path):
+    with pytest.raises(StudyDataError) as info:
+        load_config(tmp_path / "nope.yml")
+    assert info.value.problems[0].found == "no such file"
+    assert str(tmp_path) not in str(info.value)
+
+
+def test_yaml_syntax_error_gives_the_line(tmp_path: Path):
+    path = write_yaml(tmp_path, "study: s\nlayout: long\ncolumns:\n  a: [b\n  c: d\n")
+    with pytest.raises(StudyDataError) as info:
+        load_config(path)
+    (problem,) = info.value.problems
+    assert problem.row_label == "line"
+    assert problem.rows and 4 <= problem.rows[0] <= 6
+    assert "valid YAML" in problem.rule
+
+
+def test_duplicated_key_is_reported(tmp_path: Path):
+    text = yaml.safe_dump(MINIMAL, sort_keys=False) + "layout: wide\n"
+    path = write_yaml(tmp_path, text)
+    with pytest.raises(StudyDataError) as info:
+        load_config(path)
+    dupes = [p for p in info.value.problems if p.found == "'layout' given again"]
+    assert len(dupes) == 1
+    assert dupes[0].rows == [len(text.splitlines())]
+
+
+def test_empty_config_file(tmp_path: Path):
+    with pytest.raises(StudyDataError) as info:
+        load_config(write_yaml(tmp_path, ""))
+    columns = {p.column for p in info.value.problems}
+    assert {"study", "layout", "columns", "alliance", "outcome"} <= columns
+
+
+def test_item_counts_agree_with_the_scoring_registry():
+    scoring = pytest.importorskip("helpers.scoring")
+    assert set(scoring.INSTRUMENTS) == set(cfgmod.INSTRUMENT_ITEM_COUNTS)
+    for key, n_items in cfgmod.INSTRUMENT_ITEM_COUNTS.items():
+        assert scoring.INSTRUMENTS[key].n_items == n_items, key
+    assert set(cfgmod.ALLIANCE_INSTRUMENTS) | set(cfgmod.OUTCOME_INSTRUMENTS) == set(
+        scoring.INSTRUMENTS
+    )

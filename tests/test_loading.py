@@ -1,0 +1,643 @@
+"""Tests of helpers.loading: readers, error reports, and mapping to the schema.
+
+Expected values come from the fixture files themselves (read by eye, or with
+the standard library's csv module), never from the code under test.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pyreadstat
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpers.config import ReadConfig, config_from_dict, load_config
+from helpers.loading import RawTable, map_to_canonical, read_study, read_table
+from helpers.paths import PROJECT_ROOT
+from helpers.validation import StudyDataError
+
+DATA = Path(__file__).resolve().parent / "data"
+GOOD = DATA / "good"
+BAD = DATA / "bad"
+KEY = ["patient_id", "session"]
+
+
+def _digests() -> dict[Path, str]:
+    return {
+        p: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(DATA.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(autouse=True)
+def fixtures_are_never_modified():
+    """Every fixture is byte-identical after every test, including failing loads."""
+    before = _digests()
+    yield
+    assert _digests() == before
+
+
+def totals_config(**changes):
+    data = {
+        "study": "t",
+        "layout": "long",
+        "columns": {"therapist_id": "therapist", "patient_id": "patient", "session": "session"},
+        "alliance": {"client": {"instrument": "wai_sr", "total": "wai"}},
+        "outcome": {"instrument": "phq9", "total": "phq"},
+    }
+    data.update(changes)
+    return config_from_dict(data)
+
+
+def load_error(path: Path, config=None) -> StudyDataError:
+    config = config or load_config(BAD / "totals.yml")
+    with pytest.raises(StudyDataError) as info:
+        read_study(path, config)
+    text = str(info.value)
+    assert str(PROJECT_ROOT) not in text  # never an absolute path
+    assert "Traceback" not in text
+    return info.value
+
+
+def write_text(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+# ------------------------------------------------------------------------- good files
+
+
+def test_csv_is_read_as_text_with_line_numbers_and_missing_codes():
+    raw = read_table(GOOD / "long.csv")
+    assert isinstance(raw, RawTable)
+    assert raw.format == "csv"
+    assert raw.header_row == 1
+    assert raw.data["source_row"].tolist() == list(range(2, 13))  # lines 2..12 of the file
+    assert raw.data["therapist"].tolist()[:2] == ["101", "101"]  # text, as in the file
+    assert raw.data["age"].tolist()[0] == "34"
+    # Intake rows code missing as "NA", "" and "." -- all three become missing.
+    intake = raw.data.loc[raw.data["session"] == "0", "wai_1"]
+    assert intake.isna().all() and len(intake) == 3
+    assert raw.name == "tests/data/good/long.csv"
+    assert raw.columns[:3] == ["therapist", "patient", "session"]
+
+
+def test_long_csv_maps_to_the_values_in_the_file():
+    frame = read_study(GOOD / "long.csv", GOOD / "long.yml")
+    with open(GOOD / "long.csv", newline="", encoding="utf-8") as handle:
+        records = list(csv.DictReader(handle))
+    assert len(frame) == len(records) == 11
+    # Line 3 of the file: 101,P01,1,CBT,34,F,2,2,2,5,3,2,2,5,3,4,2,1,12,3,0,2,0,3,3,3,1,0
+    row = frame.loc[(frame["patient_id"] == "P01") & (frame["session"] == 1)].iloc[0]
+    assert row["source_row"] == 3
+    assert row["therapist_id"] == "101"
+    assert row["modality"] == "CBT"
+    assert row["age"] == 34.0
+    assert row["alliance_client_item04"] == 5.0
+    assert row["alliance_therapist"] == 12.0
+    assert row["outcome_item01"] == 3.0
+    # Every item cell equals the file's text, item by item.
+    for record, (_, mapped) in zip(records, frame.iterrows(), strict=True):
+        for i in range(1, 10):
+            text = record[f"phq_{i}"]
+            assert mapped[f"outcome_item{i:02d}"] == float(text)
+    # P03 is psychodynamic after modality_labels; the out-of-range PHQ item (4) is kept.
+    p03 = frame.loc[frame["patient_id"] == "P03"]
+    assert set(p03["modality"]) == {"psychodynamic"}
+    assert p03.loc[p03["session"] == 3, "outcome_item02"].item() == 4.0
+    # P02 session 1 has a blank wai_5.
+    p02 = frame.loc[(frame["patient_id"] == "P02") & (frame["session"] == 1)]
+    assert np.isnan(p02["alliance_client_item05"].item())
+
+
+def test_canonical_columns_and_types():
+    cfg = load_config(GOOD / "long.yml")
+    frame = read_study(GOOD / "long.csv", cfg)
+    assert list(frame.columns) == cfg.canonical_columns()
+    assert frame["source_row"].dtype == "int64"
+    assert frame["session"].dtype == "Int64"
+    for column in ("therapist_id", "patient_id", "modality", "gender"):
+        assert isinstance(frame[column].dtype, pd.StringDtype), column
+    assert frame["age"].dtype == "float64"
+    assert (frame.filter(like="alliance_").dtypes == "float64").all()
+    assert (frame.filter(like="outcome_").dtypes == "float64").all()
+
+
+def test_csv_wide_excel_and_spss_give_the_same_canonical_frame():
+    from_csv = read_study(GOOD / "long.csv", GOOD / "long.yml")
+    from_xlsx = read_study(GOOD / "wide.xlsx", GOOD / "wide.yml")
+    from_sav = read_study(GOOD / "long.sav", GOOD / "sav.yml")
+
+    def comparable(frame):
+        return frame.drop(columns="source_row").sort_values(KEY).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(comparable(from_xlsx), comparable(from_csv))
+    pd.testing.assert_frame_equal(comparable(from_sav), comparable(from_csv))
+    # Row numbers point into each file: the patient's row of the wide sheet
+    # (header on row 1), the case number of the SPSS file.
+    assert from_xlsx["source_row"].tolist() == [2, 2, 2, 2, 3, 3, 3, 4, 4, 4, 4]
+    assert from_sav["source_row"].tolist() == list(range(1, 12))
+
+
+def test_spss_keeps_codes_in_the_data_and_labels_as_metadata():
+    raw = read_table(GOOD / "long.sav")
+    assert raw.format == "sav"
+    assert raw.value_labels["modality"] == {1.0: "CBT", 2.0: "Psychodynamic", 3.0: "Humanistic"}
+    assert raw.value_labels["gender"] == {1.0: "F", 2.0: "M"}
+    assert raw.variable_labels["wai_1"] == "WAI-SR item 1"
+    assert raw.data["modality"].tolist() == [1.0] * 7 + [2.0] * 4
+    assert raw.data["source_row"].tolist() == list(range(1, 12))
+
+
+def test_excel_sheet_by_name_or_index():
+    by_index = read_table(GOOD / "wide.xlsx", ReadConfig(sheet=1))
+    assert by_index.sheet == "sessions"
+    assert by_index.data["patient"].tolist() == ["P01", "P02", "P03"]
+    assert by_index.data["source_row"].tolist() == [2, 3, 4]
+    with pytest.raises(StudyDataError) as info:
+        read_table(GOOD / "wide.xlsx")  # the first sheet holds only a note
+    (problem,) = info.value.problems
+    assert problem.found == "a header (row 1 of sheet 'notes') but no data rows"
+    assert "set read.sheet to one of 'sessions'" in problem.fix
+
+
+def test_excel_missing_sheet_suggests_the_name():
+    cfg = totals_config(read={"sheet": "Sessions"})
+    with pytest.raises(StudyDataError) as info:
+        read_table(GOOD / "wide.xlsx", cfg)
+    (problem,) = info.value.problems
+    assert "'notes', 'sessions'" in problem.found
+    assert problem.fix == "did you mean 'sessions'?"
+
+
+def test_stata_and_parquet_give_the_same_frame(tmp_path: Path):
+    expected = read_study(GOOD / "long.sav", GOOD / "sav.yml")
+    frame, meta = pyreadstat.read_sav(str(GOOD / "long.sav"))
+    pyreadstat.write_dta(
+        frame, tmp_path / "long.dta", variable_value_labels=meta.variable_value_labels
+    )
+    from_dta = read_study(tmp_path / "long.dta", GOOD / "sav.yml")
+    pd.testing.assert_frame_equal(from_dta, expected)
+
+    labelled = frame.assign(
+        modality=frame["modality"].map({1.0: "CBT", 2.0: "Psychodynamic"}),
+        gender=frame["gender"].map({1.0: "F", 2.0: "M"}),
+    )
+    labelled.to_parquet(tmp_path / "long.parquet")
+    from_parquet = read_study(tmp_path / "long.parquet", GOOD / "sav.yml")
+    pd.testing.assert_frame_equal(from_parquet, expected)
+
+
+def test_tsv_with_blank_lines_bom_and_a_multiline_cell(tmp_path: Path):
+    text = (
+        "\ufefftherapist\tpatient\tsession\twai\tphq\tnote\n"
+        "T1\tP1\t1\t40\t12\tok\n"
+        "\n"
+        'T1\tP1\t2\t44\t10\t"two\nlines"\n'
+        "T1\tP1\t3\t41\t9\tok\n"
+    )
+    path = write_text(tmp_path, "s.tsv", text)
+    raw = read_table(path)
+    assert raw.columns[0] == "therapist"  # byte-order mark dropped
+    assert raw.data["source_row"].tolist() == [2, 4, 6]  # blank line 3 skipped
+    assert raw.data["note"].tolist()[1] == "two\nlines"
+    frame = map_to_canonical(raw, totals_config())
+    assert frame["session"].tolist() == [1, 2, 3]
+
+
+def test_short_rows_are_padded_with_missing(tmp_path: Path):
+    path = write_text(tmp_path, "s.csv", "therapist,patient,session,wai,phq\nT1,P1,1,40\n")
+    frame = read_study(path, totals_config())
+    assert np.isnan(frame["outcome"].item())
+
+
+def test_custom_missing_codes_in_text_and_numeric_cells(tmp_path: Path):
+    path = write_text(tmp_path, "s.csv", "therapist,patient,session,wai,phq\nT1,P1,1,-99,n/a\n")
+    cfg = totals_config(read={"missing_codes": ["", "n/a", -99]})
+    frame = read_study(path, cfg)
+    assert np.isnan(frame["alliance_client"].item())
+    assert np.isnan(frame["outcome"].item())
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["therapist", "patient", "session", "wai", "phq"])
+    sheet.append(["T1", "P1", 1, -99, 12.0])
+    sheet.append(["T1", "P1", 2, -99.0, "n/a"])
+    workbook.save(tmp_path / "s.xlsx")
+    frame = read_study(tmp_path / "s.xlsx", cfg)
+    assert frame["alliance_client"].isna().all()
+    assert frame["outcome"].tolist()[0] == 12.0 and np.isnan(frame["outcome"].tolist()[1])
+
+
+def test_numeric_ids_are_text_without_a_decimal_part(tmp_path: Path):
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["therapist", "patient", "session", "wai", "phq"])
+    sheet.append([7.0, " 0012 ", 1.0, 40, 12])
+    workbook.save(tmp_path / "ids.xlsx")
+    frame = read_study(tmp_path / "ids.xlsx", totals_config())
+    assert frame["therapist_id"].item() == "7"
+    assert frame["patient_id"].item() == "0012"  # stripped, leading zeros kept
+    assert frame["session"].item() == 1
+
+
+def test_implausible_sessions_are_kept_for_cleaning(tmp_path: Path):
+    text = "therapist,patient,session,wai,phq\nT,P,0,40,1\nT,P,-1,41,2\nT,P,2,42,3\nT,P,2,99,3\n"
+    frame = read_study(write_text(tmp_path, "s.csv", text), totals_config())
+    assert frame["session"].tolist() == [0, -1, 2, 2]
+    assert frame["alliance_client"].tolist() == [40.0, 41.0, 42.0, 99.0]
+
+
+def test_modality_labels_missing_a_label(tmp_path: Path):
+    text = "therapist,patient,session,mod,wai,phq\nT,P,1,CBT,40,1\nT,Q,1,DBT,41,2\n"
+    cfg = totals_config(
+        columns={
+            "therapist_id": "therapist",
+            "patient_id": "patient",
+            "session": "session",
+            "modality": "mod",
+        },
+        modality_labels={"CBT": "CBT", "Psychodynamic": "psychodynamic"},
+    )
+    err = load_error(write_text(tmp_path, "s.csv", text), cfg)
+    (problem,) = err.problems
+    assert problem.column == "mod"
+    assert problem.rows == [3]
+    assert problem.values == ["DBT"]
+
+
+def test_without_modality_labels_modality_is_kept_as_text(tmp_path: Path):
+    text = "therapist,patient,session,mod,wai,phq\nT,P,1, DBT ,40,1\n"
+    cfg = totals_config(
+        columns={
+            "therapist_id": "therapist",
+            "patient_id": "patient",
+            "session": "session",
+            "modality": "mod",
+        }
+    )
+    assert read_study(write_text(tmp_path, "s.csv", text), cfg)["modality"].item() == "DBT"
+
+
+def test_text_covariates_stay_text(tmp_path: Path):
+    text = "therapist,patient,session,edu,wai,phq\nT,P,1,high,40,1\nT,Q,1,3,41,2\n"
+    cfg = totals_config(covariates={"education": "edu"})
+    frame = read_study(write_text(tmp_path, "s.csv", text), cfg)
+    assert frame["education"].tolist() == ["high", "3"]
+
+
+def test_wide_layout_with_intake_total_column(tmp_path: Path):
+    text = "ther,pat,phq_intake,wai_s01,wai_s02,phq_s01,phq_s02\nT,A,20,40,44,12,10\n"
+    cfg = config_from_dict(
+        {
+            "study": "w",
+            "layout": "wide",
+            "columns": {"therapist_id": "ther", "patient_id": "pat"},
+            "alliance": {"client": {"instrument": "wai_sr", "total": "wai"}},
+            "outcome": {"instrument": "phq9", "total": "phq", "intake_total": "phq_intake"},
+        }
+    )
+    frame = read_study(write_text(tmp_path, "w.csv", text), cfg)
+    assert frame["session"].tolist() == [1, 2]
+    assert frame["outcome_intake"].tolist() == [20.0, 20.0]
+    assert frame["alliance_client"].tolist() == [40.0, 44.0]
+    assert frame["outcome"].tolist() == [12.0, 10.0]
+    assert frame["source_row"].tolist() == [2, 2]
+
+
+def test_wide_non_numeric_cell_names_the_real_column(tmp_path: Path):
+    text = "ther,pat,wai_s01,wai_s02,phq_s01,phq_s02\nT,A,40,x,12,10\n"
+    cfg = config_from_dict(
+        {
+            "study": "w",
+            "layout": "wide",
+            "columns": {"therapist_id": "ther", "patient_id": "pat"},
+            "alliance": {"client": {"instrument": "wai_sr", "total": "wai"}},
+            "outcome": {"instrument": "phq9", "total": "phq"},
+        }
+    )
+    (problem,) = load_error(write_text(tmp_path, "w.csv", text), cfg).problems
+    assert problem.column == "wai_s02"
+    assert problem.rows == [2]
+    assert problem.values == ["x"]
+
+
+def test_wide_patient_level_errors_name_each_cell_once(tmp_path: Path):
+    text = "ther,pat,phq_intake,wai_s01,wai_s02,phq_s01,phq_s02\nT,A,x,40,44,12,10\n"
+    cfg = config_from_dict(
+        {
+            "study": "w",
+            "layout": "wide",
+            "columns": {"therapist_id": "ther", "patient_id": "pat"},
+            "alliance": {"client": {"instrument": "wai_sr", "total": "wai"}},
+            "outcome": {"instrument": "phq9", "total": "phq", "intake_total": "phq_intake"},
+        }
+    )
+    (problem,) = load_error(write_text(tmp_path, "w.csv", text), cfg).problems
+    assert problem.column == "phq_intake"
+    assert problem.rows == [2]  # one cell, although the patient has two session rows
+    assert problem.found == "1 value that is not a number"
+
+
+def test_many_bad_values_are_all_counted(tmp_path: Path):
+    lines = ["therapist,patient,session,wai,phq"] + [f"T,P,{i},bad{i},1" for i in range(1, 26)]
+    err = load_error(write_text(tmp_path, "s.csv", "\n".join(lines) + "\n"), totals_config())
+    (problem,) = err.problems
+    assert problem.rows == list(range(2, 27))
+    assert problem.values == [f"bad{i}" for i in range(1, 11)]
+    assert "(25 rows in total)" in str(err)
+
+
+# -------------------------------------------------------------------------- bad files
+
+
+def test_missing_file():
+    (problem,) = load_error(BAD / "non_numerc.csv").problems
+    assert problem.found == "no such file"
+    assert "did you mean 'non_numeric.csv'" in problem.fix
+
+
+def test_empty_file():
+    (problem,) = load_error(BAD / "empty.csv").problems
+    assert problem.file == "tests/data/bad/empty.csv"
+    assert problem.found == "an empty file (0 bytes)"
+
+
+def test_header_only_file():
+    (problem,) = load_error(BAD / "header_only.csv").problems
+    assert problem.found == "a header (line 1) but no data rows"
+
+
+def test_semicolon_file_read_as_csv():
+    (problem,) = load_error(BAD / "semicolon.csv").problems
+    assert "the whole header in one column" in problem.found
+    assert "semicolon-separated" in problem.found
+    assert problem.fix.startswith("set read.delimiter: ';'")
+    frame = read_study(BAD / "semicolon.csv", totals_config(read={"delimiter": ";"}))
+    assert frame["alliance_client"].tolist() == [40.0, 44.0]
+
+
+def test_tab_file_read_as_csv(tmp_path: Path):
+    path = write_text(tmp_path, "t.csv", "therapist\tpatient\tsession\twai\tphq\nT\tP\t1\t4\t5\n")
+    (problem,) = load_error(path).problems
+    assert "tab-separated" in problem.found
+    assert "read.delimiter: tab" in problem.fix
+
+
+def test_latin1_file_read_as_utf8():
+    (problem,) = load_error(BAD / "latin1.csv").problems
+    # Counted by hand: line 1 "therapist,patient,session,wai,phq,site\n" is 39 bytes and
+    # line 2 starts "T1,P01,1,40,12,Z" (16 bytes), so the latin-1 "ü" (0xFC) is byte 55.
+    assert "byte 0xFC at byte offset 55 (line 2)" in problem.found
+    assert "read.encoding: latin-1" in problem.fix
+    assert problem.rows == [2]
+    frame = read_table(BAD / "latin1.csv", totals_config(read={"encoding": "latin-1"}))
+    assert frame.data["site"].tolist() == ["Zürich", "Münster"]
+
+
+def test_misnamed_required_column():
+    (problem,) = load_error(BAD / "misnamed_column.csv").problems
+    assert problem.column == "patient"
+    assert "columns.patient_id" in problem.rule
+    assert "'pateint'" in problem.found
+    assert problem.fix == (
+        "rename the column in the file, or set columns.patient_id: pateint "
+        "in tests/data/bad/totals.yml"
+    )
+
+
+def test_non_numeric_scores():
+    problems = {p.column: p for p in load_error(BAD / "non_numeric.csv").problems}
+    assert set(problems) == {"wai", "phq"}
+    assert problems["wai"].rows == [3] and problems["wai"].values == ["abc"]
+    assert problems["phq"].rows == [3] and problems["phq"].values == ["3,5"]
+    assert "not a comma" in problems["phq"].fix
+    assert "alliance_client" in problems["wai"].rule
+
+
+def test_fractional_session_numbers():
+    (problem,) = load_error(BAD / "fractional_session.csv").problems
+    assert problem.column == "session"
+    assert problem.rows == [3]
+    assert problem.values == ["2.5"]
+    assert problem.found == "1 fractional session number"
+
+
+def test_config_names_a_column_the_file_lacks():
+    err = load_error(GOOD / "long.csv", load_config(BAD / "missing_column.yml"))
+    (problem,) = err.problems
+    assert problem.column == "age_years"
+    assert "covariates.age" in problem.rule
+    assert "tests/data/bad/missing_column.yml" in problem.fix
+
+
+def test_item_columns_missing_are_grouped(tmp_path: Path):
+    cfg = load_config(GOOD / "long.yml")
+    raw = read_table(GOOD / "long.csv")
+    raw.data = raw.data.rename(columns={f"wai_{i}": f"WAI{i}" for i in range(1, 13)})
+    with pytest.raises(StudyDataError) as info:
+        map_to_canonical(raw, cfg)
+    (problem,) = info.value.problems
+    assert "alliance.client.item_pattern" in problem.rule
+    assert "(12 columns)" in problem.rule
+
+
+def test_wide_file_read_as_long_suggests_layout_wide():
+    cfg = load_config(GOOD / "wide.yml")
+    cfg_long = config_from_dict(
+        {**cfg.to_dict(), "layout": "long", "columns": {**cfg.columns, "session": "session"}}
+    )
+    with pytest.raises(StudyDataError) as info:
+        read_study(GOOD / "wide.xlsx", cfg_long)
+    first = info.value.problems[0]
+    assert "the file looks wide" in first.found
+    assert "'phq_1_s00'" in first.found  # the sheet's first per-session column
+    assert first.fix.startswith("set layout: wide")
+
+
+def test_long_file_read_as_wide_mentions_layout_long():
+    cfg = load_config(GOOD / "long.yml").to_dict()
+    cfg["layout"] = "wide"
+    del cfg["columns"]["session"]
+    with pytest.raises(StudyDataError) as info:
+        read_study(GOOD / "long.csv", config_from_dict(cfg))
+    (problem,) = info.value.problems
+    assert "no column matches" in problem.found
+    assert "set layout: long" in problem.fix
+
+
+def test_wide_file_whose_columns_do_not_match_the_pattern():
+    err = load_error(BAD / "wide_bad_pattern.csv", load_config(BAD / "wide_bad_pattern.yml"))
+    (problem,) = err.problems
+    assert "no column matches" in problem.found
+    assert "'wai_t1'" in problem.found
+    assert problem.fix == (
+        "your columns look like this pattern: set wide.session_pattern: "
+        "'^(?P<var>.+)_t(?P<session>\\d+)$'"
+    )
+
+
+def test_excel_header_on_row_three():
+    (problem,) = load_error(BAD / "header_row3.xlsx").problems
+    assert problem.rows == [3]
+    assert "read.header_row: 3" in problem.fix
+    assert "'Alliance study export'" in problem.found
+    frame = read_study(BAD / "header_row3.xlsx", totals_config(read={"header_row": 3}))
+    assert frame["source_row"].tolist() == [4, 5]
+    assert frame["alliance_client"].tolist() == [40.0, 44.0]
+
+
+def test_header_row_pointing_at_an_empty_row():
+    with pytest.raises(StudyDataError) as info:
+        read_table(BAD / "header_row3.xlsx", totals_config(read={"header_row": 2}).read)
+    (problem,) = info.value.problems
+    assert problem.found == "row 2 is empty"
+    assert problem.fix == "the first non-empty row is 3: set read.header_row: 3"
+
+
+def test_csv_header_on_a_later_line(tmp_path: Path):
+    text = "Export of 2024\n\ntherapist,patient,session,wai,phq\nT,P,1,40,12\n"
+    path = write_text(tmp_path, "s.csv", text)
+    (problem,) = load_error(path).problems
+    assert problem.found == (
+        "line 1 holds 1 name ('Export of 2024') but line 3 has 5 fields that look like column names"
+    )
+    assert problem.fix.startswith("set read.header_row: 3")
+    frame = read_study(path, totals_config(read={"header_row": 3}))
+    assert frame["source_row"].tolist() == [4]
+
+
+def test_unquoted_decimal_comma_gives_too_many_fields():
+    (problem,) = load_error(BAD / "too_many_fields.csv").problems
+    assert problem.rows == [3]
+    assert problem.values == ["5"]
+    assert "1 row with more fields" in problem.found
+
+
+def test_unsupported_extension():
+    (problem,) = load_error(BAD / "old_excel.xls").problems
+    assert problem.found == "a file ending in '.xls'"
+    assert "save it as .xlsx" in problem.fix
+
+
+def test_excel_file_named_csv(tmp_path: Path):
+    path = tmp_path / "data.csv"
+    path.write_bytes((GOOD / "wide.xlsx").read_bytes())
+    (problem,) = load_error(path).problems
+    assert "Excel workbook" in problem.found
+    assert "read.format: xlsx" in problem.fix
+
+
+def test_utf16_file(tmp_path: Path):
+    path = tmp_path / "u.csv"
+    path.write_bytes("therapist,patient,session,wai,phq\nT,P,1,4,5\n".encode("utf-16"))
+    (problem,) = load_error(path).problems
+    assert "read.encoding: utf-16" in problem.fix
+    frame = read_study(path, totals_config(read={"encoding": "utf-16"}))
+    assert frame["outcome"].item() == 5.0
+
+
+def test_repeated_column_names(tmp_path: Path):
+    path = write_text(tmp_path, "d.csv", "therapist,patient,wai,wai,phq,session\nT,P,1,2,3,1\n")
+    (problem,) = load_error(path).problems
+    assert problem.found == "repeated column names: 'wai'"
+
+
+def test_a_column_named_source_row(tmp_path: Path):
+    path = write_text(tmp_path, "d.csv", "source_row,therapist\n1,T\n")
+    (problem,) = load_error(path).problems
+    assert problem.column == "source_row"
+
+
+def test_corrupt_spss_file(tmp_path: Path):
+    path = tmp_path / "broken.sav"
+    path.write_bytes(b"$FL2 this is not really an SPSS file")
+    (problem,) = load_error(path).problems
+    assert "SPSS reader could not read" in problem.found
+
+
+def test_corrupt_excel_file(tmp_path: Path):
+    path = tmp_path / "broken.xlsx"
+    path.write_bytes(b"not a zip file")
+    (problem,) = load_error(path).problems
+    assert problem.rule == "an Excel workbook (.xlsx)"
+
+
+# ------------------------------------------------------------------------ fixtures
+
+
+def _zip_contents(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_make_fixtures_reproduces_the_committed_files(tmp_path: Path):
+    subprocess.run(
+        [sys.executable, str(DATA / "make_fixtures.py"), "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert written, "the script wrote nothing"
+    for relative in written:
+        committed = DATA / relative
+        assert committed.exists(), relative
+        if relative.suffix == ".xlsx":  # compare the workbook's parts, not zlib's bytes
+            assert _zip_contents(tmp_path / relative) == _zip_contents(committed), relative
+        else:
+            assert (tmp_path / relative).read_bytes() == committed.read_bytes(), relative
+
+
+def test_bad_fixture_readme_lists_every_bad_file():
+    readme = (BAD / "README.md").read_text(encoding="utf-8")
+    for path in BAD.iterdir():
+        if path.name != "README.md":
+            assert f"`{path.name}`" in readme, path.name
+
+
+# ----------------------------------------------------------------- property checks
+
+finite_floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+def _raw_from_cells(cells: list[str]) -> RawTable:
+    n = len(cells)
+    data = pd.DataFrame(
+        {
+            "source_row": np.arange(2, n + 2, dtype="int64"),
+            "therapist": pd.Series(["T"] * n, dtype="str"),
+            "patient": pd.Series(["P"] * n, dtype="str"),
+            "session": pd.Series(["1"] * n, dtype="str"),
+            "wai": pd.Series(cells, dtype="str"),
+            "phq": pd.Series(["1"] * n, dtype="str"),
+        }
+    )
+    return RawTable(data=data, path=Path("cells.csv"), format="csv")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(finite_floats, min_size=1, max_size=5))
+def test_numbers_written_as_text_come_back_exactly(values):
+    frame = map_to_canonical(_raw_from_cells([repr(v) for v in values]), totals_config())
+    assert frame["alliance_client"].tolist() == [float(v) for v in values]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet="abcxyz,;%/", min_size=1, max_size=6))
+def test_text_in_a_score_column_is_always_reported(text):
+    with pytest.raises(StudyDataError) as info:
+        map_to_canonical(_raw_from_cells(["3", text]), totals_config())
+    (problem,) = info.value.problems
+    assert problem.rows == [3]
+    assert problem.values == [text]

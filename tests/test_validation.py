@@ -1,0 +1,145 @@
+"""Tests of helpers.validation: Problem, StudyDataError and the report text."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pandas as pd
+
+from helpers.paths import PROJECT_ROOT
+from helpers.validation import MAX_VALUES, Problem, StudyDataError, format_problems
+
+
+def test_problem_stores_paths_relative_to_the_project_root():
+    inside = Problem(file=PROJECT_ROOT / "data" / "raw" / "x.csv", column="a")
+    assert inside.file == "data/raw/x.csv"
+    absolute_text = Problem(file=str(PROJECT_ROOT / "tests" / "y.csv"), column=None)
+    assert absolute_text.file == "tests/y.csv"
+
+
+def test_problem_outside_the_project_keeps_only_the_file_name(tmp_path: Path):
+    p = Problem(file=tmp_path / "deep" / "study.sav", column=None)
+    assert p.file == "study.sav"
+    assert str(tmp_path) not in format_problems([p])
+
+
+def test_problem_keeps_relative_text_paths_as_given():
+    assert Problem(file="data/my.csv", column=None).file == "data/my.csv"
+
+
+def test_problem_keeps_at_most_ten_values_but_all_rows():
+    p = Problem(file="f.csv", column="c", rows=list(range(2, 32)), values=list(range(30)))
+    assert p.values == list(range(MAX_VALUES))
+    assert MAX_VALUES == 10
+    assert len(p.rows) == 30
+
+
+def test_format_problems_renders_the_exact_report():
+    p = Problem(
+        file="data.csv",
+        column="phq",
+        rows=[3, 7],
+        values=["abc", "3,5"],
+        rule="numbers",
+        found="2 values that are not numbers",
+        fix="correct the cells",
+    )
+    expected = (
+        "1 problem found:\n"
+        "\n"
+        "[1] data.csv, column 'phq', rows 3, 7\n"
+        "    expected: numbers\n"
+        "    found:    2 values that are not numbers\n"
+        "    values:   'abc', '3,5'\n"
+        "    fix:      correct the cells"
+    )
+    assert format_problems([p]) == expected
+
+
+def test_format_problems_truncates_rows_and_gives_the_total():
+    p = Problem(file="d.csv", column="x", rows=list(range(2, 27)), rule="r", found="f", fix="x")
+    text = format_problems([p], max_rows=3)
+    assert "rows 2, 3, 4, … (25 rows in total)" in text
+
+
+def test_config_problems_say_key_and_line_and_do_not_repeat_the_value():
+    p = Problem(
+        file="study.yml",
+        column="layout",
+        rows=[4],
+        values=["longg"],
+        rule="one of: long, wide",
+        found="'longg'",
+        fix="did you mean 'long'?",
+        row_label="line",
+    )
+    text = format_problems([p])
+    assert "study.yml, key 'layout', line 4" in text
+    assert "values:" not in text  # 'longg' is already in the found line
+
+
+def test_numbering_of_several_problems():
+    problems = [Problem(file="a.csv", column=str(i), rule="r", found="f") for i in range(12)]
+    text = format_problems(problems)
+    assert text.startswith("12 problems found:")
+    assert "\n[1] a.csv, column '0'" in text
+    assert "\n[12] a.csv, column '11'" in text
+    # Continuation lines line up under the text after the wider tag.
+    assert "\n     expected: r" in text
+
+
+def test_no_problems():
+    assert format_problems([]) == "No problems found."
+
+
+def test_missing_values_are_shown_as_missing():
+    p = Problem(file="a.csv", column="c", rows=[2], values=[float("nan")], rule="r", found="f")
+    assert "values:   <missing>" in format_problems([p])
+
+
+def test_study_data_error_message_is_summary_plus_report():
+    p = Problem(file="a.csv", column="c", rows=[2], values=["x"], rule="r", found="f", fix="g")
+    err = StudyDataError([p], "Could not read a.csv.")
+    text = str(err)
+    assert text.splitlines()[0] == "Could not read a.csv."
+    assert text.endswith(format_problems([p]))
+    assert "Traceback" not in text
+    assert err.problems == [p]
+
+
+def test_study_data_error_accepts_a_single_problem():
+    p = Problem(file="a.csv", column="c")
+    assert StudyDataError(p).problems == [p]
+
+
+def test_to_frame_has_one_row_per_problem():
+    err = StudyDataError(
+        [
+            Problem("a.csv", "x", [2, 5], ["q", "r"], "numbers", "text", "fix it"),
+            Problem("b.yml", "layout", [3], [], "long|wide", "'longg'", "did you mean", "line"),
+        ]
+    )
+    frame = err.to_frame()
+    assert list(frame.columns) == [
+        "file",
+        "column",
+        "rows",
+        "n_rows",
+        "values",
+        "rule",
+        "found",
+        "fix",
+    ]
+    assert frame["file"].tolist() == ["a.csv", "b.yml"]
+    assert frame["rows"].tolist() == ["2, 5", "3"]
+    assert frame["n_rows"].tolist() == [2, 1]
+    assert frame.loc[0, "values"] == "'q' | 'r'"
+    assert isinstance(frame, pd.DataFrame)
+
+
+def test_study_data_error_survives_pickling():
+    err = StudyDataError([Problem("a.csv", "x", [2], ["v"], "r", "f", "g")], "summary")
+    again = pickle.loads(pickle.dumps(err))
+    assert str(again) == str(err)
+    assert again.problems[0].rows == [2]
