@@ -1,0 +1,688 @@
+"""Derived features for the alliance–outcome models.
+
+Every function is pure: it takes the canonical long frame (one row per
+patient-session, see :mod:`helpers.schema`) and returns new values.  It never
+modifies its input, and its output follows the input's row order and index.
+Sessions are whole numbers from 1.  The intake assessment is not a row: it is
+the patient-level column ``outcome_intake``, repeated on each of the patient's
+rows.
+
+What the features are for
+-------------------------
+Alliance and outcome vary both *between* patients (some patients form
+stronger alliances than others) and *within* a patient from session to
+session.  The two sources answer different questions (Curran & Bauer, 2011):
+
+* :func:`person_mean_center` splits a repeated measure into the patient's
+  mean (``_between``) and the session's deviation from it (``_within``).
+* :func:`therapist_mean_disaggregate` splits the patient-level mean into the
+  therapist's mean and the patient's deviation from it (Baldwin, Wampold &
+  Imel, 2007).
+* :func:`lag_within_patient` gives the value at the previous session
+  (t − 1) of the same patient, for models in which session t − 1 alliance
+  predicts session t outcome (Falkenström, Granström & Holmqvist, 2013).
+* :func:`early_value` gives the patient's value at one fixed early session
+  ("early alliance").
+* :func:`add_model_features` adds all of the columns the models use; its
+  docstring is the data dictionary.
+
+References
+----------
+Baldwin, S. A., Wampold, B. E., & Imel, Z. E. (2007). Untangling the
+alliance-outcome correlation: Exploring the relative importance of therapist
+and patient variability in the alliance. *Journal of Consulting and Clinical
+Psychology, 75*(6), 842–852.
+
+Curran, P. J., & Bauer, D. J. (2011). The disaggregation of within-person and
+between-person effects in longitudinal models of change. *Annual Review of
+Psychology, 62*, 583–619.
+
+Falkenström, F., Granström, F., & Holmqvist, R. (2013). Therapeutic alliance
+predicts symptomatic improvement session by session. *Journal of Counseling
+Psychology, 60*(3), 317–328.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from helpers.schema import OUTCOME, OUTCOME_INTAKE, PATIENT_ID, SESSION, THERAPIST_ID
+
+#: The columns :func:`add_model_features` adds, in this order.
+MODEL_FEATURE_COLUMNS: tuple[str, ...] = (
+    "alliance_between",
+    "alliance_within",
+    "alliance_lag",
+    "alliance_within_lag",
+    "alliance_between_c",
+    "alliance_therapist_mean",
+    "alliance_patient_dev",
+    "alliance_early",
+    "outcome_lag",
+    "outcome_within",
+    "outcome_between",
+    "outcome_within_lag",
+    "outcome_change",
+    "session_c",
+)
+
+#: How many offending rows an error message lists.
+_MAX_ROWS_REPORTED = 5
+
+
+# ---------------------------------------------------------------------------
+# Input checks (each raises a ValueError that says what to fix)
+# ---------------------------------------------------------------------------
+
+
+def _rows_text(labels: Sequence[object], values: Sequence[object] | None = None) -> str:
+    """Describe the first few offending rows (and values) for an error message."""
+    labels = list(labels)
+    shown = labels[:_MAX_ROWS_REPORTED]
+    if values is None:
+        text = ", ".join(repr(label) for label in shown)
+    else:
+        vals = list(values)[:_MAX_ROWS_REPORTED]
+        text = ", ".join(f"{lab!r} (value {val!r})" for lab, val in zip(shown, vals, strict=True))
+    if len(labels) > len(shown):
+        text += f" and {len(labels) - len(shown)} more"
+    return text
+
+
+def _require_columns(df: pd.DataFrame, columns: Iterable[str], where: str) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{where} expects a pandas DataFrame, got {type(df).__name__}.")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{where}: the frame has no column(s) {missing}. Columns present: "
+            f"{list(df.columns)}. Map your columns onto the canonical names with the study "
+            "config, or pass the right column name."
+        )
+
+
+def _check_no_missing(df: pd.DataFrame, columns: Iterable[str], where: str) -> None:
+    for column in columns:
+        absent = df[column].isna().to_numpy()
+        if absent.any():
+            raise ValueError(
+                f"{where}: column {column!r} is missing in rows {_rows_text(df.index[absent])}. "
+                "Identifier and session columns must be complete; the cleaning step excludes "
+                "such records and logs them."
+            )
+
+
+def _numeric(df: pd.DataFrame, column: str, where: str) -> np.ndarray:
+    """Return ``df[column]`` as a float array (NaN = missing), refusing non-numbers."""
+    raw = df[column]
+    values = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
+    bad = raw.notna().to_numpy() & np.isnan(values)
+    if bad.any():
+        raise ValueError(
+            f"{where}: column {column!r} holds values that are not numbers in rows "
+            f"{_rows_text(df.index[bad], list(raw[bad]))}. Score and clean the data first."
+        )
+    return values
+
+
+def _session_numbers(
+    df: pd.DataFrame, session: str, where: str, *, minimum: int | None = None
+) -> np.ndarray:
+    """Return the session column as int64, refusing missing or fractional sessions."""
+    _check_no_missing(df, [session], where)
+    values = _numeric(df, session, where)
+    fractional = values != np.round(values)
+    if fractional.any():
+        raise ValueError(
+            f"{where}: column {session!r} holds session numbers that are not whole numbers in "
+            f"rows {_rows_text(df.index[fractional], values[fractional].tolist())}."
+        )
+    if minimum is not None:
+        low = values < minimum
+        if low.any():
+            raise ValueError(
+                f"{where}: column {session!r} holds session numbers below {minimum} in rows "
+                f"{_rows_text(df.index[low], values[low].tolist())}. Sessions count from 1; "
+                "the intake belongs in the patient-level column 'outcome_intake' (the cleaning "
+                "step moves it there)."
+            )
+    return values.astype("int64")
+
+
+def _check_unique_sessions(df: pd.DataFrame, by: str, sessions: np.ndarray, where: str) -> None:
+    keys = pd.DataFrame({"p": df[by].to_numpy(), "s": sessions})
+    duplicated = keys.duplicated(keep=False).to_numpy()
+    if duplicated.any():
+        raise ValueError(
+            f"{where}: more than one row for the same {by!r} and session in rows "
+            f"{_rows_text(df.index[duplicated])}. Each patient may have one row per session; "
+            "the cleaning step resolves duplicates and logs them."
+        )
+
+
+def _keyed_lookup(
+    patients: np.ndarray, sessions: np.ndarray, values: np.ndarray, wanted: np.ndarray
+) -> np.ndarray:
+    """Value of the same patient at session ``wanted`` (NaN where that session is absent)."""
+    table = pd.Series(values, index=pd.MultiIndex.from_arrays([patients, sessions]))
+    target = pd.MultiIndex.from_arrays([patients, wanted])
+    return table.reindex(target).to_numpy(dtype=float)
+
+
+# ---------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------
+
+
+def person_mean_center(df: pd.DataFrame, column: str, by: str = PATIENT_ID) -> pd.DataFrame:
+    """Split a repeated measure into a patient mean and within-patient deviations.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Long frame, one row per patient-session.
+    column : str
+        The numeric column to split (e.g. ``"alliance"``).
+    by : str, default "patient_id"
+        The grouping column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``df`` with two columns added:
+
+        ``<column>_between``
+            The patient's mean of ``column`` over the patient's non-missing
+            values, repeated on each of the patient's rows.  NaN for a patient
+            whose values are all missing.
+        ``<column>_within``
+            ``column - <column>_between``.  NaN where ``column`` is NaN.  The
+            deviations of a patient sum to zero.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"patient_id": ["a", "a", "b"], "x": [1.0, 3.0, 5.0]})
+    >>> person_mean_center(df, "x")[["x_between", "x_within"]].to_numpy().tolist()
+    [[2.0, -1.0], [2.0, 1.0], [5.0, 0.0]]
+    """
+    where = "person_mean_center"
+    _require_columns(df, [column, by], where)
+    _check_no_missing(df, [by], where)
+    values = pd.Series(_numeric(df, column, where))
+    between = values.groupby(df[by].to_numpy()).transform("mean").to_numpy(dtype=float)
+    out = df.copy()
+    out[f"{column}_between"] = between
+    out[f"{column}_within"] = values.to_numpy() - between
+    return out
+
+
+def therapist_mean_disaggregate(
+    df: pd.DataFrame,
+    column: str,
+    *,
+    by: str = PATIENT_ID,
+    therapist: str = THERAPIST_ID,
+) -> pd.DataFrame:
+    """Split the patient-level mean into therapist mean and patient deviation.
+
+    Following Baldwin, Wampold & Imel (2007), each patient's mean of
+    ``column`` (over the patient's non-missing sessions) is split into:
+
+    ``<column>_therapist_mean``
+        The mean of the therapist's *patient means*.  Every patient with at
+        least one non-missing value counts once, however many sessions the
+        patient has.
+    ``<column>_patient_dev``
+        The patient's mean minus the therapist mean.
+
+    Why patients count equally: the decomposition is of the patient-level
+    variable (two levels, patients within therapists), so the therapist mean
+    is an average over patients.  Averaging over session rows instead would
+    let patients with many sessions dominate their therapist's mean.  It would
+    also leave ``patient_dev`` with a non-zero unweighted mean within the
+    therapist, so the therapist and patient components would no longer be
+    separated.  With equal weights, the patient deviations of each therapist
+    average exactly to zero.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Long frame, one row per patient-session.
+    column : str
+        The numeric column (e.g. ``"alliance"``).
+    by : str, default "patient_id"
+    therapist : str, default "therapist_id"
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``df`` with the two columns added (NaN for a patient whose
+        values are all missing; the therapist mean is NaN only when none of the
+        therapist's patients has a value).
+
+    Raises
+    ------
+    ValueError
+        If a patient appears under more than one therapist.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"therapist_id": ["t"] * 3, "patient_id": ["a", "a", "b"],
+    ...                    "x": [1.0, 3.0, 6.0]})
+    >>> out = therapist_mean_disaggregate(df, "x")
+    >>> out[["x_therapist_mean", "x_patient_dev"]].to_numpy().tolist()
+    [[4.0, -2.0], [4.0, -2.0], [4.0, 2.0]]
+    """
+    where = "therapist_mean_disaggregate"
+    _require_columns(df, [column, by, therapist], where)
+    _check_no_missing(df, [by, therapist], where)
+    values = pd.Series(_numeric(df, column, where))
+    patients = df[by].to_numpy()
+    therapists = pd.Series(df[therapist].to_numpy())
+
+    n_therapists = therapists.groupby(patients).nunique()
+    shared = n_therapists[n_therapists > 1]
+    if len(shared):
+        raise ValueError(
+            f"{where}: patient(s) {list(shared.index[:_MAX_ROWS_REPORTED])} appear under more "
+            f"than one therapist ({therapist!r}). Patients must be nested in one therapist; the "
+            "cleaning step's 'multiple_therapists' policy resolves this."
+        )
+    patient_mean = values.groupby(patients).mean()
+    therapist_of_patient = therapists.groupby(patients).first()
+    therapist_mean = patient_mean.groupby(therapist_of_patient).mean()
+
+    row_patient_mean = pd.Series(patients).map(patient_mean).to_numpy(dtype=float)
+    row_therapist_mean = therapists.map(therapist_mean).to_numpy(dtype=float)
+    out = df.copy()
+    out[f"{column}_therapist_mean"] = row_therapist_mean
+    out[f"{column}_patient_dev"] = row_patient_mean - row_therapist_mean
+    return out
+
+
+def lag_within_patient(
+    df: pd.DataFrame, column: str, by: str = PATIENT_ID, session: str = SESSION
+) -> pd.Series:
+    """Value of ``column`` at session t − 1 of the same patient.
+
+    The lag is looked up by patient and session number, never by row
+    position.  A row at session t gets the value at session t − 1 of the same
+    patient, or NaN when the patient has no row at session t − 1.  After a
+    gap (e.g. sessions 3 and 5), session 5 gets NaN, not the value at session
+    3.  Values never pass from one patient to another, and the result does not
+    depend on the order of the rows.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Long frame, one row per patient-session.
+    column : str
+        The numeric column to lag.
+    by : str, default "patient_id"
+    session : str, default "session"
+        Column of whole session numbers.
+
+    Returns
+    -------
+    pandas.Series
+        Named ``<column>_lag``, with the index of ``df``.
+
+    Raises
+    ------
+    ValueError
+        If a patient has two rows for the same session, or session numbers are
+        missing or fractional.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"patient_id": ["a", "a", "a", "b"], "session": [3, 1, 2, 2],
+    ...                    "x": [30.0, 10.0, 20.0, 99.0]})
+    >>> lag_within_patient(df, "x").tolist()
+    [20.0, nan, 10.0, nan]
+    """
+    where = "lag_within_patient"
+    _require_columns(df, [column, by, session], where)
+    _check_no_missing(df, [by], where)
+    sessions = _session_numbers(df, session, where)
+    _check_unique_sessions(df, by, sessions, where)
+    values = _numeric(df, column, where)
+    lag = _keyed_lookup(df[by].to_numpy(), sessions, values, sessions - 1)
+    return pd.Series(lag, index=df.index, name=f"{column}_lag")
+
+
+def early_value(
+    df: pd.DataFrame,
+    column: str,
+    session: int = 3,
+    *,
+    by: str = PATIENT_ID,
+    session_column: str = SESSION,
+) -> pd.Series:
+    """The patient's value of ``column`` at one fixed session, on every row.
+
+    Used for "early alliance": the alliance rated at session 3 (by default) as
+    a patient-level predictor.  Every row of the patient gets the same value,
+    including the rows before that session.  If you use it to predict
+    outcomes, restrict the model to the sessions after ``session`` yourself,
+    so that an outcome is never predicted by a rating made later.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Long frame, one row per patient-session.
+    column : str
+        The numeric column (e.g. ``"alliance"``).
+    session : int, default 3
+        The session whose value is taken.
+    by : str, default "patient_id"
+    session_column : str, default "session"
+
+    Returns
+    -------
+    pandas.Series
+        Named ``<column>_early``, with the index of ``df``.  NaN for a patient
+        with no row at ``session`` or a missing value there.  No other session
+        is substituted.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"patient_id": ["a", "a", "b"], "session": [1, 3, 1],
+    ...                    "x": [1.0, 3.0, 5.0]})
+    >>> early_value(df, "x", session=3).tolist()
+    [3.0, 3.0, nan]
+    """
+    where = "early_value"
+    if isinstance(session, bool) or not isinstance(session, (int, np.integer)) or session < 1:
+        raise ValueError(f"{where}: session must be a whole number >= 1, got {session!r}.")
+    _require_columns(df, [column, by, session_column], where)
+    _check_no_missing(df, [by], where)
+    sessions = _session_numbers(df, session_column, where)
+    _check_unique_sessions(df, by, sessions, where)
+    values = _numeric(df, column, where)
+    wanted = np.full(len(df), int(session), dtype="int64")
+    early = _keyed_lookup(df[by].to_numpy(), sessions, values, wanted)
+    return pd.Series(early, index=df.index, name=f"{column}_early")
+
+
+def grand_mean_center(
+    series: pd.Series, *, by: pd.Series | Sequence[object] | np.ndarray | None = None
+) -> pd.Series:
+    """Subtract the grand mean from ``series``.
+
+    Parameters
+    ----------
+    series : pandas.Series
+        Numeric values (missing values stay missing and are left out of the
+        mean).
+    by : array-like, optional
+        Group labels, one per element of ``series`` (e.g. the patient ids).
+        If given, ``series`` must be constant within each group (e.g. a
+        patient mean repeated on each row).  The grand mean is then the mean
+        over groups, each group once, so patients with more sessions do not
+        weigh more.
+
+    Returns
+    -------
+    pandas.Series
+        Same index and name as ``series``.
+
+    Raises
+    ------
+    ValueError
+        If ``by`` has the wrong length or ``series`` varies within a group.
+
+    Examples
+    --------
+    >>> grand_mean_center(pd.Series([1.0, 1.0, 1.0, 4.0]), by=["a", "a", "a", "b"]).tolist()
+    [-1.5, -1.5, -1.5, 1.5]
+    """
+    values = pd.to_numeric(series, errors="raise").astype("float64")
+    if by is None:
+        return values - values.mean()
+    groups = np.asarray(by, dtype=object)
+    if len(groups) != len(values):
+        raise ValueError(
+            f"grand_mean_center: 'by' has {len(groups)} labels for {len(values)} values."
+        )
+    positional = pd.Series(values.to_numpy(), index=pd.RangeIndex(len(values)))
+    n_distinct = positional.groupby(groups).nunique(dropna=False)
+    varying = n_distinct[n_distinct > 1]
+    if len(varying):
+        raise ValueError(
+            f"grand_mean_center: {series.name!r} varies within group(s) "
+            f"{list(varying.index[:_MAX_ROWS_REPORTED])}; with 'by', pass a value that is "
+            "constant within each group (such as a patient mean)."
+        )
+    grand_mean = positional.groupby(groups).first().mean()
+    return values - grand_mean
+
+
+def intake_adjusted_change(
+    df: pd.DataFrame,
+    *,
+    outcome: str = OUTCOME,
+    intake: str = OUTCOME_INTAKE,
+    residual_of_last: bool = False,
+    by: str = PATIENT_ID,
+    session: str = SESSION,
+) -> pd.DataFrame:
+    """Change from intake, and optionally the intake-adjusted last outcome.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Long frame with the session outcome and the patient's intake total.
+    outcome : str, default "outcome"
+    intake : str, default "outcome_intake"
+    residual_of_last : bool, default False
+        Also return the residual of each patient's last observed outcome
+        regressed on intake.
+    by, session : str
+        Patient and session columns (used only with ``residual_of_last``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index of ``df``, with the columns:
+
+        ``<outcome>_change``
+            ``outcome - intake`` per row.  Negative means fewer symptoms than
+            at intake.
+        ``<outcome>_last_residual`` (only with ``residual_of_last=True``)
+            The patient's last observed outcome (at the highest session with
+            a non-missing outcome) minus the value predicted by an ordinary
+            least-squares line of last outcome on intake, fitted across
+            patients, each patient once.  Repeated on each of the patient's
+            rows.  NaN for patients without a last outcome or an intake.
+
+    Raises
+    ------
+    ValueError
+        With ``residual_of_last``: if the intake varies within a patient, or
+        fewer than 3 patients with distinct intakes are available for the
+        line.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"outcome": [8.0, 5.0], "outcome_intake": [10.0, 10.0]})
+    >>> intake_adjusted_change(df)["outcome_change"].tolist()
+    [-2.0, -5.0]
+    """
+    where = "intake_adjusted_change"
+    _require_columns(df, [outcome, intake], where)
+    y = _numeric(df, outcome, where)
+    y0 = _numeric(df, intake, where)
+    out = pd.DataFrame(index=df.index)
+    out[f"{outcome}_change"] = y - y0
+    if not residual_of_last:
+        return out
+
+    _require_columns(df, [by, session], where)
+    _check_no_missing(df, [by], where)
+    sessions = _session_numbers(df, session, where)
+    _check_unique_sessions(df, by, sessions, where)
+    patients = df[by].to_numpy()
+    intake_by_row = pd.Series(y0)
+    n_intakes = intake_by_row.groupby(patients).nunique(dropna=False)
+    varying = n_intakes[n_intakes > 1]
+    if len(varying):
+        raise ValueError(
+            f"{where}: {intake!r} differs between rows of patient(s) "
+            f"{list(varying.index[:_MAX_ROWS_REPORTED])}; the intake is one value per patient."
+        )
+    observed = pd.DataFrame({"p": patients, "s": sessions, "y": y, "y0": y0})
+    observed = observed[observed["y"].notna()]
+    last = observed.sort_values("s", kind="stable").groupby("p").last()
+    last = last[last["y0"].notna()]
+    x = last["y0"].to_numpy(dtype=float)
+    yl = last["y"].to_numpy(dtype=float)
+    if len(last) < 3 or np.unique(x).size < 2:
+        raise ValueError(
+            f"{where}: the residual of the last outcome on intake needs at least 3 patients "
+            f"with a last outcome and an intake, and intakes that differ; found {len(last)} "
+            f"patient(s) with {np.unique(x).size} distinct intake value(s)."
+        )
+    x_mean, y_mean = x.mean(), yl.mean()
+    slope = np.sum((x - x_mean) * (yl - y_mean)) / np.sum((x - x_mean) ** 2)
+    intercept = y_mean - slope * x_mean
+    residual = pd.Series(yl - (intercept + slope * x), index=last.index)
+    out[f"{outcome}_last_residual"] = pd.Series(patients).map(residual).to_numpy(dtype=float)
+    return out
+
+
+def add_model_features(
+    df: pd.DataFrame,
+    *,
+    alliance: str = "alliance",
+    outcome: str = OUTCOME,
+    early_session: int = 3,
+) -> pd.DataFrame:
+    """Add every derived column the mixed models use.
+
+    The input must hold ``therapist_id``, ``patient_id``, ``session`` (whole
+    numbers from 1, one row per patient and session), the alliance and outcome
+    columns, and ``outcome_intake``.  The input is not modified.  The result is
+    a copy with the same rows, order and index, plus exactly the columns below
+    (:data:`MODEL_FEATURE_COLUMNS`).  Output names always start with
+    ``alliance_`` / ``outcome_``, whichever source columns were chosen.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The cleaned long frame.
+    alliance : str, default "alliance"
+        Column holding the alliance total to use (e.g. ``"alliance_client"``).
+    outcome : str, default "outcome"
+        Column holding the outcome total.
+    early_session : int, default 3
+        Session whose alliance is the early alliance.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    ValueError
+        If a required column is absent, an output column already exists, an
+        identifier is missing, a session number is not a whole number >= 1, a
+        patient has two rows for one session or more than one therapist, or a
+        score column is not numeric.
+
+    Notes
+    -----
+    Data dictionary of the added columns:
+
+    alliance_between
+        Patient mean of the alliance over the patient's non-missing sessions
+        (:func:`person_mean_center`).
+    alliance_within
+        Alliance minus ``alliance_between``: the session's deviation from the
+        patient's own mean.  NaN where the alliance is missing.
+    alliance_lag
+        Alliance at session t − 1 of the same patient.  NaN at the first
+        session, after a gap, or when that rating is missing
+        (:func:`lag_within_patient`).
+    alliance_within_lag
+        ``alliance_within`` at session t − 1 of the same patient.
+    alliance_between_c
+        ``alliance_between`` minus the grand mean of the patient means (each
+        patient counted once), so 0 is the average patient
+        (:func:`grand_mean_center`).
+    alliance_therapist_mean
+        Mean of the therapist's patient means (each patient counted once;
+        :func:`therapist_mean_disaggregate`).
+    alliance_patient_dev
+        ``alliance_between`` minus ``alliance_therapist_mean``.
+    alliance_early
+        The patient's alliance at session ``early_session`` on every row of the
+        patient; NaN if that session is absent or unrated
+        (:func:`early_value`).
+    outcome_lag
+        Outcome at session t − 1 of the same patient (NaN at the first session
+        and after a gap).
+    outcome_within
+        Outcome minus the patient's mean outcome over sessions (the intake is
+        not a session and is not part of the mean).
+    outcome_between
+        Patient mean of the outcome over the patient's non-missing sessions.
+    outcome_within_lag
+        ``outcome_within`` at session t − 1 of the same patient.
+    outcome_change
+        ``outcome - outcome_intake``.  Negative means fewer symptoms than at
+        intake, since every supported outcome measure is scored so that higher
+        is worse.
+    session_c
+        ``session - 1``: 0 at the first session, so model intercepts refer to
+        the first session.
+    """
+    where = "add_model_features"
+    required = [THERAPIST_ID, PATIENT_ID, SESSION, alliance, outcome, OUTCOME_INTAKE]
+    _require_columns(df, required, where)
+    clash = [c for c in MODEL_FEATURE_COLUMNS if c in df.columns]
+    if clash:
+        raise ValueError(
+            f"{where}: the frame already has the output column(s) {clash}. Drop them (or start "
+            "from the cleaned data) so that no stale feature is mistaken for a fresh one."
+        )
+    _check_no_missing(df, [THERAPIST_ID, PATIENT_ID], where)
+    sessions = _session_numbers(df, SESSION, where, minimum=1)
+    _check_unique_sessions(df, PATIENT_ID, sessions, where)
+
+    work = pd.DataFrame(
+        {
+            THERAPIST_ID: df[THERAPIST_ID].to_numpy(),
+            PATIENT_ID: df[PATIENT_ID].to_numpy(),
+            SESSION: sessions,
+            "alliance": _numeric(df, alliance, where),
+            "outcome": _numeric(df, outcome, where),
+            OUTCOME_INTAKE: _numeric(df, OUTCOME_INTAKE, where),
+        }
+    )
+    work = person_mean_center(work, "alliance")
+    work = person_mean_center(work, "outcome")
+    work = therapist_mean_disaggregate(work, "alliance")
+
+    features = {
+        "alliance_between": work["alliance_between"],
+        "alliance_within": work["alliance_within"],
+        "alliance_lag": lag_within_patient(work, "alliance"),
+        "alliance_within_lag": lag_within_patient(work, "alliance_within"),
+        "alliance_between_c": grand_mean_center(work["alliance_between"], by=work[PATIENT_ID]),
+        "alliance_therapist_mean": work["alliance_therapist_mean"],
+        "alliance_patient_dev": work["alliance_patient_dev"],
+        "alliance_early": early_value(work, "alliance", session=early_session),
+        "outcome_lag": lag_within_patient(work, "outcome"),
+        "outcome_within": work["outcome_within"],
+        "outcome_between": work["outcome_between"],
+        "outcome_within_lag": lag_within_patient(work, "outcome_within"),
+        "outcome_change": intake_adjusted_change(work)["outcome_change"],
+        "session_c": pd.Series(sessions - 1),
+    }
+    out = df.copy()
+    for name in MODEL_FEATURE_COLUMNS:
+        out[name] = features[name].to_numpy()
+    return out
