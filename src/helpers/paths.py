@@ -35,3 +35,17 @@ def relative_to_root(path: str | Path) -> str:
         return p.relative_to(PROJECT_ROOT).as_posix()
     except ValueError:
         return p.name
+
+
+def resolve_path(path: str | Path) -> Path:
+    """Resolve a path given in a notebook parameter or on the command line.
+
+    Absolute paths are returned as they are; relative paths are taken relative
+    to the project root (not to the notebook's folder), so the same parameter
+    values work from JupyterLab, papermill and the command line.
+
+    >>> resolve_path("data/raw/demo/sessions.csv") == DEMO_DIR / "sessions.csv"
+    True
+    """
+    p = Path(path)
+    return p if p.is_absolute() else PROJECT_ROOT / p

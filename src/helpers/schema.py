@@ -8,9 +8,11 @@ Column families
 ---------------
 Identifiers
     ``therapist_id``, ``patient_id`` (strings) and ``session`` (positive integer,
-    1 = first treatment session).  ``source_row`` is the 1-based data row of the
-    input file the record came from (header excluded), kept so every row can be
-    traced to the exclusion ledger.
+    1 = first treatment session).  ``source_row`` is the row number a user sees in
+    the input file (CSV line or Excel sheet row, counting the header, so the
+    first record of a file with a one-line header is row 2; the case number in
+    SPSS/Stata/Parquet; the patient's row in a wide file), kept so every record
+    can be traced through the exclusion ledger.
 Alliance items, per rater (``client``, ``therapist``, ``observer``)
     ``alliance_<rater>_item01`` … ``alliance_<rater>_itemNN`` before scoring.
 Alliance scores
@@ -67,3 +69,79 @@ def outcome_item_column(item: int) -> str:
     'outcome_item09'
     """
     return f"outcome_item{item:02d}"
+
+
+def processed_schema():
+    """The pandera schema every processed session-level frame satisfies.
+
+    Checked by :func:`validate_processed` at the end of the cleaning step:
+    identifiers present; sessions whole numbers from 1, one row per patient
+    and session; each patient under one therapist; ``alliance`` and
+    ``outcome`` numeric (missing allowed); the within-patient flag boolean.
+    Instrument ranges were enforced earlier (values outside them were set to
+    missing and logged).
+    """
+    import pandera.pandas as pa
+
+    def one_therapist_per_patient(df):
+        return bool((df.groupby(PATIENT_ID)[THERAPIST_ID].nunique() <= 1).all())
+
+    return pa.DataFrameSchema(
+        {
+            SOURCE_ROW: pa.Column("int64", pa.Check.ge(1)),
+            THERAPIST_ID: pa.Column(str, nullable=False),
+            PATIENT_ID: pa.Column(str, nullable=False),
+            SESSION: pa.Column("int64", pa.Check.ge(1)),
+            ALLIANCE: pa.Column(float, nullable=True),
+            OUTCOME: pa.Column(float, nullable=True),
+            OUTCOME_INTAKE: pa.Column(float, nullable=True),
+            "within_eligible": pa.Column(bool),
+            "alliance_within": pa.Column(float, nullable=True),
+            "alliance_between": pa.Column(float, nullable=True),
+        },
+        checks=[
+            pa.Check(
+                lambda df: ~df.duplicated([PATIENT_ID, SESSION]),
+                error="one row per patient and session",
+            ),
+            pa.Check(one_therapist_per_patient, error="each patient under one therapist"),
+        ],
+        strict=False,
+        coerce=False,
+    )
+
+
+def validate_processed(df, source: str = ""):
+    """Validate processed data against :func:`processed_schema`.
+
+    Raises
+    ------
+    helpers.validation.StudyDataError
+        Listing every failed check with its column and rows (lazy validation).
+    """
+    import pandera.errors
+
+    from helpers.validation import Problem, StudyDataError
+
+    try:
+        return processed_schema().validate(df, lazy=True)
+    except pandera.errors.SchemaErrors as err:
+        problems = []
+        for (column, check), cases in err.failure_cases.groupby(
+            ["column", "check"], dropna=False, sort=False
+        ):
+            idx = [int(i) for i in cases["index"].dropna()]
+            rows = df.loc[idx, SOURCE_ROW].tolist() if SOURCE_ROW in df.columns else idx
+            problems.append(
+                Problem(
+                    file=source,
+                    column=None if column is None or column != column else str(column),
+                    rows=rows,
+                    values=cases["failure_case"].tolist(),
+                    rule=str(check),
+                    found=f"{len(cases)} failing value(s) in the processed data",
+                    fix="this is a bug in the cleaning step if the input passed validation; "
+                    "please report it with the input file",
+                )
+            )
+        raise StudyDataError(problems, "The processed data do not satisfy the schema.") from None

@@ -1,0 +1,504 @@
+"""Cleaning rules and the exclusion ledger.
+
+Every rule takes the canonical long frame (one record per patient-session, see
+:mod:`helpers.schema`) and a :class:`CleaningLog`, and returns the frame it
+keeps.  Whatever a rule removes or alters is written to the log, so that
+
+    records in = records kept + records used as intake + records excluded
+
+holds after every step (:meth:`CleaningLog.reconcile` asserts it), and every
+altered value is listed with its original.  Nothing is dropped silently.
+
+The rules, in the order :func:`helpers.pipeline.run_cleaning` applies them:
+
+1. :func:`exclude_missing_ids` — a record without therapist, patient or session
+   cannot be placed in the design.
+2. :func:`exclude_exact_duplicates` — a record identical to an earlier one in
+   every column (a double export or double entry) is excluded; the first copy
+   is kept.
+3. :func:`resolve_conflicting_duplicates` — two or more records of the same
+   patient and session that disagree.  Policy ``exclude`` (default) excludes
+   every copy, since there is no way to know which is right; ``keep_first``
+   keeps the first in file order; ``error`` stops with a report.
+4. :func:`resolve_multiple_therapists` — a patient who appears under more than
+   one therapist.  ``keep_majority`` (default) keeps the records under the
+   therapist who holds a strict majority of the patient's records (the usual
+   cause is a mistyped therapist id on a few rows) and excludes the others; with
+   no strict majority the patient is excluded.  ``exclude`` excludes the
+   patient; ``error`` stops with a report.
+5. :func:`set_out_of_range_missing` — an item or total outside its instrument's
+   range is set to missing and logged with its original value (the record is
+   kept: its other values are still valid).  ``error`` stops instead.
+6. :func:`split_intake` — records at the configured intake session become the
+   patient-level ``outcome_intake``.
+7. :func:`exclude_invalid_sessions` — session numbers that are zero or
+   negative (other than the intake session).
+8. :func:`exclude_empty_records` — records with neither an alliance nor an
+   outcome score after scoring.
+9. :func:`exclude_patients_without_outcome` — patients with no outcome at any
+   session contribute nothing to an alliance–outcome analysis.
+10. :func:`flag_few_sessions` — patients with fewer than ``min_sessions_within``
+    sessions holding both scores are kept but flagged (``within_eligible``
+    False): they inform between-patient but not within-patient estimates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from helpers.schema import PATIENT_ID, SESSION, SOURCE_ROW, THERAPIST_ID
+from helpers.validation import Problem, StudyDataError
+
+#: Columns of the exclusion ledger (one row per excluded or intake record).
+LEDGER_COLUMNS = [SOURCE_ROW, PATIENT_ID, THERAPIST_ID, SESSION, "step", "fate", "reason"]
+#: Columns of the value-change log (one row per altered value).
+VALUE_CHANGE_COLUMNS = [
+    SOURCE_ROW,
+    PATIENT_ID,
+    SESSION,
+    "column",
+    "original_value",
+    "new_value",
+    "step",
+    "reason",
+]
+
+
+class LedgerMismatchError(AssertionError):
+    """Raised when the counts of the exclusion ledger do not reconcile."""
+
+
+@dataclass
+class CleaningLog:
+    """What the cleaning rules did, record by record.
+
+    Parameters
+    ----------
+    n_records_in
+        Number of records that entered cleaning (rows of the canonical long
+        frame; in a long file these are the file's data rows).
+    source
+        The input file, relative to the project root, for messages.
+    """
+
+    n_records_in: int
+    source: str = ""
+    ledger: list[dict] = field(default_factory=list)
+    value_changes: list[dict] = field(default_factory=list)
+    flow: list[dict] = field(default_factory=list)
+
+    def exclude(self, rows: pd.DataFrame, step: str, reasons: str | Iterable[str]) -> None:
+        """Log ``rows`` as excluded at ``step`` with one reason or one per row."""
+        self._add(rows, step, "excluded", reasons)
+
+    def use_as_intake(self, rows: pd.DataFrame, step: str) -> None:
+        """Log ``rows`` as consumed into the patient-level intake score."""
+        self._add(rows, step, "intake", "intake assessment: becomes outcome_intake")
+
+    def _add(self, rows: pd.DataFrame, step: str, fate: str, reasons) -> None:
+        if rows.empty:
+            return
+        if isinstance(reasons, str):
+            reasons = [reasons] * len(rows)
+        reasons = list(reasons)
+        for (_, row), reason in zip(rows.iterrows(), reasons, strict=True):
+            self.ledger.append(
+                {
+                    SOURCE_ROW: row[SOURCE_ROW],
+                    PATIENT_ID: row.get(PATIENT_ID),
+                    THERAPIST_ID: row.get(THERAPIST_ID),
+                    SESSION: row.get(SESSION),
+                    "step": step,
+                    "fate": fate,
+                    "reason": reason,
+                }
+            )
+
+    def change_value(
+        self, rows: pd.DataFrame, column: str, new_value, step: str, reason: str
+    ) -> None:
+        """Log that ``column`` of ``rows`` was changed to ``new_value``."""
+        for _, row in rows.iterrows():
+            self.value_changes.append(
+                {
+                    SOURCE_ROW: row[SOURCE_ROW],
+                    PATIENT_ID: row.get(PATIENT_ID),
+                    SESSION: row.get(SESSION),
+                    "column": column,
+                    "original_value": row[column],
+                    "new_value": new_value,
+                    "step": step,
+                    "reason": reason,
+                }
+            )
+
+    def record_step(self, step: str, kept: pd.DataFrame, intake: pd.DataFrame | None = None):
+        """Snapshot the counts after ``step`` and check that they reconcile."""
+        n_intake = self.n_fate("intake")
+        self.flow.append(
+            {
+                "step": step,
+                "records_kept": len(kept),
+                "patients_kept": kept[PATIENT_ID].nunique(),
+                "therapists_kept": kept[THERAPIST_ID].nunique(),
+                "records_excluded_here": sum(
+                    1 for e in self.ledger if e["step"] == step and e["fate"] == "excluded"
+                ),
+                "records_excluded_total": self.n_fate("excluded"),
+                "intake_records": n_intake,
+            }
+        )
+        self.reconcile(len(kept))
+
+    def n_fate(self, fate: str) -> int:
+        """Number of ledger records with the given fate."""
+        return sum(1 for e in self.ledger if e["fate"] == fate)
+
+    def reconcile(self, n_kept: int) -> None:
+        """Assert records in = kept + intake + excluded, each record once."""
+        n_out = n_kept + self.n_fate("intake") + self.n_fate("excluded")
+        if n_out != self.n_records_in:
+            raise LedgerMismatchError(
+                f"ledger does not reconcile for {self.source}: {self.n_records_in} records in, "
+                f"{n_kept} kept + {self.n_fate('intake')} intake + "
+                f"{self.n_fate('excluded')} excluded = {n_out}"
+            )
+
+    def ledger_frame(self) -> pd.DataFrame:
+        """The exclusion ledger as a DataFrame, in input order."""
+        frame = pd.DataFrame(self.ledger, columns=LEDGER_COLUMNS)
+        return frame.sort_values([SOURCE_ROW, SESSION, "step"], kind="stable").reset_index(
+            drop=True
+        )
+
+    def value_changes_frame(self) -> pd.DataFrame:
+        """Every altered value with its original, in input order."""
+        frame = pd.DataFrame(self.value_changes, columns=VALUE_CHANGE_COLUMNS)
+        if not frame.empty:
+            frame["original_value"] = frame["original_value"].map(_format_value)
+        return frame.sort_values([SOURCE_ROW, SESSION, "column"], kind="stable").reset_index(
+            drop=True
+        )
+
+    def flow_frame(self) -> pd.DataFrame:
+        """CONSORT-style flow: records, patients and therapists after each step."""
+        return pd.DataFrame(self.flow)
+
+    def reasons_frame(self) -> pd.DataFrame:
+        """Counts of excluded records per step and reason."""
+        ledger = self.ledger_frame()
+        if ledger.empty:
+            return pd.DataFrame(columns=["step", "fate", "reason", "records", "patients"])
+        return (
+            ledger.groupby(["step", "fate", "reason"], sort=False)
+            .agg(records=(SOURCE_ROW, "size"), patients=(PATIENT_ID, "nunique"))
+            .reset_index()
+        )
+
+
+def _format_value(value) -> str:
+    """A value as the user typed it: ``6.0`` → ``"6"``, ``2.5`` → ``"2.5"``."""
+    if isinstance(value, float | np.floating) and np.isfinite(value):
+        return f"{float(value):g}" if float(value).is_integer() else repr(float(value))
+    return str(value)
+
+
+def _problem_rows(df: pd.DataFrame, mask: pd.Series) -> list[int]:
+    return [int(r) for r in df.loc[mask, SOURCE_ROW].tolist()]
+
+
+def exclude_missing_ids(df: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
+    """Exclude records without a therapist id, patient id or session number."""
+    step = "missing identifiers"
+    missing = df[[THERAPIST_ID, PATIENT_ID, SESSION]].isna()
+    bad = missing.any(axis=1)
+    reasons = [
+        "missing " + ", ".join(c for c in missing.columns if missing.loc[i, c])
+        for i in df.index[bad]
+    ]
+    log.exclude(df.loc[bad], step, reasons)
+    kept = df.loc[~bad]
+    log.record_step(step, kept)
+    return kept
+
+
+def exclude_exact_duplicates(df: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
+    """Exclude records identical to an earlier record in every column but the row number."""
+    step = "exact duplicates"
+    content = df.drop(columns=[SOURCE_ROW])
+    dup = content.duplicated(keep="first")
+    first_row = {}
+    reasons = []
+    for i, key in zip(df.index, map(tuple, content.astype(str).to_numpy()), strict=True):
+        if dup.loc[i]:
+            reasons.append(f"exact duplicate of row {first_row[key]}")
+        else:
+            first_row.setdefault(key, int(df.loc[i, SOURCE_ROW]))
+    log.exclude(df.loc[dup], step, reasons)
+    kept = df.loc[~dup]
+    log.record_step(step, kept)
+    return kept
+
+
+def resolve_conflicting_duplicates(
+    df: pd.DataFrame, log: CleaningLog, policy: str = "exclude"
+) -> pd.DataFrame:
+    """Handle records of the same patient and session that disagree.
+
+    Parameters
+    ----------
+    policy
+        ``exclude`` every copy (default), ``keep_first`` in file order, or
+        ``error``.
+    """
+    step = "conflicting duplicates"
+    dup = df.duplicated([PATIENT_ID, SESSION], keep=False)
+    if dup.any() and policy == "error":
+        rows = df.loc[dup]
+        raise StudyDataError(
+            [
+                Problem(
+                    file=log.source,
+                    column=f"{PATIENT_ID}, {SESSION}",
+                    rows=_problem_rows(df, dup),
+                    values=[
+                        f"{p} session {s}"
+                        for p, s in zip(rows[PATIENT_ID], rows[SESSION], strict=True)
+                    ],
+                    rule="one record per patient and session",
+                    found=f"{int(dup.sum())} records share a patient and session "
+                    "but differ in other values",
+                    fix="correct the records in the source, or set "
+                    "cleaning.conflicting_duplicates: exclude | keep_first",
+                )
+            ]
+        )
+    if policy == "keep_first":
+        drop = df.duplicated([PATIENT_ID, SESSION], keep="first")
+    elif policy in {"exclude", "error"}:
+        drop = dup
+    else:
+        raise ValueError(f"unknown conflicting_duplicates policy {policy!r}")
+    groups = df.loc[dup].groupby([PATIENT_ID, SESSION], sort=False)[SOURCE_ROW]
+    rows_of = {key: sorted(int(r) for r in s) for key, s in groups}
+    reasons = [
+        f"conflicts with row(s) "
+        f"{', '.join(str(r) for r in rows_of[(p, s)] if r != int(src))} "
+        f"for the same patient and session ({policy})"
+        for p, s, src in zip(
+            df.loc[drop, PATIENT_ID], df.loc[drop, SESSION], df.loc[drop, SOURCE_ROW], strict=True
+        )
+    ]
+    log.exclude(df.loc[drop], step, reasons)
+    kept = df.loc[~drop]
+    log.record_step(step, kept)
+    return kept
+
+
+def resolve_multiple_therapists(
+    df: pd.DataFrame, log: CleaningLog, policy: str = "exclude"
+) -> pd.DataFrame:
+    """Handle patients who appear under more than one therapist.
+
+    Parameters
+    ----------
+    policy
+        ``exclude`` (default): exclude the patient.  ``keep_majority``: keep
+        the records under the therapist with a strict majority of the
+        patient's records, exclude the rest; without a strict majority
+        exclude the patient.  ``error``: stop with a report.
+    """
+    step = "patients under several therapists"
+    counts = df.groupby([PATIENT_ID, THERAPIST_ID]).size().rename("n").reset_index()
+    n_ther = counts.groupby(PATIENT_ID)[THERAPIST_ID].transform("size")
+    multi = counts.loc[n_ther > 1]
+    if multi.empty:
+        log.record_step(step, df)
+        return df
+    if policy == "error":
+        mask = df[PATIENT_ID].isin(multi[PATIENT_ID])
+        raise StudyDataError(
+            [
+                Problem(
+                    file=log.source,
+                    column=THERAPIST_ID,
+                    rows=_problem_rows(df, mask),
+                    values=[
+                        f"{p}: "
+                        + ", ".join(
+                            f"{t} ({n} records)"
+                            for t, n in zip(g[THERAPIST_ID], g["n"], strict=True)
+                        )
+                        for p, g in multi.groupby(PATIENT_ID)
+                    ],
+                    rule="each patient is seen by one therapist",
+                    found=f"{multi[PATIENT_ID].nunique()} patient(s) under more than one therapist",
+                    fix="correct the therapist ids in the source, or set "
+                    "cleaning.multiple_therapists: keep_majority | exclude",
+                )
+            ]
+        )
+    if policy not in {"keep_majority", "exclude"}:
+        raise ValueError(f"unknown multiple_therapists policy {policy!r}")
+    drop = pd.Series(False, index=df.index)
+    reasons = pd.Series("", index=df.index, dtype=object)
+    for patient, g in multi.groupby(PATIENT_ID, sort=False):
+        total = int(g["n"].sum())
+        top = g.loc[g["n"].idxmax()]
+        listing = ", ".join(f"{t} ({n})" for t, n in zip(g[THERAPIST_ID], g["n"], strict=True))
+        in_patient = df[PATIENT_ID] == patient
+        if policy == "keep_majority" and 2 * int(top["n"]) > total:
+            minority = in_patient & (df[THERAPIST_ID] != top[THERAPIST_ID])
+            drop |= minority
+            reasons.loc[minority] = (
+                f"patient recorded under several therapists [{listing}]; "
+                f"kept the majority therapist {top[THERAPIST_ID]}"
+            )
+        else:
+            drop |= in_patient
+            why = "no strict majority" if policy == "keep_majority" else "policy exclude"
+            reasons.loc[in_patient] = (
+                f"patient recorded under several therapists [{listing}]; patient excluded ({why})"
+            )
+    log.exclude(df.loc[drop], step, reasons.loc[drop].tolist())
+    kept = df.loc[~drop]
+    log.record_step(step, kept)
+    return kept
+
+
+def set_out_of_range_missing(
+    df: pd.DataFrame,
+    log: CleaningLog,
+    ranges: Mapping[str, tuple[float, float]],
+    policy: str = "set_missing",
+) -> pd.DataFrame:
+    """Set values outside their allowed range to missing and log the originals.
+
+    Parameters
+    ----------
+    ranges
+        Column name → (lowest, highest) allowed value, from the instruments.
+        Item columns must also hold whole numbers; a fractional item value
+        counts as out of range.
+    policy
+        ``set_missing`` (default) or ``error``.
+    """
+    step = "out-of-range values"
+    out = df.copy()
+    problems = []
+    for column, (low, high) in ranges.items():
+        if column not in out.columns:
+            continue
+        values = out[column]
+        bad = values.notna() & ((values < low) | (values > high))
+        if "_item" in column:
+            bad |= values.notna() & (np.floor(values) != values)
+        if not bad.any():
+            continue
+        if policy == "error":
+            problems.append(
+                Problem(
+                    file=log.source,
+                    column=column,
+                    rows=_problem_rows(out, bad),
+                    values=out.loc[bad, column].tolist(),
+                    rule=f"values from {low:g} to {high:g}"
+                    + (" in whole numbers" if "_item" in column else ""),
+                    found=f"{int(bad.sum())} value(s) outside that range",
+                    fix="correct the values in the source, or set "
+                    "cleaning.out_of_range: set_missing",
+                )
+            )
+            continue
+        log.change_value(
+            out.loc[bad],
+            column,
+            None,
+            step,
+            f"outside the allowed range {low:g}–{high:g}",
+        )
+        out.loc[bad, column] = np.nan
+    if problems:
+        raise StudyDataError(problems)
+    log.record_step(step, out)
+    return out
+
+
+def split_intake(
+    df: pd.DataFrame, log: CleaningLog, intake_session: int | None, outcome_column: str
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Separate intake-assessment records from treatment sessions.
+
+    Returns the treatment-session records and a Series of intake scores indexed
+    by patient id (the scored ``outcome_column`` at the intake session).
+    """
+    step = "intake assessments"
+    if intake_session is None:
+        log.record_step(step, df)
+        return df, pd.Series(dtype=float, name="outcome_intake")
+    is_intake = df[SESSION] == intake_session
+    intake = df.loc[is_intake].set_index(PATIENT_ID)[outcome_column].rename("outcome_intake")
+    log.use_as_intake(df.loc[is_intake], step)
+    kept = df.loc[~is_intake]
+    log.record_step(step, kept)
+    return kept, intake
+
+
+def exclude_invalid_sessions(df: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
+    """Exclude records whose session number is zero or negative."""
+    step = "invalid session numbers"
+    bad = df[SESSION] <= 0
+    reasons = [f"session number {s:g} is not a positive integer" for s in df.loc[bad, SESSION]]
+    log.exclude(df.loc[bad], step, reasons)
+    kept = df.loc[~bad]
+    log.record_step(step, kept)
+    return kept
+
+
+def exclude_empty_records(
+    df: pd.DataFrame, log: CleaningLog, score_columns: list[str]
+) -> pd.DataFrame:
+    """Exclude records with no score in any of ``score_columns`` (a missed questionnaire)."""
+    step = "records without scores"
+    bad = df[score_columns].isna().all(axis=1)
+    log.exclude(df.loc[bad], step, f"no score in {', '.join(score_columns)}")
+    kept = df.loc[~bad]
+    log.record_step(step, kept)
+    return kept
+
+
+def exclude_patients_without_outcome(
+    df: pd.DataFrame, log: CleaningLog, outcome_column: str = "outcome"
+) -> pd.DataFrame:
+    """Exclude every record of patients with no outcome score at any session."""
+    step = "patients without any outcome"
+    has_outcome = df[outcome_column].notna().groupby(df[PATIENT_ID]).transform("any")
+    bad = ~has_outcome
+    log.exclude(df.loc[bad], step, f"patient has no {outcome_column} score at any session")
+    kept = df.loc[~bad]
+    log.record_step(step, kept)
+    return kept
+
+
+def flag_few_sessions(
+    df: pd.DataFrame,
+    log: CleaningLog,
+    min_sessions: int,
+    columns: tuple[str, str] = ("alliance", "outcome"),
+) -> pd.DataFrame:
+    """Add ``within_eligible``: the patient has at least ``min_sessions`` complete sessions.
+
+    A complete session has both ``columns`` scored.  Patients below the
+    threshold are kept (they inform between-patient estimates) and flagged.
+    """
+    step = f"fewer than {min_sessions} complete sessions (flagged, kept)"
+    complete = df[list(columns)].notna().all(axis=1)
+    n_complete = complete.groupby(df[PATIENT_ID]).transform("sum")
+    out = df.copy()
+    out["within_eligible"] = n_complete >= min_sessions
+    log.record_step(step, out)
+    return out

@@ -1,0 +1,435 @@
+"""The cleaning step, end to end: read → map → clean → score → derive → write.
+
+:func:`run_cleaning` is what notebook ``01_clean.ipynb`` and the command
+``python -m helpers clean`` both run, so the two cannot disagree.  Stages:
+
+1. read the file (:func:`helpers.loading.read_table`) and map it onto the
+   canonical long schema (:func:`helpers.loading.map_to_canonical`);
+2. apply the logged cleaning rules of :mod:`helpers.cleaning`;
+3. score every instrument from its items (:mod:`helpers.scoring`), or check
+   the range of totals given directly;
+4. split off the intake assessment, drop unusable records, flag patients with
+   too few sessions for within-patient analysis;
+5. derive the model features (:func:`helpers.features.add_model_features`);
+6. validate the result against the processed schema
+   (:func:`helpers.schema.validate_processed`) and write it, with the
+   exclusion ledger, the value-change log, the flow table and a manifest.
+
+Outputs (in ``out_dir``)
+------------------------
+``sessions.parquet`` / ``sessions.csv``
+    One row per patient-session: identifiers, scores, features.
+``patients.csv``
+    One row per patient: intake and last outcome, change, reliable change
+    category, mean and early alliance, number of sessions.
+``exclusion_ledger.csv``
+    Every input record that is not a row of ``sessions`` (excluded, or used
+    as the intake assessment), with the step and the reason.
+``value_changes.csv``
+    Every value the cleaning altered (out-of-range values set to missing),
+    with its original.
+``flow.csv``
+    Records, patients and therapists after each step (CONSORT-style).
+``manifest.json``
+    Input and output SHA-256, the config, package versions and the commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers import cleaning as cl
+from helpers import schema
+from helpers.config import StudyConfig, load_config
+from helpers.features import add_model_features
+from helpers.loading import map_to_canonical, read_table
+from helpers.provenance import write_manifest
+from helpers.scoring import classify_change, get_instrument, score_items
+from helpers.validation import display_path
+
+
+@dataclass
+class CleaningResult:
+    """Everything the cleaning step produced.
+
+    Attributes
+    ----------
+    config
+        The study config used.
+    sessions
+        The processed session-level data (one row per patient-session).
+    patients
+        The patient-level table.
+    log
+        The :class:`~helpers.cleaning.CleaningLog` (ledger, value changes, flow).
+    n_records_in
+        Records that entered cleaning.
+    outputs
+        Output name → path of every file written (empty when nothing was written).
+    """
+
+    config: StudyConfig
+    sessions: pd.DataFrame
+    patients: pd.DataFrame
+    log: cl.CleaningLog
+    n_records_in: int
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def flow(self) -> pd.DataFrame:
+        """Records, patients and therapists after each step."""
+        return self.log.flow_frame()
+
+    @property
+    def ledger(self) -> pd.DataFrame:
+        """The exclusion ledger."""
+        return self.log.ledger_frame()
+
+    @property
+    def value_changes(self) -> pd.DataFrame:
+        """Every altered value with its original."""
+        return self.log.value_changes_frame()
+
+    def reconciliation(self) -> pd.DataFrame:
+        """Records in = kept + intake + excluded, as a small table (asserted on creation)."""
+        rows = [
+            ("records in", self.n_records_in),
+            ("kept as treatment sessions", len(self.sessions)),
+            ("used as intake assessments", self.log.n_fate("intake")),
+            ("excluded", self.log.n_fate("excluded")),
+        ]
+        return pd.DataFrame(rows, columns=["", "records"]).set_index("")
+
+    def summary(self) -> str:
+        """A few lines for the command line."""
+        s = self.sessions
+        lines = [
+            f"study {self.config.study}: {self.n_records_in} records in; "
+            f"{len(s)} sessions of {s[schema.PATIENT_ID].nunique()} patients and "
+            f"{s[schema.THERAPIST_ID].nunique()} therapists kept; "
+            f"{self.log.n_fate('intake')} intake records; "
+            f"{self.log.n_fate('excluded')} records excluded; "
+            f"{len(self.value_changes)} values set to missing.",
+        ]
+        for name, path in self.outputs.items():
+            lines.append(f"  {name}: {display_path(path)}")
+        return "\n".join(lines)
+
+
+def value_ranges(config: StudyConfig) -> dict[str, tuple[float, float]]:
+    """Allowed range of every canonical item and total column the config defines."""
+    ranges: dict[str, tuple[float, float]] = {}
+    measures = {f"alliance_{r}": m for r, m in config.alliance.items()}
+    measures[schema.OUTCOME] = config.outcome
+    for prefix, measure in measures.items():
+        inst = get_instrument(measure.instrument)
+        if measure.has_items:
+            for i in range(1, inst.n_items + 1):
+                column = (
+                    schema.outcome_item_column(i)
+                    if prefix == schema.OUTCOME
+                    else f"{prefix}_item{i:02d}"
+                )
+                ranges[column] = (inst.item_min, inst.item_max)
+        else:
+            ranges[prefix] = (inst.total_min, inst.total_max)
+    if config.outcome.intake_total is not None:
+        inst = get_instrument(config.outcome.instrument)
+        ranges[schema.OUTCOME_INTAKE] = (inst.total_min, inst.total_max)
+    return ranges
+
+
+def score_measures(df: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
+    """Replace item columns by instrument totals and subscales.
+
+    Alliance scores become ``alliance_<rater>`` and ``alliance_<rater>_<subscale>``;
+    the outcome becomes ``outcome`` (subscales ``outcome_<subscale>``).  Totals
+    given directly are kept as they are.  Also adds ``alliance`` (the primary
+    rater's total) and, per scored instrument, ``<prefix>_n_missing_items`` and
+    ``<prefix>_prorated``.
+    """
+    out = df.copy()
+    measures = {f"alliance_{r}": m for r, m in config.alliance.items()}
+    measures[schema.OUTCOME] = config.outcome
+    for prefix, measure in measures.items():
+        if not measure.has_items:
+            continue
+        inst = get_instrument(measure.instrument)
+        if prefix == schema.OUTCOME:
+            item_cols = [schema.outcome_item_column(i) for i in range(1, inst.n_items + 1)]
+        else:
+            item_cols = [f"{prefix}_item{i:02d}" for i in range(1, inst.n_items + 1)]
+        scores = score_items(out[item_cols], inst)
+        out = out.drop(columns=item_cols)
+        out[prefix] = scores["total"]
+        for name in inst.subscale_names:
+            out[f"{prefix}_{name}"] = scores[name]
+        out[f"{prefix}_n_missing_items"] = scores["n_missing"]
+        out[f"{prefix}_prorated"] = scores["prorated"]
+    out[schema.ALLIANCE] = out[f"alliance_{config.primary_alliance}"]
+    return out
+
+
+def patient_table(sessions: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
+    """One row per patient: sessions, intake and last outcome, change category, alliance.
+
+    ``outcome_last`` is the outcome at the patient's last session with an
+    outcome score (the post-treatment score of a completer, the last
+    observation of a drop-out).  The change category follows Jacobson & Truax
+    (1991) with the instrument's cited constants.
+    """
+    s = sessions.sort_values([schema.PATIENT_ID, schema.SESSION])
+    scored = s.loc[s[schema.OUTCOME].notna()]
+    last = scored.groupby(schema.PATIENT_ID).tail(1).set_index(schema.PATIENT_ID)
+    first = s.groupby(schema.PATIENT_ID).head(1).set_index(schema.PATIENT_ID)
+    keep = [schema.THERAPIST_ID]
+    if schema.MODALITY in s.columns:
+        keep.append(schema.MODALITY)
+    keep += [c for c in config.covariates if c in s.columns]
+    keep += [
+        schema.OUTCOME_INTAKE,
+        "alliance_between",
+        "alliance_early",
+        "alliance_therapist_mean",
+        "alliance_patient_dev",
+        "within_eligible",
+    ]
+    table = first[keep].rename(columns={"alliance_between": "alliance_mean"})
+    table.insert(1, "n_sessions", s.groupby(schema.PATIENT_ID).size())
+    table.insert(2, "last_session", s.groupby(schema.PATIENT_ID)[schema.SESSION].max())
+    table["outcome_last"] = last[schema.OUTCOME]
+    table["outcome_last_session"] = last[schema.SESSION]
+    table["improvement"] = table[schema.OUTCOME_INTAKE] - table["outcome_last"]
+    inst = get_instrument(config.outcome.instrument)
+    if inst.cutoff is not None:
+        change = classify_change(table[schema.OUTCOME_INTAKE], table["outcome_last"], inst)
+        table["rci"] = change["rci"]
+        table["change_category"] = change["category"]
+    return table.reset_index()
+
+
+def _attach_intake(
+    df: pd.DataFrame, intake: pd.Series, config: StudyConfig, log: cl.CleaningLog
+) -> pd.DataFrame:
+    out = df.copy()
+    if config.outcome.intake_session is not None:
+        out[schema.OUTCOME_INTAKE] = out[schema.PATIENT_ID].map(intake).astype("float64")
+    elif schema.OUTCOME_INTAKE not in out.columns:
+        out[schema.OUTCOME_INTAKE] = np.nan
+    else:
+        # given as a column: one value per patient (take the first non-missing; differing
+        # values are a data problem, reported through the value-change log)
+        firsts = out.groupby(schema.PATIENT_ID)[schema.OUTCOME_INTAKE].transform("first")
+        differs = out[schema.OUTCOME_INTAKE].notna() & (out[schema.OUTCOME_INTAKE] != firsts)
+        if differs.any():
+            log.change_value(
+                out.loc[differs],
+                schema.OUTCOME_INTAKE,
+                "patient's first intake value",
+                "intake assessments",
+                "intake total differs between a patient's rows",
+            )
+        out[schema.OUTCOME_INTAKE] = firsts
+    return out
+
+
+def clean_study(canonical: pd.DataFrame, config: StudyConfig, source: str = "") -> CleaningResult:
+    """Clean, score and derive features from a canonical long frame.
+
+    Parameters
+    ----------
+    canonical
+        From :func:`helpers.loading.map_to_canonical`; not modified.
+    config
+        The study config (cleaning policies, instruments, intake).
+    source
+        The input file's name, for messages and the ledger.
+    """
+    policy = config.cleaning
+    log = cl.CleaningLog(len(canonical), source=source)
+    log.record_step("records read", canonical)
+    df = cl.exclude_missing_ids(canonical, log)
+    df = cl.exclude_exact_duplicates(df, log)
+    df = cl.resolve_conflicting_duplicates(df, log, policy.conflicting_duplicates)
+    df = cl.resolve_multiple_therapists(df, log, policy.multiple_therapists)
+    df = cl.set_out_of_range_missing(df, log, value_ranges(config), policy.out_of_range)
+    df = score_measures(df, config)
+    df, intake = cl.split_intake(df, log, config.outcome.intake_session, schema.OUTCOME)
+    df = cl.exclude_invalid_sessions(df, log)
+    score_columns = [f"alliance_{r}" for r in config.alliance] + [schema.OUTCOME]
+    df = cl.exclude_empty_records(df, log, score_columns)
+    df = cl.exclude_patients_without_outcome(df, log, schema.OUTCOME)
+    df = _attach_intake(df, intake, config, log)
+    df = cl.flag_few_sessions(df, log, policy.min_sessions_within)
+    df = df.astype({schema.SESSION: "int64"})
+    df = df.sort_values([schema.THERAPIST_ID, schema.PATIENT_ID, schema.SESSION], kind="stable")
+    df = add_model_features(df, early_session=policy.early_session).reset_index(drop=True)
+    schema.validate_processed(df, source=source)
+    patients = patient_table(df, config)
+    log.reconcile(len(df))
+    return CleaningResult(config, df, patients, log, len(canonical))
+
+
+def write_outputs(result: CleaningResult, out_dir: Path, inputs: list[Path]) -> dict[str, Path]:
+    """Write the processed data, ledger, flow and manifest; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv = {"index": False, "lineterminator": "\n"}
+    outputs = {
+        "sessions.parquet": out_dir / "sessions.parquet",
+        "sessions.csv": out_dir / "sessions.csv",
+        "patients.csv": out_dir / "patients.csv",
+        "exclusion_ledger.csv": out_dir / "exclusion_ledger.csv",
+        "value_changes.csv": out_dir / "value_changes.csv",
+        "flow.csv": out_dir / "flow.csv",
+    }
+    result.sessions.to_parquet(outputs["sessions.parquet"], index=False)
+    result.sessions.to_csv(outputs["sessions.csv"], **csv)
+    result.patients.to_csv(outputs["patients.csv"], **csv)
+    result.ledger.to_csv(outputs["exclusion_ledger.csv"], **csv)
+    result.value_changes.to_csv(outputs["value_changes.csv"], **csv)
+    result.flow.to_csv(outputs["flow.csv"], **csv)
+    outputs["manifest.json"] = out_dir / "manifest.json"
+    write_manifest(
+        outputs["manifest.json"],
+        inputs=inputs,
+        outputs=[p for k, p in outputs.items() if k != "manifest.json"],
+        parameters={"config": result.config.to_dict()},
+    )
+    result.outputs = outputs
+    return outputs
+
+
+def run_cleaning(
+    input_path: str | Path,
+    config: str | Path | StudyConfig,
+    out_dir: str | Path | None = None,
+) -> CleaningResult:
+    """Run the whole cleaning step on one study file.
+
+    Parameters
+    ----------
+    input_path
+        The study's data file (CSV, TSV, Excel, SPSS, Stata or Parquet); only read.
+    config
+        The study config, or its path.
+    out_dir
+        Where to write the outputs; ``None`` writes nothing.
+
+    Raises
+    ------
+    helpers.validation.StudyDataError
+        When the file or config cannot be used; the message names the file,
+        column, rows and values, and how to fix it.
+    """
+    input_path = Path(input_path)
+    config_path = None
+    if not isinstance(config, StudyConfig):
+        config_path = Path(config)
+        config = load_config(config_path)
+    raw = read_table(input_path, config.read)
+    canonical = map_to_canonical(raw, config)
+    result = clean_study(canonical, config, source=display_path(input_path) or "")
+    if out_dir is not None:
+        inputs = [input_path] + ([config_path] if config_path is not None else [])
+        write_outputs(result, Path(out_dir), inputs)
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Tables for the notebook: tidy, rounded, with no identifiers
+# ---------------------------------------------------------------------------
+
+
+def mapping_table(config: StudyConfig) -> pd.DataFrame:
+    """The config's column mapping: each of the user's columns and what it becomes.
+
+    Item columns of one instrument are shown as one row (first … last).
+    """
+    rows = []
+    keys = config.source_keys()
+    seen_prefix: set[str] = set()
+    for user, canonical in config.source_columns().items():
+        prefix = canonical.rsplit("_item", 1)[0] if "_item" in canonical else None
+        if prefix is not None:
+            if prefix in seen_prefix:
+                continue
+            seen_prefix.add(prefix)
+            measure = config.measure(prefix.removeprefix("alliance_") or prefix)
+            items = measure.item_columns()
+            rows.append(
+                (f"{items[0]} … {items[-1]}", f"{prefix}_item01 … {len(items):02d}", keys[user])
+            )
+        else:
+            rows.append((user, canonical, keys[user]))
+    return pd.DataFrame(rows, columns=["your column", "canonical column", "config key"])
+
+
+def instrument_table(config: StudyConfig) -> pd.DataFrame:
+    """The instruments the config uses, with their scoring rules and sources."""
+    rows = []
+    measures = {f"alliance ({r})": m for r, m in config.alliance.items()}
+    measures["outcome"] = config.outcome
+    for role, measure in measures.items():
+        inst = get_instrument(measure.instrument)
+        rows.append(
+            {
+                "role": role,
+                "instrument": inst.name,
+                "given as": "items" if measure.has_items else "total",
+                "items": inst.n_items,
+                "item range": f"{inst.item_min}–{inst.item_max}",
+                "total range": f"{inst.total_min}–{inst.total_max}",
+                "max missing items": inst.max_missing,
+                "source": inst.citation,
+            }
+        )
+    return pd.DataFrame(rows).set_index("role")
+
+
+def describe_scores(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Count, mean, SD, min and max of the scored totals, rounded to 2 decimals."""
+    columns = [c for c in sessions.columns if c.startswith("alliance_") or c == "outcome"]
+    columns = [
+        c
+        for c in columns
+        if pd.api.types.is_float_dtype(sessions[c])
+        and not c.endswith(("_within", "_lag", "_c", "_dev", "_mean", "_between", "_early"))
+    ]
+    columns = [c for c in ["alliance", *columns, schema.OUTCOME_INTAKE] if c in sessions]
+    table = sessions[columns].agg(["count", "mean", "std", "min", "max"]).T
+    return table.round(2)
+
+
+def centring_example(sessions: pd.DataFrame, n_sessions: int = 6) -> pd.DataFrame:
+    """One eligible patient's alliance split into between and within parts.
+
+    The patient is the first (in sorted order) with at least ``n_sessions``
+    sessions; the table shows sessions, not the patient's identifier.
+    """
+    eligible = sessions.groupby(schema.PATIENT_ID)[schema.SESSION].transform("size") >= n_sessions
+    patient = sorted(sessions.loc[eligible, schema.PATIENT_ID].unique())[0]
+    cols = [
+        schema.SESSION,
+        "alliance",
+        "alliance_between",
+        "alliance_within",
+        "alliance_within_lag",
+        schema.OUTCOME,
+    ]
+    one = sessions.loc[sessions[schema.PATIENT_ID] == patient, cols].head(n_sessions)
+    return one.set_index(schema.SESSION).round(2)
+
+
+def change_category_table(patients: pd.DataFrame) -> pd.DataFrame:
+    """Patients per reliable-change category (Jacobson & Truax 1991), with percentages."""
+    counts = patients["change_category"].value_counts(dropna=False)
+    order = ["recovered", "improved", "no reliable change", "deteriorated"]
+    counts = counts.reindex([*order, *[c for c in counts.index if c not in order]]).dropna()
+    table = pd.DataFrame({"patients": counts.astype("int64")})
+    table.index = table.index.astype(str).str.replace("<NA>", "no intake or outcome")
+    table["percent"] = (100 * table["patients"] / table["patients"].sum()).round(1)
+    return table

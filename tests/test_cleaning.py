@@ -1,0 +1,172 @@
+"""Cleaning rules: each one on a hand-made frame whose right answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpers import cleaning as cl
+from helpers.validation import StudyDataError
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    """Records (therapist, patient, session, alliance_client_item01, outcome)."""
+    df = pd.DataFrame(
+        rows,
+        columns=["therapist_id", "patient_id", "session", "alliance_client_item01", "outcome"],
+    )
+    df.insert(0, "source_row", np.arange(2, 2 + len(df)))
+    return df.astype({"session": "float64", "alliance_client_item01": "float64"})
+
+
+def test_exact_duplicates_keep_first_and_name_it():
+    df = _frame([("T1", "P1", 1, 3, 10), ("T1", "P1", 1, 3, 10), ("T1", "P1", 2, 4, 9)])
+    log = cl.CleaningLog(len(df))
+    kept = cl.exclude_exact_duplicates(df, log)
+    assert kept["source_row"].tolist() == [2, 4]
+    ledger = log.ledger_frame()
+    assert ledger["source_row"].tolist() == [3]
+    assert ledger["reason"].iloc[0] == "exact duplicate of row 2"
+
+
+def test_conflicting_duplicates_policies():
+    rows = [("T1", "P1", 1, 3, 10), ("T1", "P1", 1, 4, 10), ("T1", "P1", 2, 4, 9)]
+    log = cl.CleaningLog(3)
+    kept = cl.resolve_conflicting_duplicates(_frame(rows), log, "exclude")
+    assert kept["source_row"].tolist() == [4]
+    assert log.ledger_frame()["reason"].tolist() == [
+        "conflicts with row(s) 3 for the same patient and session (exclude)",
+        "conflicts with row(s) 2 for the same patient and session (exclude)",
+    ]
+    log = cl.CleaningLog(3)
+    kept = cl.resolve_conflicting_duplicates(_frame(rows), log, "keep_first")
+    assert kept["source_row"].tolist() == [2, 4]
+    with pytest.raises(StudyDataError) as err:
+        cl.resolve_conflicting_duplicates(_frame(rows), cl.CleaningLog(3, "x.csv"), "error")
+    text = str(err.value)
+    assert "P1 session 1" in text and "conflicting_duplicates" in text
+
+
+def test_multiple_therapists_keep_majority_and_ties():
+    rows = [
+        ("T1", "P1", 1, 3, 10),
+        ("T1", "P1", 2, 3, 10),
+        ("T9", "P1", 3, 3, 10),  # mistyped therapist on one row
+        ("T1", "P2", 1, 3, 10),
+        ("T2", "P2", 2, 3, 10),  # a tie: no majority
+    ]
+    log = cl.CleaningLog(5)
+    kept = cl.resolve_multiple_therapists(_frame(rows), log, "keep_majority")
+    assert kept["source_row"].tolist() == [2, 3]
+    ledger = log.ledger_frame()
+    assert ledger["source_row"].tolist() == [4, 5, 6]
+    assert "kept the majority therapist T1" in ledger["reason"].iloc[0]
+    assert "no strict majority" in ledger["reason"].iloc[1]
+    log = cl.CleaningLog(5)
+    kept = cl.resolve_multiple_therapists(_frame(rows), log, "exclude")
+    assert kept.empty
+    with pytest.raises(StudyDataError, match="T9 \\(1 records\\)"):
+        cl.resolve_multiple_therapists(_frame(rows), cl.CleaningLog(5), "error")
+
+
+def test_out_of_range_set_missing_logs_original():
+    df = _frame([("T1", "P1", 1, 6, 10), ("T1", "P1", 2, 2.5, 30), ("T1", "P1", 3, 5, 27)])
+    log = cl.CleaningLog(3)
+    ranges = {"alliance_client_item01": (1, 5), "outcome": (0, 27)}
+    out = cl.set_out_of_range_missing(df, log, ranges)
+    assert out["alliance_client_item01"].isna().tolist() == [True, True, False]
+    assert out["outcome"].isna().tolist() == [False, True, False]
+    changes = log.value_changes_frame()
+    assert changes[["source_row", "column", "original_value"]].values.tolist() == [
+        [2, "alliance_client_item01", "6"],
+        [3, "alliance_client_item01", "2.5"],
+        [3, "outcome", "30"],
+    ]
+    assert len(out) == 3  # records are kept
+    assert df["alliance_client_item01"].tolist() == [6, 2.5, 5]  # input not modified
+
+
+def test_out_of_range_error_policy_reports_rows():
+    df = _frame([("T1", "P1", 1, 6, 10)])
+    with pytest.raises(StudyDataError) as err:
+        cl.set_out_of_range_missing(
+            df, cl.CleaningLog(1, "a.csv"), {"alliance_client_item01": (1, 5)}, "error"
+        )
+    text = str(err.value)
+    assert "alliance_client_item01" in text and "1 to 5" in text and "a.csv" in text
+
+
+def test_intake_split_and_invalid_sessions():
+    df = _frame([("T1", "P1", 0, np.nan, 15), ("T1", "P1", 1, 3, 12), ("T1", "P1", -1, 3, 12)])
+    log = cl.CleaningLog(3)
+    kept, intake = cl.split_intake(df, log, 0, "outcome")
+    assert intake.to_dict() == {"P1": 15}
+    kept = cl.exclude_invalid_sessions(kept, log)
+    assert kept["source_row"].tolist() == [3]
+    ledger = log.ledger_frame()
+    assert ledger[["source_row", "fate"]].values.tolist() == [[2, "intake"], [4, "excluded"]]
+    assert "session number -1" in ledger["reason"].iloc[1]
+    log.reconcile(len(kept))
+
+
+def test_patients_without_outcome_and_flags():
+    df = _frame([("T1", "P1", 1, 3, np.nan), ("T1", "P1", 2, 3, np.nan), ("T1", "P2", 1, 3, 5)])
+    df["alliance"] = 40.0
+    log = cl.CleaningLog(3)
+    kept = cl.exclude_patients_without_outcome(df, log)
+    assert kept["patient_id"].tolist() == ["P2"]
+    flagged = cl.flag_few_sessions(kept, log, min_sessions=2)
+    assert flagged["within_eligible"].tolist() == [False]
+
+
+def test_reconcile_detects_a_lost_record():
+    df = _frame([("T1", "P1", 1, 3, 10), ("T1", "P1", 2, 3, 10)])
+    log = cl.CleaningLog(len(df), "x.csv")
+    with pytest.raises(cl.LedgerMismatchError, match="2 records in"):
+        log.record_step("silently dropping a row", df.iloc[:1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["T1", "T2"]),
+            st.sampled_from(["P1", "P2", "P3"]),
+            st.integers(-1, 4),
+            st.sampled_from([1.0, 3.0, 6.0, np.nan]),
+            st.sampled_from([0.0, 12.0, 30.0, np.nan]),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    st.sampled_from(["exclude", "keep_first"]),
+    st.sampled_from(["exclude", "keep_majority"]),
+)
+def test_ledger_always_reconciles(rows, dup_policy, multi_policy):
+    df = _frame(rows)
+    log = cl.CleaningLog(len(df))
+    df = cl.exclude_exact_duplicates(df, log)
+    df = cl.resolve_conflicting_duplicates(df, log, dup_policy)
+    df = cl.resolve_multiple_therapists(df, log, multi_policy)
+    df = cl.set_out_of_range_missing(
+        df, log, {"alliance_client_item01": (1, 5), "outcome": (0, 27)}
+    )
+    df, _ = cl.split_intake(df, log, 0, "outcome")
+    df = cl.exclude_invalid_sessions(df, log)
+    df = cl.exclude_empty_records(df, log, ["alliance_client_item01", "outcome"])
+    df = cl.exclude_patients_without_outcome(df, log)
+    ledger = log.ledger_frame()
+    # every input record is accounted for exactly once
+    all_rows = sorted(ledger["source_row"].tolist() + df["source_row"].tolist())
+    assert all_rows == list(range(2, 2 + len(rows)))
+    flow = log.flow_frame()
+    assert (
+        flow["records_kept"] + flow["records_excluded_total"] + flow["intake_records"] == len(rows)
+    ).all()
+    # what is kept obeys the rules
+    assert not df.duplicated(["patient_id", "session"]).any()
+    assert (df.groupby("patient_id")["therapist_id"].nunique() <= 1).all()
+    assert (df["session"] >= 1).all()
