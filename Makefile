@@ -48,10 +48,10 @@ all: $(BIN)/activate ## Run the numbered notebooks in order on DATA/CONFIG (defa
 test: unit nbtest ## Unit tests plus notebook regression tests (nbval)
 
 unit: $(BIN)/activate ## Unit tests only
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -p no:cacheprovider tests
 
 nbtest: $(BIN)/activate ## Notebook regression tests only
-	$(BIN)/pytest -q --nbval notebooks --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
 
 lint: $(BIN)/activate ## ruff over src, tests, bench and notebooks
 	$(BIN)/ruff check src tests bench notebooks
@@ -61,5 +61,6 @@ lab: $(BIN)/activate ## Open JupyterLab on notebooks/
 	$(BIN)/jupyter lab notebooks/
 
 clean: ## Remove generated outputs (never data/raw/)
-	rm -rf data/processed/* results/ figures/ runs/ report/ .pytest_cache
+	find data/processed -mindepth 1 ! -name .gitkeep -delete
+	rm -rf results/ figures/ runs/ report/ .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -1,0 +1,243 @@
+"""The cleaning step end to end: demo study, command line, determinism, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from helpers import schema
+from helpers.paths import DEMO_DIR, PROJECT_ROOT
+from helpers.pipeline import run_cleaning
+from helpers.provenance import sha256_file
+from helpers.validation import StudyDataError
+
+DEMO_DATA = DEMO_DIR / "sessions.csv"
+DEMO_CONFIG = DEMO_DIR / "study.yml"
+BAD = PROJECT_ROOT / "tests" / "data" / "bad"
+GOOD = PROJECT_ROOT / "tests" / "data" / "good"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    before = sha256_file(DEMO_DATA)
+    result = run_cleaning(DEMO_DATA, DEMO_CONFIG, out)
+    assert sha256_file(DEMO_DATA) == before, "the raw demo file was modified"
+    return result, out
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return json.loads((DEMO_DIR / "truth.json").read_text(encoding="utf-8"))
+
+
+def test_every_input_row_is_accounted_for_once(demo):
+    result, _ = demo
+    raw = pd.read_csv(DEMO_DATA, dtype=str, keep_default_na=False)
+    file_rows = list(range(2, len(raw) + 2))  # header is row 1
+    accounted = sorted(
+        result.sessions[schema.SOURCE_ROW].tolist() + result.ledger[schema.SOURCE_ROW].tolist()
+    )
+    assert accounted == file_rows
+    counts = result.reconciliation()["records"]
+    assert counts.iloc[0] == counts.iloc[1:].sum() == len(raw)
+
+
+def test_every_documented_fault_is_caught(demo, truth):
+    result, _ = demo
+    ledger = result.ledger.set_index(schema.SOURCE_ROW)
+    changes = result.value_changes
+    seen = {"exact_duplicate", "conflicting_duplicate", "mistyped_therapist_id", "out_of_range"}
+    for fault in truth["faults"]:
+        kind = fault["type"]
+        if kind == "exact_duplicate":
+            assert (
+                ledger.loc[fault["row"], "reason"]
+                == f"exact duplicate of row {fault['row_original']}"
+            )
+        elif kind == "conflicting_duplicate":
+            for row in (fault["row"], fault["row_original"]):
+                assert ledger.loc[row, "step"] == "conflicting duplicates"
+        elif kind == "mistyped_therapist_id":
+            entry = ledger.loc[fault["row"]]
+            assert entry["therapist_id"] == fault["new"]
+            assert f"kept the majority therapist {fault['original']}" in entry["reason"]
+        elif kind == "out_of_range":
+            hit = changes.loc[changes[schema.SOURCE_ROW] == fault["row"]]
+            assert len(hit) == 1 and hit["original_value"].iloc[0] == str(fault["new"])
+        seen.discard(kind)
+    assert not seen, f"faults not documented in truth.json: {seen}"
+    # nothing else was excluded but the documented faults, intake rows and the patient
+    # whose every outcome is missing
+    excluded = result.ledger.loc[result.ledger["fate"] == "excluded", "step"].value_counts()
+    assert excluded.to_dict() == {
+        "conflicting duplicates": 2,
+        "exact duplicates": 1,
+        "patients under several therapists": 1,
+        "patients without any outcome": excluded.get("patients without any outcome", 0),
+    }
+
+
+def test_dot_missing_codes_became_missing(demo, truth):
+    result, _ = demo
+    dots = [f for f in truth["faults"] if f["type"] == "missing_code_dot"]
+    assert dots
+    by_row = result.sessions.set_index(schema.SOURCE_ROW)
+    for fault in dots:
+        # a '.' item leaves the total prorated (or missing), never a parse error
+        prefix = "outcome" if fault["column"].startswith("phq") else "alliance_client"
+        assert by_row.loc[fault["row"], f"{prefix}_n_missing_items"] >= 1
+
+
+def test_processed_data_match_the_simulated_truth(demo):
+    """Scores in the processed data equal totals computed independently from the raw items."""
+    result, _ = demo
+    raw = pd.read_csv(DEMO_DATA, na_values=["NA", "."], keep_default_na=True)
+    raw.index = range(2, len(raw) + 2)
+    s = result.sessions.set_index(schema.SOURCE_ROW)
+    phq = raw.loc[s.index, [f"phq_{i}" for i in range(1, 10)]]
+    complete = phq.notna().all(axis=1) & (phq <= 3).all(axis=1)
+    assert (s.loc[complete, "outcome"] == phq[complete].sum(axis=1)).all()
+    wai = raw.loc[s.index, [f"wai_{i}" for i in range(1, 13)]]
+    complete = wai.notna().all(axis=1) & (wai <= 5).all(axis=1)
+    assert (s.loc[complete, "alliance"] == wai[complete].sum(axis=1)).all()
+    bond = wai[[f"wai_{i}" for i in (3, 5, 7, 9)]]
+    assert (s.loc[complete, "alliance_client_bond"] == bond[complete].sum(axis=1)).all()
+    intake = raw.loc[raw["session"] == 0].set_index("patient")
+    intake_total = intake[[f"phq_{i}" for i in range(1, 10)]].sum(axis=1, min_count=9)
+    got = s.groupby("patient_id")["outcome_intake"].first()
+    both = intake_total.index.intersection(got.index)
+    full = intake_total.loc[both].notna()
+    assert (got.loc[both][full] == intake_total.loc[both][full]).all()
+
+
+def test_outputs_are_byte_identical_across_runs(demo, tmp_path):
+    _, first = demo
+    run_cleaning(DEMO_DATA, DEMO_CONFIG, tmp_path)
+    for name in [
+        "sessions.csv",
+        "sessions.parquet",
+        "patients.csv",
+        "exclusion_ledger.csv",
+        "value_changes.csv",
+        "flow.csv",
+        "manifest.json",
+    ]:
+        assert (first / name).read_bytes() == (tmp_path / name).read_bytes(), name
+
+
+def test_manifest_records_hashes_without_absolute_paths(demo):
+    _, out = demo
+    text = (out / "manifest.json").read_text()
+    manifest = json.loads(text)
+    assert {"path": "data/raw/demo/sessions.csv"}.items() <= manifest["inputs"][0].items() or any(
+        i["path"] == "data/raw/demo/sessions.csv" for i in manifest["inputs"]
+    )
+    sessions = next(o for o in manifest["outputs"] if o["path"].endswith("sessions.csv"))
+    assert sessions["sha256"] == sha256_file(out / "sessions.csv")
+    assert str(PROJECT_ROOT) not in text and "/tmp/" not in text
+
+
+def test_processed_data_hold_no_free_text_or_identifying_columns(demo):
+    result, _ = demo
+    allowed_text = {schema.THERAPIST_ID, schema.PATIENT_ID, schema.MODALITY, "gender"}
+    text_columns = {
+        c for c in result.sessions.columns if not pd.api.types.is_numeric_dtype(result.sessions[c])
+    }
+    assert text_columns - {"within_eligible"} <= allowed_text
+
+
+def test_cli_cleans_the_demo_study(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers", "clean", "--input", str(DEMO_DATA), "--config",
+         str(DEMO_CONFIG), "--out", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "4584 records in" in proc.stdout
+    assert (tmp_path / "sessions.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "config", "expected"),
+    [
+        (BAD / "empty.csv", BAD / "totals.yml", "empty file"),
+        (BAD / "header_only.csv", BAD / "totals.yml", "no data rows"),
+        (BAD / "semicolon.csv", BAD / "totals.yml", "read.delimiter: ';'"),
+        (BAD / "latin1.csv", BAD / "totals.yml", "read.encoding: latin-1"),
+        (BAD / "misnamed_column.csv", BAD / "totals.yml", "pateint"),
+        (BAD / "non_numeric.csv", BAD / "totals.yml", "'abc'"),
+        (BAD / "fractional_session.csv", BAD / "totals.yml", "fractional session"),
+        (BAD / "header_row3.xlsx", BAD / "totals.yml", "read.header_row: 3"),
+        (BAD / "wide_bad_pattern.csv", BAD / "wide_bad_pattern.yml", "no column matches"),
+        (GOOD / "long.csv", BAD / "unknown_key.yml", "did you mean"),
+        (GOOD / "long.csv", BAD / "missing_column.yml", "age_years"),
+    ],
+    ids=[
+        "empty",
+        "header-only",
+        "semicolon",
+        "latin1",
+        "misnamed",
+        "non-numeric",
+        "fractional",
+        "excel-header-row",
+        "wide-pattern",
+        "config-key",
+        "config-column",
+    ],
+)
+def test_cli_reports_bad_input_without_traceback(tmp_path, data, config, expected):
+    before = sha256_file(data)
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers", "clean", "--input", str(data), "--config", str(config),
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sha256_file(data) == before
+    assert not any(tmp_path.iterdir()), "nothing is written for bad input"
+
+
+def test_conflicting_duplicates_error_policy_names_rows(tmp_path):
+    text = DEMO_CONFIG.read_text().replace(
+        "conflicting_duplicates: exclude", "conflicting_duplicates: error"
+    )
+    config = tmp_path / "study.yml"
+    config.write_text(text)
+    with pytest.raises(StudyDataError) as err:
+        run_cleaning(DEMO_DATA, config)
+    assert "P0334 session 2" in str(err.value)
+    assert "3849" in str(err.value) and "3850" in str(err.value)
+
+
+def test_study_data_error_renders_without_traceback_in_jupyter():
+    err = StudyDataError([])
+    lines = err._render_traceback_()
+    assert lines[0].startswith("StudyDataError") and "Traceback" not in "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("data", "where", "expected"),
+    [
+        ("out_of_range.csv", "values", "outside the allowed range 12–60"),
+        ("out_of_range.csv", "values", "outside the allowed range 0–27"),
+        ("conflicting_duplicate.csv", "ledger", "conflicts with row(s) 4 for the same patient"),
+        ("two_therapists.csv", "ledger", "[T1 (1), T2 (1)]; patient excluded (policy exclude)"),
+        ("nonpositive_session.csv", "ledger", "session number -1 is not a positive integer"),
+        ("nonpositive_session.csv", "ledger", "session number 0 is not a positive integer"),
+        ("no_outcome.csv", "ledger", "patient has no outcome score at any session"),
+    ],
+)
+def test_logged_problems_give_a_clear_reason(data, where, expected):
+    before = sha256_file(BAD / data)
+    result = run_cleaning(BAD / data, BAD / "totals.yml")
+    table = result.value_changes if where == "values" else result.ledger
+    assert table["reason"].str.contains(expected, regex=False).any(), table["reason"].tolist()
+    assert sha256_file(BAD / data) == before
