@@ -18,7 +18,7 @@ export MPLBACKEND := Agg
 # Inputs of `make all` (override on the command line for your own study).
 DATA   ?= data/raw/demo/sessions.csv
 CONFIG ?= data/raw/demo/study.yml
-OUT    ?= data/processed
+OUT    ?= runs/demo
 
 .PHONY: help setup lock data all test unit nbtest lint lab clean
 

@@ -7,6 +7,8 @@ simulate
 clean
     Run the cleaning step of notebook 01 on any study:
     ``python -m helpers clean --input FILE --config FILE --out DIR``.
+run-notebooks
+    Run the numbered notebooks in order with papermill (``make all``).
 
 A user's mistake (a bad file, a config naming a missing column …) is printed
 as a readable report and the command exits with status 2; it never shows a
@@ -36,6 +38,11 @@ def _build_parser() -> argparse.ArgumentParser:
     clean.add_argument("--input", type=Path, required=True, help="the study's data file")
     clean.add_argument("--config", type=Path, required=True, help="the study config (YAML)")
     clean.add_argument("--out", type=Path, required=True, help="output folder")
+    run = sub.add_parser("run-notebooks", help="run the numbered notebooks in order (make all)")
+    run.add_argument("--data", type=Path, required=True, help="the study's data file")
+    run.add_argument("--config", type=Path, required=True, help="the study config (YAML)")
+    run.add_argument("--out", type=Path, required=True, help="the run's output folder")
+    run.add_argument("--seed", type=int, default=2026, help="random seed (default 2026)")
     return parser
 
 
@@ -55,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             result = run_cleaning(args.input, args.config, args.out)
             print(result.summary())
+        elif args.command == "run-notebooks":
+            from helpers.runner import run_notebooks
+
+            run_notebooks(args.data, args.config, args.out, seed=args.seed)
     except StudyDataError as err:
         print(f"error: the input cannot be used as it is.\n\n{err}", file=sys.stderr)
         return 2
