@@ -53,7 +53,9 @@ def test_environment_yml_installs_the_same_lock():
         "environment.yml must install the pinned lock and the package, nothing else, "
         f"so conda and pip users get the same versions; found {pip_section}"
     )
-    conda_pkgs = [d for d in deps if isinstance(d, str) and d.split("=")[0] not in {"python", "pip"}]
+    conda_pkgs = [
+        d for d in deps if isinstance(d, str) and d.split("=")[0] not in {"python", "pip"}
+    ]
     assert not conda_pkgs, f"conda packages {conda_pkgs} would bypass the lock"
 
 
