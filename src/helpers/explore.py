@@ -1,0 +1,106 @@
+"""Descriptive tables for notebook 02: the sample, missingness and trajectories.
+
+Every function returns a tidy, rounded DataFrame with no patient or therapist
+identifiers, so the tables can be stored in notebook outputs and compared by
+the regression tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from helpers.schema import MODALITY, OUTCOME_INTAKE, PATIENT_ID, SESSION, THERAPIST_ID
+
+
+def _spread(values: pd.Series) -> str:
+    q1, med, q3 = values.quantile([0.25, 0.5, 0.75])
+    return f"{med:g} [{q1:g}–{q3:g}], range {values.min():g}–{values.max():g}"
+
+
+def sample_overview(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Counts of therapists, patients and sessions, with the spread of caseloads.
+
+    Spreads are written as ``median [quartiles], range``.
+    """
+    per_patient = sessions.groupby(PATIENT_ID).size()
+    per_therapist = sessions.groupby(THERAPIST_ID)[PATIENT_ID].nunique()
+    rows = [
+        ("therapists", f"{sessions[THERAPIST_ID].nunique()}"),
+        ("patients", f"{sessions[PATIENT_ID].nunique()}"),
+        ("sessions", f"{len(sessions)}"),
+        ("patients per therapist", _spread(per_therapist)),
+        ("sessions per patient", _spread(per_patient)),
+    ]
+    if "within_eligible" in sessions:
+        eligible = sessions.groupby(PATIENT_ID)["within_eligible"].first()
+        rows.append(("patients eligible for within-patient models", f"{int(eligible.sum())}"))
+    return pd.DataFrame(rows, columns=["", "value"]).set_index("")
+
+
+def intake_by_group(patients: pd.DataFrame, by: str = MODALITY) -> pd.DataFrame:
+    """Patients, intake severity (mean, SD) and sessions attended per group."""
+    grouped = patients.groupby(by, dropna=False)
+    table = pd.DataFrame(
+        {
+            "therapists": grouped[THERAPIST_ID].nunique(),
+            "patients": grouped.size(),
+            "intake mean": grouped[OUTCOME_INTAKE].mean(),
+            "intake SD": grouped[OUTCOME_INTAKE].std(),
+            "sessions (mean)": grouped["n_sessions"].mean(),
+        }
+    )
+    return table.round(2)
+
+
+def missingness_table(sessions: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Percentage of sessions with each score missing, overall and by treatment phase.
+
+    Phases are sessions 1–5, 6–10 and 11 onwards: missingness that grows with
+    time in treatment is a warning sign that scores are not missing at random.
+    """
+    phase = pd.cut(
+        sessions[SESSION],
+        bins=[0, 5, 10, np.inf],
+        labels=["sessions 1–5", "sessions 6–10", "sessions 11+"],
+    )
+    missing = sessions[columns].isna()
+    table = missing.groupby(phase, observed=True).mean().T * 100
+    table.insert(0, "all sessions", missing.mean() * 100)
+    table.columns.name = None
+    table.index.name = "% missing"
+    return table.round(1)
+
+
+def mean_by_session(
+    sessions: pd.DataFrame, column: str, by: str | None = None, min_n: int = 10
+) -> pd.DataFrame:
+    """Mean, SD, n and a normal-approximation 95% CI of ``column`` at each session.
+
+    Sessions with fewer than ``min_n`` scores (per group) are left out: their
+    means are too noisy to show.
+    """
+    keys = [SESSION] if by is None else [by, SESSION]
+    grouped = sessions.groupby(keys, observed=True)[column]
+    table = grouped.agg(n="count", mean="mean", sd="std").reset_index()
+    table = table.loc[table["n"] >= min_n].copy()
+    half = 1.96 * table["sd"] / np.sqrt(table["n"])
+    table["ci_low"] = table["mean"] - half
+    table["ci_high"] = table["mean"] + half
+    return table.round(3).reset_index(drop=True)
+
+
+def change_summary(patients: pd.DataFrame, by: str = MODALITY) -> pd.DataFrame:
+    """Mean intake, last and improvement per group, with the share reliably improved."""
+    grouped = patients.groupby(by, dropna=False)
+    table = pd.DataFrame(
+        {
+            "intake": grouped[OUTCOME_INTAKE].mean(),
+            "last": grouped["outcome_last"].mean(),
+            "improvement": grouped["improvement"].mean(),
+        }
+    )
+    if "change_category" in patients:
+        improved = patients["change_category"].isin(["recovered", "improved"])
+        table["% reliably improved"] = 100 * improved.groupby(patients[by]).mean()
+    return table.round(2)
