@@ -1,0 +1,1440 @@
+"""lme4-style linear mixed models fitted with statsmodels' ``MixedLM``.
+
+:func:`fit_mixed` takes an lme4 formula such as
+``"outcome ~ alliance_within_lag + alliance_between + session + (1 + session | patient_id)"``,
+maps it *exactly* onto a ``statsmodels`` ``MixedLM.from_formula`` call, fits it with several
+optimisers, checks the optimum itself, and returns a :class:`MixedResult` whose numbers follow
+lme4's conventions (log-likelihood, standard errors, variance components).
+
+Formula mapping
+---------------
+lme4 expands ``(1 + x || g)`` into ``(1 | g) + (0 + x | g)`` and ``(1 | a/b)`` into
+``(1 | a) + (1 | b:a)``; so does :func:`parse_formula`.  Each grouping factor then holds one
+or more *blocks* of random effects (a correlated block, or single uncorrelated effects), and
+:func:`map_to_statsmodels` translates them:
+
+================================================  =========================================
+lme4 formula (random part)                        statsmodels ``MixedLM.from_formula``
+================================================  =========================================
+``(1 | g)``                                       ``groups="g", re_formula="1"``
+``(1 + x | g)``                                   ``groups="g", re_formula="1 + x"``
+``(0 + x | g)``                                   ``groups="g", re_formula="0 + x"``
+``(1 + x || g)``                                  ``groups="g", re_formula="1",
+                                                  vc_formula={"g|x": "0 + x"}``
+``(1 | t) + (1 | p)``, p nested in t              ``groups="t", re_formula="1",
+                                                  vc_formula={"p|Intercept": "0 + C(p)"}``
+``(1 + x | t) + (1 + s || p)``, p nested in t     ``groups="t", re_formula="1 + x",
+                                                  vc_formula={"p|Intercept": "0 + C(p)",
+                                                  "p|s": "0 + C(p):s"}``
+``(1 | t/p)`` (p labels reused across t)          as above with the key ``p:t`` formed
+                                                  from the pairs (t, p)
+================================================  =========================================
+
+A variance component (``vc_formula``) has a single variance shared by all its columns and is
+independent of every other component, so it represents exactly one uncorrelated random
+effect.  What statsmodels cannot express raises :class:`UnsupportedModelError` naming the
+nearest exact alternative; a different model is never fitted silently:
+
+* correlated random effects of the *inner* factor of a nested pair (e.g.
+  ``(1 + session | patient_id) + (1 | therapist_id)``): use ``(1 + session || patient_id)``,
+  or drop the therapist term;
+* two correlated blocks on the same factor;
+* crossed (non-nested) grouping factors, and more than two grouping factors.
+
+Standard errors and log-likelihood
+----------------------------------
+``MixedResult.fixed["se"]`` follows lme4's ``vcov()``: the square roots of the diagonal of
+``sigma^2 (X' V^-1 X)^-1`` evaluated at the estimates, with ``V`` built group by group from
+the estimated (relative) covariance parameters.  statsmodels' ``bse_fe`` comes instead from
+the inverse of the full observed information (fixed effects and covariance parameters
+jointly) and differs by a fraction of a percent; it stays available on
+``MixedResult.statsmodels_result``.  ``MixedResult.loglik`` is statsmodels' REML or ML
+log-likelihood, which equals lme4's ``logLik()`` with no constant difference (checked
+against lme4 in ``tests/test_models.py``).
+
+Convergence
+-----------
+No single statsmodels optimiser is trusted.  The model is fitted with several optimisers (by
+default ``lbfgs``, ``bfgs``, and Nelder-Mead followed by ``lbfgs`` from its solution); the
+run with the highest log-likelihood is kept and refined by Newton steps on the profiled
+log-likelihood (analytic gradient, Hessian by central differences of the gradient).  The
+result reports the gradient at the optimum, whether the Hessian of the profiled deviance is
+positive definite, whether the fit is singular (lme4's ``isSingular`` rule on the relative
+Cholesky factor), and warns when optimisers disagree.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import math
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import patsy
+from scipy import stats
+from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
+
+__all__ = [
+    "DEFAULT_OPTIMIZERS",
+    "FormulaError",
+    "LikelihoodRatioTest",
+    "MixedModelWarning",
+    "MixedResult",
+    "ModelDataError",
+    "ParsedFormula",
+    "RandomTerm",
+    "StatsmodelsSpec",
+    "UnsupportedModelError",
+    "fit_mixed",
+    "icc_from_null",
+    "likelihood_ratio_test",
+    "map_to_statsmodels",
+    "parse_formula",
+]
+
+#: Optimiser runs tried by :func:`fit_mixed`; ``"a+b"`` runs ``b`` from ``a``'s solution.
+DEFAULT_OPTIMIZERS: tuple[str, ...] = ("lbfgs", "bfgs", "nm+lbfgs")
+#: Two runs disagree when their log-likelihoods differ by more than this ...
+LOGLIK_AGREEMENT_TOL = 1e-4
+#: ... or a fixed effect differs by more than this many standard errors.
+FIXED_AGREEMENT_TOL_SE = 0.01
+#: lme4's ``isSingular`` tolerance on the diagonal of the relative Cholesky factor.
+SINGULAR_TOL = 1e-4
+#: Largest accepted Newton step ``|H^-1 g|`` (profiled log-likelihood, Cholesky scale).
+SCALED_GRADIENT_TOL = 1e-3
+#: Largest accepted gradient on the log-likelihood scale when the Hessian is not definite.
+ABS_GRADIENT_TOL = 1e-3
+_NEWTON_MAX_STEPS = 8
+_KNOWN_METHODS = ("lbfgs", "bfgs", "cg", "powell", "nm")
+
+
+class FormulaError(ValueError):
+    """The formula cannot be read as an lme4 mixed-model formula."""
+
+
+class UnsupportedModelError(ValueError):
+    """The lme4 model has no exact equivalent in statsmodels' ``MixedLM``."""
+
+
+class ModelDataError(ValueError):
+    """The data do not fit the model (missing columns, too few groups, ...)."""
+
+
+class MixedModelWarning(UserWarning):
+    """A diagnostic found by :func:`fit_mixed` (optimisers disagree, singular fit, ...)."""
+
+
+# --------------------------------------------------------------------------------------
+# Formula parsing
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RandomTerm:
+    """One random-effects term after lme4's expansions of ``||`` and ``/``.
+
+    Attributes
+    ----------
+    intercept : bool
+        Whether the term has a random intercept.
+    slopes : tuple of str
+        Random slope expressions (patsy syntax), in formula order.
+    grouping : tuple of str
+        Column names whose combination is the grouping factor (``("t", "p")`` for ``t:p``).
+    correlated : bool
+        ``False`` for effects that came from a ``||`` term (each one a term of its own).
+    source : str
+        The parenthesised term as written in the formula.
+    """
+
+    intercept: bool
+    slopes: tuple[str, ...]
+    grouping: tuple[str, ...]
+    correlated: bool
+    source: str
+
+    @property
+    def group_label(self) -> str:
+        """Name of the grouping factor as lme4 prints it (``"p:t"`` for a nested key)."""
+        return ":".join(self.grouping)
+
+    @property
+    def effects(self) -> tuple[str, ...]:
+        """Names of the random effects: ``"Intercept"`` and the slopes."""
+        return (("Intercept",) if self.intercept else ()) + self.slopes
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    """An lme4 formula split into its fixed part and its random terms.
+
+    Attributes
+    ----------
+    formula : str
+        The formula as given.
+    fixed_formula : str
+        The fixed part in patsy syntax (``"y ~ x + z"``).
+    response : str
+        The left-hand side.
+    random_terms : tuple of RandomTerm
+        The random terms after expanding ``||`` and ``/``.
+    """
+
+    formula: str
+    fixed_formula: str
+    response: str
+    random_terms: tuple[RandomTerm, ...]
+
+    @property
+    def group_labels(self) -> tuple[str, ...]:
+        """Grouping factors in order of first appearance."""
+        seen: dict[str, None] = {}
+        for term in self.random_terms:
+            seen.setdefault(term.group_label, None)
+        return tuple(seen)
+
+
+def _split_top_level(text: str, separators: str) -> list[tuple[str, str]]:
+    """Split ``text`` at separators outside parentheses; return ``(sign, piece)`` pairs."""
+    pieces: list[tuple[str, str]] = []
+    depth, start, sign = 0, 0, "+"
+    for i, char in enumerate(text):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+            if depth < 0:
+                raise FormulaError(f"Unbalanced ')' in formula part {text!r}.")
+        elif depth == 0 and char in separators:
+            pieces.append((sign, text[start:i].strip()))
+            sign, start = char, i + 1
+    if depth != 0:
+        raise FormulaError(f"Unbalanced '(' in formula part {text!r}.")
+    pieces.append((sign, text[start:].strip()))
+    return pieces
+
+
+def _is_random_term(piece: str) -> bool:
+    """Whether ``piece`` is one parenthesised ``(lhs | group)`` term."""
+    if not (piece.startswith("(") and piece.endswith(")")):
+        return False
+    depth = 0
+    for i, char in enumerate(piece):
+        depth += char == "("
+        depth -= char == ")"
+        if depth == 0 and i < len(piece) - 1:
+            return False  # e.g. "(a)+(b)" or "(x)*(z)": not one term
+    inner = piece[1:-1]
+    return any(sep == "|" for sep, _ in _split_top_level(inner, "|")[1:])
+
+
+_GROUP_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+
+
+def _parse_random_term(piece: str) -> list[RandomTerm]:
+    """Parse one ``(lhs | g)`` or ``(lhs || g)`` term into expanded :class:`RandomTerm`."""
+    inner = piece[1:-1]
+    parts = _split_top_level(inner, "|")
+    if len(parts) == 2:
+        correlated = True
+        lhs, group = parts[0][1], parts[1][1]
+    elif len(parts) == 3 and parts[1][1] == "":
+        correlated = False
+        lhs, group = parts[0][1], parts[2][1]
+    else:
+        raise FormulaError(f"Cannot read random term {piece}: expected (effects | group).")
+    if not lhs:
+        raise FormulaError(f"Random term {piece} has nothing before '|'.")
+    intercept, slopes = True, []
+    for position, (sign, token) in enumerate(_split_top_level(lhs, "+-")):
+        if token == "":
+            if position == 0 and sign == "+":
+                continue  # a leading '-', as in "-1 + x"
+            raise FormulaError(f"Empty effect in random term {piece}.")
+        if token == "1":
+            intercept = sign == "+"
+            continue
+        if token == "0":
+            intercept = sign == "-"
+            continue
+        if sign == "-":
+            raise FormulaError(
+                f"Random term {piece}: removing {token!r} with '-' is not supported; "
+                "list the random effects you want instead."
+            )
+        if token in slopes:
+            raise FormulaError(f"Random term {piece} lists {token!r} twice.")
+        slopes.append(token)
+    if not intercept and not slopes:
+        raise FormulaError(f"Random term {piece} has no random effect.")
+    if "/" in group:
+        nested = [g.strip() for g in group.split("/")]
+        groupings = [tuple(reversed(nested[: k + 1])) for k in range(len(nested))]
+    else:
+        groupings = [tuple(g.strip() for g in group.split(":"))]
+    for grouping in groupings:
+        for name in grouping:
+            if not _GROUP_NAME.match(name):
+                raise FormulaError(
+                    f"Random term {piece}: grouping factor {name!r} must be a column name "
+                    "(letters, digits, '_' or '.'), optionally combined with ':' or '/'."
+                )
+    terms = []
+    for grouping in groupings:
+        if correlated:
+            terms.append(RandomTerm(intercept, tuple(slopes), grouping, True, piece))
+        else:
+            if intercept:
+                terms.append(RandomTerm(True, (), grouping, False, piece))
+            for slope in slopes:
+                terms.append(RandomTerm(False, (slope,), grouping, False, piece))
+    return terms
+
+
+def parse_formula(formula: str) -> ParsedFormula:
+    """Split an lme4 formula into its fixed part and its random-effects terms.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 formula, e.g. ``"y ~ x + session + (1 + session | patient_id)"``.  Random
+        terms are ``(1 | g)``, ``(1 + x | g)`` (correlated), ``(1 + x || g)``
+        (uncorrelated), ``(0 + x | g)``, and nested factors ``(1 | a/b)`` or ``(1 | a:b)``.
+
+    Returns
+    -------
+    ParsedFormula
+        Fixed-part formula in patsy syntax and the expanded random terms.
+
+    Raises
+    ------
+    FormulaError
+        If the formula has no ``~``, no random term, unbalanced parentheses, or a random
+        term that cannot be read.
+
+    Examples
+    --------
+    >>> p = parse_formula("y ~ x + (1 + x || g)")
+    >>> p.fixed_formula, [t.effects for t in p.random_terms]
+    ('y ~ x', [('Intercept',), ('x',)])
+    """
+    if not isinstance(formula, str) or formula.count("~") != 1:
+        raise FormulaError(
+            f"Formula {formula!r} must be a string with exactly one '~', "
+            "e.g. 'y ~ x + (1 | patient_id)'."
+        )
+    lhs, rhs = (s.strip() for s in formula.split("~"))
+    if not lhs:
+        raise FormulaError(f"Formula {formula!r} has no response before '~'.")
+    fixed_pieces: list[str] = []
+    random_terms: list[RandomTerm] = []
+    for sign, piece in _split_top_level(rhs, "+"):
+        if _is_random_term(piece):
+            random_terms.extend(_parse_random_term(piece))
+        elif "|" in piece:
+            raise FormulaError(
+                f"Formula {formula!r}: '|' in {piece!r} is not inside a random term; "
+                "write random terms as (effects | group)."
+            )
+        elif piece:
+            fixed_pieces.append(piece)
+        elif sign == "+" and piece == "":
+            raise FormulaError(f"Formula {formula!r} has an empty term ('+ +').")
+    if not random_terms:
+        raise FormulaError(
+            f"Formula {formula!r} has no random-effects term such as (1 | patient_id); "
+            "fit_mixed needs at least one."
+        )
+    fixed_rhs = " + ".join(fixed_pieces) if fixed_pieces else "1"
+    return ParsedFormula(formula, f"{lhs} ~ {fixed_rhs}", lhs, tuple(random_terms))
+
+
+# --------------------------------------------------------------------------------------
+# Mapping to statsmodels
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatsmodelsSpec:
+    """The exact ``MixedLM.from_formula`` call that an lme4 formula maps to.
+
+    Attributes
+    ----------
+    fixed_formula : str
+        Fixed part (patsy).
+    groups : str
+        Column of the (outer) grouping factor; a derived key column for ``a:b`` factors.
+    re_formula : str or None
+        Correlated random effects of the outer factor (``None``: none).
+    vc_formula : dict of str to str
+        Variance components: uncorrelated effects of the outer factor and all effects of
+        the inner factor.  Keys are ``"<group>|<effect>"``.
+    re_effects : tuple of str
+        Effect names of ``re_formula`` (``"Intercept"`` first when present).
+    vc_effects : dict of str to tuple of (str, str)
+        For each variance component, its ``(group, effect)``.
+    outer : str
+        Outer grouping factor.
+    inner : str or None
+        Inner (nested) grouping factor, if any.
+    derived_keys : dict of str to tuple of str
+        Key columns formed from combinations of columns (``"p:t" -> ("p", "t")``).
+    """
+
+    fixed_formula: str
+    groups: str
+    re_formula: str | None
+    vc_formula: dict[str, str]
+    re_effects: tuple[str, ...]
+    vc_effects: dict[str, tuple[str, str]]
+    outer: str
+    inner: str | None
+    derived_keys: dict[str, tuple[str, ...]]
+
+    def call(self, reml: bool = True) -> str:
+        """The statsmodels call as text, e.g. for a methods section or a log."""
+        args = [f"{self.fixed_formula!r}", "data", f"groups={self.groups!r}"]
+        if self.re_formula is not None:
+            args.append(f"re_formula={self.re_formula!r}")
+        if self.vc_formula:
+            args.append(f"vc_formula={self.vc_formula!r}")
+        text = f"MixedLM.from_formula({', '.join(args)}).fit(reml={reml})"
+        for key, parts in self.derived_keys.items():
+            text += f"  # column {key!r} = one level per combination of {', '.join(parts)}"
+        return text
+
+
+def _patsy_name(column: str) -> str:
+    """A column reference patsy can read (``Q("a:b")`` for names that are not identifiers)."""
+    return column if column.isidentifier() else f"Q({column!r})"
+
+
+def _blocks_by_group(parsed: ParsedFormula) -> dict[str, list[tuple[str, ...]]]:
+    """Random-effect blocks per grouping factor; each block is one covariance block."""
+    blocks: dict[str, list[tuple[str, ...]]] = {}
+    for term in parsed.random_terms:
+        group_blocks = blocks.setdefault(term.group_label, [])
+        taken = {effect for block in group_blocks for effect in block}
+        repeated = taken.intersection(term.effects)
+        if repeated:
+            raise FormulaError(
+                f"Formula {parsed.formula!r}: random effect(s) {sorted(repeated)} appear "
+                f"twice for grouping factor {term.group_label!r}."
+            )
+        group_blocks.append(term.effects)
+    return blocks
+
+
+def _effects_formula(effects: Sequence[str]) -> str:
+    """patsy formula for a block of random effects (``"1 + x"`` or ``"0 + x"``)."""
+    if effects[0] == "Intercept":
+        return " + ".join(["1", *effects[1:]])
+    return " + ".join(["0", *effects])
+
+
+def map_to_statsmodels(parsed: ParsedFormula, outer: str | None = None) -> StatsmodelsSpec:
+    """Map a parsed lme4 formula onto an exactly equivalent ``MixedLM.from_formula`` call.
+
+    Parameters
+    ----------
+    parsed : ParsedFormula
+        Output of :func:`parse_formula`.
+    outer : str, optional
+        With two grouping factors, the outer one (the other must be nested in it).  Not
+        needed when one factor is a key built from the other (``(1 | t/p)``); otherwise
+        :func:`fit_mixed` finds it from the data.
+
+    Returns
+    -------
+    StatsmodelsSpec
+        The statsmodels call (see the module docstring for the table of forms).
+
+    Raises
+    ------
+    UnsupportedModelError
+        If statsmodels cannot express the model exactly; the message names the nearest
+        exact alternative.
+    """
+    blocks = _blocks_by_group(parsed)
+    labels = list(blocks)
+    if len(labels) > 2:
+        raise UnsupportedModelError(
+            f"Formula {parsed.formula!r} has {len(labels)} grouping factors "
+            f"({', '.join(labels)}); fit_mixed supports one factor or two nested factors. "
+            "Nearest exact alternative: keep the two factors that matter most (e.g. "
+            "therapist and patient) or fit the model with lme4."
+        )
+    derived = {label: tuple(label.split(":")) for label in labels if ":" in label}
+    inner: str | None = None
+    if len(labels) == 1:
+        outer = labels[0]
+    else:
+        if outer is None:
+            parts = {label: set(label.split(":")) for label in labels}
+            a, b = labels
+            if parts[a] < parts[b]:
+                outer = a
+            elif parts[b] < parts[a]:
+                outer = b
+            else:
+                raise ValueError(
+                    f"map_to_statsmodels needs `outer` for factors {a!r} and {b!r}: which "
+                    "one is nested in the other is decided from the data by fit_mixed."
+                )
+        if outer not in labels:
+            raise ValueError(f"outer={outer!r} is not one of the grouping factors {labels}.")
+        inner = labels[1] if labels[0] == outer else labels[0]
+
+    # Outer factor: the largest block is re_formula, the rest must be single effects.
+    outer_blocks = sorted(blocks[outer], key=lambda blk: (-len(blk), blk[0] != "Intercept"))
+    re_block = outer_blocks[0]
+    if len(outer_blocks) > 1 and len(outer_blocks[1]) > 1:
+        raise UnsupportedModelError(
+            f"Formula {parsed.formula!r} has two correlated blocks of random effects for "
+            f"{outer!r} ({' + '.join(re_block)} and {' + '.join(outer_blocks[1])}); "
+            "statsmodels allows one correlated block per factor plus uncorrelated single "
+            "effects. Nearest exact alternative: make all but one block uncorrelated "
+            "with '||'."
+        )
+    vc_formula: dict[str, str] = {}
+    vc_effects: dict[str, tuple[str, str]] = {}
+    for (effect,) in outer_blocks[1:]:
+        name = f"{outer}|{effect}"
+        vc_formula[name] = "1" if effect == "Intercept" else f"0 + {effect}"
+        vc_effects[name] = (outer, effect)
+
+    if inner is not None:
+        correlated = [blk for blk in blocks[inner] if len(blk) > 1]
+        if correlated:
+            effects = " + ".join(correlated[0]).replace("Intercept", "1")
+            raise UnsupportedModelError(
+                f"Formula {parsed.formula!r}: statsmodels cannot fit correlated random "
+                f"effects ({effects} | {inner}) for {inner!r} nested inside {outer!r}: with "
+                f"groups={outer!r}, the inner factor's effects can only be independent "
+                "variance components. Nearest exact alternatives: the uncorrelated form "
+                f"({effects} || {inner}) with the {outer!r} term kept, or "
+                f"({effects} | {inner}) without the {outer!r} term."
+            )
+        key = _patsy_name(inner)
+        for (effect,) in blocks[inner]:
+            name = f"{inner}|{effect}"
+            if effect == "Intercept":
+                vc_formula[name] = f"0 + C({key})"
+            else:
+                vc_formula[name] = f"0 + C({key}):{effect}"
+            vc_effects[name] = (inner, effect)
+
+    return StatsmodelsSpec(
+        fixed_formula=parsed.fixed_formula,
+        groups=outer,
+        re_formula=_effects_formula(re_block),
+        vc_formula=vc_formula,
+        re_effects=re_block,
+        vc_effects=vc_effects,
+        outer=outer,
+        inner=inner,
+        derived_keys=derived,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Data preparation
+# --------------------------------------------------------------------------------------
+
+
+def _names_in_code(code: str) -> set[str]:
+    """Variable names (and ``Q("...")`` names) used in one patsy factor expression."""
+    try:
+        tree = ast.parse(code, mode="eval")
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "Q"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            names.add(node.args[0].value)
+    return names
+
+
+def _formula_columns(formula: str, columns: Sequence[str]) -> list[str]:
+    """Data columns referenced by a patsy formula (either side)."""
+    try:
+        desc = patsy.ModelDesc.from_formula(formula)
+    except patsy.PatsyError as err:
+        raise FormulaError(f"Cannot read formula part {formula!r}: {err}") from err
+    names: set[str] = set()
+    for term in [*desc.lhs_termlist, *desc.rhs_termlist]:
+        for factor in term.factors:
+            names |= _names_in_code(factor.code)
+    return [c for c in columns if c in names]
+
+
+def _row_list(index: pd.Index, limit: int = 5) -> str:
+    """Readable list of the first few row labels."""
+    shown = ", ".join(str(i) for i in index[:limit])
+    more = f" and {len(index) - limit} more" if len(index) > limit else ""
+    return f"{shown}{more}"
+
+
+@dataclass
+class _Prepared:
+    frame: pd.DataFrame
+    n_dropped: int
+    missing_by_column: dict[str, int]
+
+
+def _prepare_data(data: pd.DataFrame, parsed: ParsedFormula, data_name: str) -> _Prepared:
+    """Select model columns, drop incomplete rows (lme4's na.omit), form nested keys."""
+    if not isinstance(data, pd.DataFrame):
+        raise ModelDataError(
+            f"fit_mixed expects a pandas DataFrame for {data_name}, got {type(data).__name__}."
+        )
+    group_columns = sorted({c for t in parsed.random_terms for c in t.grouping})
+    slope_formula = "0 + " + " + ".join(
+        sorted({s for t in parsed.random_terms for s in t.slopes}) or ["1"]
+    )
+    used = _formula_columns(parsed.fixed_formula, list(data.columns))
+    used += _formula_columns(slope_formula, list(data.columns))
+    response_cols = _formula_columns(parsed.fixed_formula.split("~")[0] + "~ 1", data.columns)
+    missing_columns = [c for c in group_columns if c not in data.columns]
+    if not response_cols:
+        missing_columns.insert(0, parsed.response)
+    for slope in {s for t in parsed.random_terms for s in t.slopes}:
+        if slope.isidentifier() and slope not in data.columns:
+            missing_columns.append(slope)
+    if missing_columns:
+        raise ModelDataError(
+            f"{data_name} has no column(s) {sorted(set(missing_columns))} used by formula "
+            f"{parsed.formula!r}. Available columns: {list(data.columns)}. Fix the formula "
+            "or rename the columns."
+        )
+    response = parsed.response
+    if response in data.columns and not pd.api.types.is_numeric_dtype(data[response]):
+        examples = ", ".join(repr(v) for v in data[response].dropna().unique()[:3])
+        raise ModelDataError(
+            f"{data_name}: the response column {response!r} must be numeric, found dtype "
+            f"{data[response].dtype} (values such as {examples}). Convert it to numbers "
+            "(e.g. score the instrument first) or pick another response."
+        )
+    columns = list(dict.fromkeys([*used, *group_columns]))
+    frame = data.loc[:, columns]
+    incomplete = frame.isna()
+    missing_by_column = {c: int(n) for c, n in incomplete.sum().items() if n > 0}
+    keep = ~incomplete.any(axis=1)
+    n_dropped = int((~keep).sum())
+    frame = frame.loc[keep].copy()
+    if len(frame) == 0:
+        raise ModelDataError(
+            f"{data_name}: no complete rows for formula {parsed.formula!r}; missing values "
+            f"per column: {missing_by_column}."
+        )
+    for column in group_columns:
+        if not (pd.api.types.is_integer_dtype(frame[column].dtype)):
+            frame[column] = frame[column].astype(str).astype(object)
+    for label in parsed.group_labels:
+        parts = label.split(":")
+        if len(parts) > 1:
+            if label in data.columns:
+                raise ModelDataError(
+                    f"{data_name} already has a column named {label!r}, which clashes with "
+                    f"the key fit_mixed forms for the nested factor {label!r}; rename it."
+                )
+            frame[label] = frame.groupby(parts, sort=True).ngroup().to_numpy()
+    for label in parsed.group_labels:
+        n_levels = frame[label].nunique()
+        if n_levels < 2:
+            raise ModelDataError(
+                f"{data_name}: grouping factor {label!r} has {n_levels} level(s) in the "
+                f"{len(frame)} complete rows; a random effect needs at least 2 groups."
+            )
+        if n_levels >= len(frame):
+            raise ModelDataError(
+                f"{data_name}: grouping factor {label!r} has as many levels ({n_levels}) as "
+                f"complete rows ({len(frame)}); its variance cannot be told apart from the "
+                "residual variance (lme4 refuses this too)."
+            )
+    return _Prepared(frame, n_dropped, missing_by_column)
+
+
+def _nesting_outer(frame: pd.DataFrame, labels: Sequence[str], data_name: str) -> str:
+    """Which of two grouping factors is the outer one; error if they are not nested."""
+    a, b = labels
+    a_per_b = frame.groupby(b)[a].nunique()
+    b_per_a = frame.groupby(a)[b].nunique()
+    b_in_a, a_in_b = bool((a_per_b == 1).all()), bool((b_per_a == 1).all())
+    if b_in_a and a_in_b:
+        raise ModelDataError(
+            f"{data_name}: grouping factors {a!r} and {b!r} define the same groups (each "
+            f"{a} level has exactly one {b} level and vice versa), so their variances "
+            "cannot be separated. Drop one of the two random terms."
+        )
+    if b_in_a:
+        return a
+    if a_in_b:
+        return b
+    # Not nested: describe the clash taking the factor written first as the outer one
+    # (lme4's usual order); the data alone cannot tell reused labels from crossing.
+    outer, inner = a, b
+    per_inner = frame.groupby(inner)[outer].nunique()
+    clashing = per_inner.index[per_inner > 1]
+    example = clashing[0]
+    example_rows = frame.index[frame[inner] == example]
+    example_outers = sorted(frame.loc[example_rows, outer].astype(str).unique())
+    raise UnsupportedModelError(
+        f"{data_name}: grouping factors {inner!r} and {outer!r} are not nested: "
+        f"{len(clashing)} {inner} level(s) occur under more than one {outer} (e.g. {inner} "
+        f"{example!r} with {outer} {', '.join(example_outers)}; rows "
+        f"{_row_list(example_rows)}). statsmodels' MixedLM cannot fit crossed factors. "
+        f"If {inner} ids are numbered within {outer} (the same id used for different "
+        f"units), write the term as (... | {outer}/{inner}) or (... | {outer}:{inner}) and "
+        f"unique keys are formed, as lme4 does. If the same {inner} really belongs to "
+        f"several {outer}s, nearest exact alternatives: assign each {inner} to one {outer} "
+        f"(e.g. the first), or drop the {outer!r} term."
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class MixedResult:
+    """Result of :func:`fit_mixed`, on lme4's scales.
+
+    Attributes
+    ----------
+    formula : str
+        The lme4 formula.
+    reml : bool
+        ``True`` for REML, ``False`` for ML.
+    fixed : pandas.DataFrame
+        Indexed by term: ``estimate, se, ci_low, ci_high, z, p``.  ``se`` is lme4's
+        ``sqrt(diag(sigma^2 (X' V^-1 X)^-1))`` at the estimates; the interval is the Wald
+        95% interval and ``p`` the two-sided normal p-value of ``z = estimate / se``.
+    varcomp : pandas.DataFrame
+        One row per variance, covariance and the residual: ``group, term, term2,
+        variance_or_cov, sd_or_corr`` (``term2`` is empty except for covariances, whose
+        ``sd_or_corr`` is the correlation).
+    loglik : float
+        REML or ML log-likelihood, equal to lme4's ``logLik()``.
+    n_params : int
+        Number of estimated parameters (fixed effects, covariance parameters, residual),
+        lme4's ``df`` of ``logLik()``.
+    nobs : int
+        Rows used.
+    ngroups : dict of str to int
+        Levels per grouping factor.
+    n_dropped_missing : int
+        Rows dropped for a missing value in a model variable (lme4's ``na.omit``).
+    missing_by_column : dict of str to int
+        Missing values per model column before dropping.
+    converged : bool
+        Whether the optimum passed :func:`fit_mixed`'s own checks (statsmodels' flag is not
+        used).
+    singular : bool
+        Boundary fit: a variance is ~0 or a correlation is ~±1 (lme4's ``isSingular``).
+    hessian_positive_definite : bool
+        Whether the Hessian of the profiled deviance at the optimum is positive definite.
+    max_abs_gradient : float
+        Largest absolute gradient of the profiled log-likelihood at the optimum.
+    max_abs_scaled_gradient : float
+        Largest absolute Newton step ``|H^-1 g|`` (NaN if the Hessian is not definite).
+    warnings : list of str
+        Every warning raised while fitting (statsmodels', numpy's, and this module's
+        diagnostics), as ``"Category [run]: message"``; each was also re-emitted.
+    optimizer : str
+        The optimiser run whose solution was kept (then refined by Newton steps).
+    newton_steps : int
+        Newton steps accepted after the optimiser runs (the last fallback).
+    attempts : pandas.DataFrame
+        Every optimiser run: ``optimizer, loglik, loglik_gap, max_fixed_diff_se,
+        statsmodels_converged, selected, error``.
+    theta : numpy.ndarray
+        Relative Cholesky parameters at the optimum (statsmodels' packed square-root
+        parameters; lme4's ``theta`` up to sign and ordering).
+    spec : StatsmodelsSpec
+        The statsmodels call the formula maps to; ``spec.call(reml)`` gives it as text.
+    statsmodels_result : object
+        statsmodels' results object of the kept optimiser run (before the Newton
+        refinement; its ``bse_fe`` are statsmodels' standard errors, not lme4's).
+    """
+
+    formula: str
+    reml: bool
+    fixed: pd.DataFrame
+    varcomp: pd.DataFrame
+    loglik: float
+    n_params: int
+    nobs: int
+    ngroups: dict[str, int]
+    n_dropped_missing: int
+    missing_by_column: dict[str, int]
+    converged: bool
+    singular: bool
+    hessian_positive_definite: bool
+    max_abs_gradient: float
+    max_abs_scaled_gradient: float
+    warnings: list[str]
+    optimizer: str
+    newton_steps: int
+    attempts: pd.DataFrame
+    theta: np.ndarray
+    spec: StatsmodelsSpec
+    statsmodels_result: Any = field(repr=False)
+    _fingerprint: str = field(repr=False, default="")
+
+    @property
+    def statsmodels_call(self) -> str:
+        """The statsmodels call this fit maps to, as text."""
+        return self.spec.call(self.reml)
+
+    @property
+    def se_convention(self) -> str:
+        """How ``fixed['se']`` was computed."""
+        return "lme4 vcov(): sigma^2 (X' V^-1 X)^-1 at the estimates"
+
+    def summary(self) -> str:
+        """A short plain-text summary (formula, fit, fixed effects, variance components)."""
+        lines = [
+            f"Linear mixed model ({'REML' if self.reml else 'ML'}): {self.formula}",
+            f"statsmodels: {self.statsmodels_call}",
+            f"nobs={self.nobs}, groups={self.ngroups}, dropped (missing)={self.n_dropped_missing}",
+            f"logLik={self.loglik:.4f} (df={self.n_params}), converged={self.converged}, "
+            f"singular={self.singular}, optimizer={self.optimizer}",
+            "",
+            self.fixed.to_string(float_format=lambda v: f"{v:.5g}"),
+            "",
+            self.varcomp.to_string(index=False, float_format=lambda v: f"{v:.5g}"),
+        ]
+        if self.warnings:
+            lines += ["", "Warnings:", *[f"  - {w}" for w in self.warnings]]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# Fitting
+# --------------------------------------------------------------------------------------
+
+
+def _psd_cholesky(matrix: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of a positive semi-definite matrix (zero pivots allowed)."""
+    k = matrix.shape[0]
+    chol = np.zeros_like(matrix, dtype=float)
+    for j in range(k):
+        pivot = matrix[j, j] - chol[j, :j] @ chol[j, :j]
+        if pivot <= 1e-14 * max(1.0, abs(matrix[j, j])):
+            continue  # column stays zero: a boundary (singular) direction
+        chol[j, j] = math.sqrt(pivot)
+        for i in range(j + 1, k):
+            chol[i, j] = (matrix[i, j] - chol[i, :j] @ chol[j, :j]) / chol[j, j]
+    return chol
+
+
+def _theta_from_params(params: MixedLMParams, k_re: int) -> np.ndarray:
+    """Packed square-root parameters (statsmodels' optimisation scale) of unscaled params."""
+    chol = _psd_cholesky(np.asarray(params.cov_re, dtype=float)) if k_re else np.zeros((0, 0))
+    return np.concatenate([chol[np.tril_indices(k_re)], np.sqrt(np.asarray(params.vcomp))])
+
+
+def _numeric_hessian(model: MixedLM, theta: np.ndarray) -> np.ndarray:
+    """Hessian of the profiled log-likelihood by central differences of its gradient."""
+    k = len(theta)
+    hess = np.zeros((k, k))
+    for j in range(k):
+        step = 1e-5 * max(1.0, abs(theta[j]))
+        up, down = theta.copy(), theta.copy()
+        up[j] += step
+        down[j] -= step
+        hess[:, j] = (model.score(up) - model.score(down)) / (2 * step)
+    return (hess + hess.T) / 2
+
+
+def _newton_polish(model: MixedLM, theta: np.ndarray) -> tuple[np.ndarray, int]:
+    """Refine an optimum by Newton steps, each accepted only if the loglik does not drop."""
+    loglik = model.loglike(theta)
+    steps = 0
+    for _ in range(_NEWTON_MAX_STEPS):
+        grad = model.score(theta)
+        hess = _numeric_hessian(model, theta)
+        if np.any(np.linalg.eigvalsh(hess) >= 0):
+            break
+        step = np.linalg.solve(hess, grad)
+        candidate = theta - step
+        candidate_loglik = model.loglike(candidate)
+        if not np.isfinite(candidate_loglik) or candidate_loglik < loglik - 1e-10:
+            break
+        theta, loglik = candidate, candidate_loglik
+        steps += 1
+        if np.max(np.abs(step)) < 1e-9 * max(1.0, float(np.max(np.abs(theta)))):
+            break
+    return theta, steps
+
+
+def _fixed_effects_cov(
+    model: MixedLM, cov_re_unscaled: np.ndarray, vcomp_unscaled: np.ndarray, scale: float
+) -> np.ndarray:
+    """lme4's vcov(): ``sigma^2 (X' V^-1 X)^-1`` with V built per group from the estimates."""
+    k_fe = model.k_fe
+    xvx = np.zeros((k_fe, k_fe))
+    n_groups = len(model.group_labels)
+    if model.k_vc == 0:
+        # Stack groups of equal size and solve them in one batched call.
+        sizes = np.array([model.exog_li[i].shape[0] for i in range(n_groups)])
+        for size in np.unique(sizes):
+            idx = np.flatnonzero(sizes == size)
+            exog = np.stack([model.exog_li[i] for i in idx])
+            exog_re = np.stack([model.exog_re_li[i] for i in idx])
+            cov = np.eye(size) + exog_re @ cov_re_unscaled @ exog_re.transpose(0, 2, 1)
+            solved = np.linalg.solve(cov, exog)
+            xvx += np.einsum("gij,gik->jk", exog, solved)
+    else:
+        for i in range(n_groups):
+            exog = model.exog_li[i]
+            cov = np.eye(exog.shape[0])
+            if model.k_re > 0:
+                exog_re = model.exog_re_li[i]
+                cov += exog_re @ cov_re_unscaled @ exog_re.T
+            for j in range(model.k_vc):
+                mat = model.exog_vc.mats[j][i]
+                mat = mat.toarray() if hasattr(mat, "toarray") else np.asarray(mat)
+                cov += vcomp_unscaled[j] * (mat @ mat.T)
+            xvx += exog.T @ np.linalg.solve(cov, exog)
+    return scale * np.linalg.inv(xvx)
+
+
+def _run_optimizer(
+    model: MixedLM, spec: str, reml: bool, log: list[tuple[type[Warning], str, str]]
+) -> tuple[Any, np.ndarray]:
+    """Run one optimiser spec (``"a"`` or ``"a+b"``), recording every warning raised."""
+    start = None
+    result = None
+    for method in spec.split("+"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = model.fit(reml=reml, method=method, start_params=start)
+        for item in caught:
+            where = spec if spec == method else f"{spec}: {method}"
+            log.append((item.category, where, str(item.message)))
+        start = result.params_object
+    theta = _theta_from_params(result.params_object, model.k_re)
+    return result, theta
+
+
+def _build_varcomp(
+    spec: StatsmodelsSpec,
+    model: MixedLM,
+    cov_re: np.ndarray,
+    vcomp: np.ndarray,
+    scale: float,
+) -> pd.DataFrame:
+    """Tidy variance components in lme4's ``as.data.frame(VarCorr())`` layout."""
+    rows = []
+    effects = list(model.data.exog_re_names)
+    if spec.re_effects and spec.re_effects[0] == "Intercept":
+        effects[0] = "Intercept"
+    if model.k_re > 0:
+        for i, effect in enumerate(effects):
+            rows.append((spec.outer, effect, "", cov_re[i, i], math.sqrt(max(cov_re[i, i], 0))))
+        for i in range(len(effects)):
+            for j in range(i + 1, len(effects)):
+                denom = math.sqrt(max(cov_re[i, i], 0) * max(cov_re[j, j], 0))
+                corr = cov_re[i, j] / denom if denom > 0 else float("nan")
+                rows.append((spec.outer, effects[i], effects[j], cov_re[i, j], corr))
+    for name, variance in zip(model.exog_vc.names, vcomp, strict=True):
+        group, effect = spec.vc_effects[name]
+        rows.append((group, effect, "", variance, math.sqrt(max(variance, 0))))
+    order = {spec.outer: 0, spec.inner: 1}
+    rows.sort(key=lambda r: (order[r[0]], r[2] != ""))
+    rows.append(("Residual", "", "", scale, math.sqrt(scale)))
+    return pd.DataFrame(rows, columns=["group", "term", "term2", "variance_or_cov", "sd_or_corr"])
+
+
+def _check_vc_columns(model: MixedLM, spec: StatsmodelsSpec, frame: pd.DataFrame) -> None:
+    """Each variance component must have one column per group level (one random effect)."""
+    inner_levels = (
+        frame.groupby(spec.groups)[spec.inner].nunique() if spec.inner is not None else None
+    )
+    for j, name in enumerate(model.exog_vc.names):
+        group, effect = spec.vc_effects[name]
+        for i, label in enumerate(model.group_labels):
+            n_cols = model.exog_vc.mats[j][i].shape[1]
+            expected = 1 if group == spec.outer else int(inner_levels.loc[label])
+            if n_cols != expected:
+                raise UnsupportedModelError(
+                    f"Random effect {effect!r} of {group!r} expands to {n_cols} design "
+                    f"columns in {spec.groups} {label!r}, expected {expected} (one per "
+                    f"{group} level): a factor or a multi-column expression cannot be an "
+                    "uncorrelated ('||') or inner-factor random effect in statsmodels, "
+                    "because a variance component gives all its columns one shared "
+                    "variance. Nearest exact alternative: a numeric variable, or the "
+                    "factor's dummy columns as separate numeric variables."
+                )
+
+
+def fit_mixed(
+    data: pd.DataFrame,
+    formula: str,
+    reml: bool = True,
+    *,
+    optimizers: Sequence[str] = DEFAULT_OPTIMIZERS,
+    data_name: str = "data",
+) -> MixedResult:
+    """Fit an lme4-style linear mixed model with statsmodels, checked like lme4.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Long data, one row per observation.
+    formula : str
+        lme4 formula.  Fixed part in patsy syntax (factors via ``C(x)`` or string
+        columns); random terms ``(1 | g)``, ``(1 + x | g)``, ``(1 + x || g)``,
+        ``(0 + x | g)``, and two nested factors, e.g.
+        ``"y ~ x_within + x_between + session + (1 | therapist_id) + (1 + session || patient_id)"``.
+        Nested ids reused across outer groups are written ``(1 | therapist_id/patient_id)``
+        or ``(1 | therapist_id:patient_id)`` as in lme4.  See the module docstring for the
+        statsmodels call each form maps to.
+    reml : bool, default True
+        REML (lme4's default) or ML (needed to compare fixed effects by likelihood).
+    optimizers : sequence of str, default :data:`DEFAULT_OPTIMIZERS`
+        statsmodels optimiser runs, each from statsmodels' default start; ``"a+b"`` runs
+        ``b`` from ``a``'s solution.  Methods: ``lbfgs, bfgs, cg, powell, nm``.
+    data_name : str, default "data"
+        Name of the data (e.g. its file) used in error messages.
+
+    Returns
+    -------
+    MixedResult
+        Estimates on lme4's scales with convergence diagnostics.
+
+    Raises
+    ------
+    FormulaError
+        If the formula cannot be read.
+    UnsupportedModelError
+        If statsmodels cannot fit the model exactly (the message names the nearest exact
+        alternative), including crossed grouping factors.
+    ModelDataError
+        If the data lack a column, have no complete rows or too few groups.
+
+    Notes
+    -----
+    The statsmodels call each form maps to (``MixedResult.statsmodels_call`` gives it for
+    a fit):
+
+    * ``(1 | g)`` -> ``groups="g", re_formula="1"``;
+    * ``(1 + x | g)`` -> ``groups="g", re_formula="1 + x"`` (correlated);
+    * ``(0 + x | g)`` -> ``groups="g", re_formula="0 + x"``;
+    * ``(1 + x || g)`` -> ``groups="g", re_formula="1", vc_formula={"g|x": "0 + x"}``;
+    * ``(1 + x | t) + (1 + s || p)`` with p nested in t -> ``groups="t",
+      re_formula="1 + x", vc_formula={"p|Intercept": "0 + C(p)", "p|s": "0 + C(p):s"}``;
+    * ``(1 | t/p)`` -> as the previous form, with p replaced by a key of the pairs (t, p)
+      (lme4's name ``p:t``).
+
+    Which of two grouping factors is nested in which is read from the data; factors that
+    are not nested raise :class:`UnsupportedModelError`.  Rows with a missing value in any
+    model variable are dropped and counted.  Every warning raised during fitting is
+    recorded in ``MixedResult.warnings`` and re-emitted once.
+    """
+    if not optimizers:
+        raise ValueError("optimizers must name at least one optimiser run.")
+    for spec_text in optimizers:
+        for method in spec_text.split("+"):
+            if method not in _KNOWN_METHODS:
+                raise ValueError(
+                    f"Unknown optimiser {method!r} in {spec_text!r}; use {_KNOWN_METHODS}."
+                )
+    parsed = parse_formula(formula)
+    labels = parsed.group_labels
+    if len(labels) > 2:
+        map_to_statsmodels(parsed)  # raises the explanatory UnsupportedModelError
+    prepared = _prepare_data(data, parsed, data_name)
+    frame = prepared.frame
+    outer = None
+    if len(labels) == 2:
+        parts = [set(label.split(":")) for label in labels]
+        if not (parts[0] < parts[1] or parts[1] < parts[0]):
+            outer = _nesting_outer(frame, labels, data_name)
+        else:
+            outer = labels[0] if parts[0] < parts[1] else labels[1]
+            inner = labels[1] if outer == labels[0] else labels[0]
+            _nesting_outer(frame, [outer, inner], data_name)
+    spec = map_to_statsmodels(parsed, outer=outer)
+
+    log: list[tuple[type[Warning], str, str]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = MixedLM.from_formula(
+                spec.fixed_formula,
+                data=frame,
+                groups=spec.groups,
+                re_formula=spec.re_formula,
+                vc_formula=spec.vc_formula or None,
+            )
+        except patsy.PatsyError as err:
+            raise ModelDataError(
+                f"{data_name}: statsmodels could not build the design for formula "
+                f"{formula!r}: {err}\nModel columns available: {list(data.columns)}. "
+                "Check the spelling of variables and functions in the formula."
+            ) from err
+    log.extend((w.category, "model", str(w.message)) for w in caught)
+    if model.nobs != len(frame):
+        raise ModelDataError(
+            f"{data_name}: formula {formula!r} produced missing values in a transformed "
+            f"variable ({len(frame) - int(model.nobs)} rows), e.g. log of a non-positive "
+            "number; fix the transformation or the data."
+        )
+    if spec.vc_formula:
+        _check_vc_columns(model, spec, frame)
+
+    attempt_rows: list[dict[str, Any]] = []
+    fits: dict[str, tuple[Any, np.ndarray, float]] = {}
+    for spec_text in optimizers:
+        try:
+            result, theta = _run_optimizer(model, spec_text, reml, log)
+            loglik = float(model.loglike(theta))
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError) as err:
+            attempt_rows.append({"optimizer": spec_text, "error": f"{type(err).__name__}: {err}"})
+            continue
+        if not np.isfinite(loglik):
+            attempt_rows.append({"optimizer": spec_text, "error": "non-finite log-likelihood"})
+            continue
+        fits[spec_text] = (result, theta, loglik)
+        attempt_rows.append(
+            {
+                "optimizer": spec_text,
+                "loglik": loglik,
+                "statsmodels_converged": bool(result.converged),
+                "error": "",
+            }
+        )
+    if not fits:
+        raise RuntimeError(
+            f"Every optimiser run failed for formula {formula!r}: "
+            + "; ".join(f"{r['optimizer']}: {r['error']}" for r in attempt_rows)
+        )
+    best_name = max(fits, key=lambda name: fits[name][2])
+    best_result, theta, _ = fits[best_name]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        theta, newton_steps = _newton_polish(model, theta)
+        gradient = model.score(theta)
+        hessian = _numeric_hessian(model, theta)
+        loglik = float(model.loglike(theta))
+        params = MixedLMParams.from_packed(theta, model.k_fe, model.k_re, True, has_fe=False)
+        cov_re_u, vcomp_u = params.cov_re, params.vcomp
+        fe_params, _ = model.get_fe_params(cov_re_u, vcomp_u)
+        scale = float(model.get_scale(fe_params, cov_re_u, vcomp_u))
+        cov_fe = _fixed_effects_cov(model, cov_re_u, vcomp_u, scale)
+    log.extend((w.category, "checks", str(w.message)) for w in caught)
+
+    own: list[str] = []
+    eigenvalues = np.linalg.eigvalsh(-hessian) if len(theta) else np.array([])
+    hessian_pd = bool(np.all(eigenvalues > 0))
+    max_grad = float(np.max(np.abs(gradient))) if len(theta) else 0.0
+    if hessian_pd:
+        scaled = float(np.max(np.abs(np.linalg.solve(hessian, gradient))))
+        converged = scaled < SCALED_GRADIENT_TOL
+    else:
+        scaled = float("nan")
+        converged = max_grad < ABS_GRADIENT_TOL
+    if not converged:
+        own.append(
+            f"Convergence check failed at the best optimum ({best_name}): max |gradient| "
+            f"of the profiled log-likelihood = {max_grad:.3g}, Newton step = {scaled:.3g} "
+            f"(tolerances {ABS_GRADIENT_TOL:g}, {SCALED_GRADIENT_TOL:g}). Tried runs: "
+            f"{', '.join(optimizers)}, then {newton_steps} Newton step(s). Consider "
+            "rescaling predictors or simplifying the random part."
+        )
+
+    k_re = model.k_re
+    chol = np.zeros((k_re, k_re))
+    chol[np.tril_indices(k_re)] = theta[: k_re * (k_re + 1) // 2]
+    boundary = np.concatenate([np.abs(np.diag(chol)), np.abs(theta[len(theta) - model.k_vc :])])
+    singular = bool(np.any(boundary < SINGULAR_TOL)) if model.k_vc or k_re else False
+    if singular:
+        own.append(
+            "boundary (singular) fit: a random-effect variance is ~0 or a correlation is "
+            "~±1 (relative Cholesky diagonal below 1e-4, lme4's isSingular rule); consider "
+            "simplifying the random part."
+        )
+    if not hessian_pd and len(theta):
+        own.append(
+            "The Hessian of the profiled deviance is not positive definite at the optimum "
+            f"(smallest eigenvalue {eigenvalues.min():.3g}); the estimates may not be a "
+            "strict local optimum" + (" (expected at a singular fit)." if singular else ".")
+        )
+
+    sm_boundary = "The MLE may be on the boundary of the parameter space."
+    if not singular and any(
+        msg == sm_boundary and where.startswith(best_name) for _, where, msg in log
+    ):
+        own.append(
+            f"statsmodels' boundary warning ({best_name}) uses an absolute threshold (a "
+            "variance below 0.01 on the data's scale); lme4's relative rule finds no "
+            "boundary here (all relative Cholesky diagonals >= 1e-4), so `singular` is False."
+        )
+    se = np.sqrt(np.diag(cov_fe))
+    fixed_names = list(model.exog_names[: model.k_fe])
+    for row in attempt_rows:
+        if row["optimizer"] in fits:
+            _, _, run_loglik = fits[row["optimizer"]]
+            run_fe = np.asarray(fits[row["optimizer"]][0].fe_params)
+            row["loglik_gap"] = loglik - run_loglik
+            row["max_fixed_diff_se"] = float(np.max(np.abs(run_fe - fe_params) / se))
+            row["selected"] = row["optimizer"] == best_name
+            disagrees = (
+                row["loglik_gap"] > LOGLIK_AGREEMENT_TOL
+                or row["max_fixed_diff_se"] > FIXED_AGREEMENT_TOL_SE
+            )
+            if disagrees:
+                rel = np.abs(run_fe - fe_params) / np.maximum(np.abs(fe_params), 1e-300)
+                worst = int(np.argmax(np.abs(run_fe - fe_params) / se))
+                own.append(
+                    f"Optimisers disagree: {row['optimizer']} stopped at log-likelihood "
+                    f"{run_loglik:.6f}, {row['loglik_gap']:.3g} below the best ({best_name}); "
+                    f"its fixed effects differ by up to {row['max_fixed_diff_se']:.3g} SE "
+                    f"({fixed_names[worst]!r}: {100 * rel[worst]:.3g}%). The best optimum "
+                    "is reported."
+                )
+        else:
+            row["selected"] = False
+    attempts = pd.DataFrame(
+        attempt_rows,
+        columns=[
+            "optimizer",
+            "loglik",
+            "loglik_gap",
+            "max_fixed_diff_se",
+            "statsmodels_converged",
+            "selected",
+            "error",
+        ],
+    )
+
+    z = fe_params / se
+    crit = stats.norm.ppf(0.975)
+    fixed = pd.DataFrame(
+        {
+            "estimate": fe_params,
+            "se": se,
+            "ci_low": fe_params - crit * se,
+            "ci_high": fe_params + crit * se,
+            "z": z,
+            "p": 2 * stats.norm.sf(np.abs(z)),
+        },
+        index=pd.Index(fixed_names, name="term"),
+    )
+    varcomp = _build_varcomp(spec, model, scale * cov_re_u, scale * vcomp_u, scale)
+    ngroups = {label: int(frame[label].nunique()) for label in labels}
+
+    counts: dict[tuple[type[Warning], str, str], int] = {}
+    for entry in log:
+        counts[entry] = counts.get(entry, 0) + 1
+    messages = [
+        f"{cat.__name__} [{where}]{f' (x{n})' if n > 1 else ''}: {msg}"
+        for (cat, where, msg), n in counts.items()
+    ]
+    messages += [f"MixedModelWarning [checks]: {msg}" for msg in own]
+    for cat, where, msg in counts:
+        warnings.warn(f"[{where}] {msg}", cat, stacklevel=2)
+    for msg in own:
+        warnings.warn(msg, MixedModelWarning, stacklevel=2)
+
+    fingerprint = hashlib.sha256(np.ascontiguousarray(model.endog).tobytes()).hexdigest()
+    return MixedResult(
+        formula=formula,
+        reml=reml,
+        fixed=fixed,
+        varcomp=varcomp,
+        loglik=loglik,
+        n_params=model.k_fe + model.k_re2 + model.k_vc + 1,
+        nobs=int(model.nobs),
+        ngroups=ngroups,
+        n_dropped_missing=prepared.n_dropped,
+        missing_by_column=prepared.missing_by_column,
+        converged=converged,
+        singular=singular,
+        hessian_positive_definite=hessian_pd,
+        max_abs_gradient=max_grad,
+        max_abs_scaled_gradient=scaled,
+        warnings=messages,
+        optimizer=best_name,
+        newton_steps=newton_steps,
+        attempts=attempts,
+        theta=theta,
+        spec=spec,
+        statsmodels_result=best_result,
+        _fingerprint=fingerprint,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Likelihood-ratio test and ICC
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LikelihoodRatioTest:
+    """Result of :func:`likelihood_ratio_test`.
+
+    Attributes
+    ----------
+    statistic : float
+        ``2 (loglik_full - loglik_restricted)``.
+    df : int
+        Difference in the number of parameters.
+    p_value : float
+        p-value used (the mixture one when ``boundary``).
+    p_value_naive : float
+        Plain chi-square(df) p-value (conservative for a variance on the boundary).
+    boundary : bool
+        Whether the 50:50 chi-square mixture was used.
+    reml : bool
+        Whether REML log-likelihoods were compared.
+    method : str
+        Plain-language description of the reference distribution.
+    """
+
+    statistic: float
+    df: int
+    p_value: float
+    p_value_naive: float
+    boundary: bool
+    reml: bool
+    method: str
+
+
+def _chi2_sf(statistic: float, df: int) -> float:
+    """Chi-square survival function, with df = 0 as a point mass at 0."""
+    if df == 0:
+        return 1.0 if statistic <= 0 else 0.0
+    return float(stats.chi2.sf(statistic, df))
+
+
+def likelihood_ratio_test(
+    restricted: MixedResult, full: MixedResult, boundary: bool = True
+) -> LikelihoodRatioTest:
+    """Likelihood-ratio test of nested mixed models, with the boundary mixture.
+
+    Parameters
+    ----------
+    restricted : MixedResult
+        The smaller model.
+    full : MixedResult
+        The larger model (it adds ``df`` parameters).
+    boundary : bool, default True
+        Use the 50:50 mixture of chi-square(df - 1) and chi-square(df) (Self & Liang 1987;
+        Stram & Lee 1994), the null distribution when the full model adds one random
+        effect whose variance is 0 under the null (plus its ``df - 1`` covariances).  Use
+        ``False`` when the added parameters are not on the boundary (e.g. fixed effects).
+
+    Returns
+    -------
+    LikelihoodRatioTest
+        Statistic, df and p-values.
+
+    Raises
+    ------
+    ValueError
+        If the fits use different data, different criteria (REML vs ML), REML fits with
+        different fixed effects (REML likelihoods are then not comparable: refit both with
+        ``reml=False``), or the full model does not have more parameters.
+    """
+    if restricted.reml != full.reml:
+        raise ValueError(
+            "Cannot compare a REML fit with an ML fit; refit both with the same reml=."
+        )
+    if restricted.nobs != full.nobs or restricted._fingerprint != full._fingerprint:
+        raise ValueError(
+            "The two fits do not use the same observations (response or rows differ: "
+            f"nobs {restricted.nobs} vs {full.nobs}); likelihoods are only comparable on "
+            "identical data. Drop rows missing in either model before fitting both."
+        )
+    if full.reml and list(restricted.fixed.index) != list(full.fixed.index):
+        raise ValueError(
+            "REML log-likelihoods of models with different fixed effects are not "
+            f"comparable (restricted: {list(restricted.fixed.index)}; full: "
+            f"{list(full.fixed.index)}). Refit both models with reml=False (ML) to test "
+            "fixed effects."
+        )
+    df = full.n_params - restricted.n_params
+    if df <= 0:
+        raise ValueError(
+            f"The full model must have more parameters than the restricted one "
+            f"({full.n_params} vs {restricted.n_params}); check the order of the arguments."
+        )
+    statistic = 2.0 * (full.loglik - restricted.loglik)
+    if statistic < -1e-6 * max(1.0, abs(full.loglik)):
+        raise ValueError(
+            f"The full model's log-likelihood ({full.loglik:.6f}) is below the restricted "
+            f"model's ({restricted.loglik:.6f}): the models are not nested or a fit did "
+            "not reach its optimum."
+        )
+    statistic = max(statistic, 0.0)
+    naive = _chi2_sf(statistic, df)
+    if boundary:
+        p_value = 0.5 * _chi2_sf(statistic, df - 1) + 0.5 * naive
+        method = f"50:50 mixture of chi-square({df - 1}) and chi-square({df})"
+    else:
+        p_value = naive
+        method = f"chi-square({df})"
+    return LikelihoodRatioTest(statistic, df, p_value, naive, boundary, full.reml, method)
+
+
+def icc_from_null(result: MixedResult) -> pd.DataFrame:
+    """Intraclass correlations from a random-intercept-only model.
+
+    Parameters
+    ----------
+    result : MixedResult
+        A fit whose random part has intercepts only, e.g. ``y ~ 1 + (1 | patient_id)`` or
+        ``y ~ 1 + (1 | therapist_id) + (1 | patient_id)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per grouping factor (outer first): ``group, variance, share`` (variance /
+        total variance) and ``icc`` (correlation of two observations that share this group,
+        which for the inner factor also share the outer one: the sum of this and all outer
+        variances over the total).
+
+    Raises
+    ------
+    ValueError
+        If the model has random slopes (the ICC then depends on the covariates).
+    """
+    variances = result.varcomp[result.varcomp["term2"] == ""]
+    random_rows = variances[variances["group"] != "Residual"]
+    if (random_rows["term"] != "Intercept").any():
+        raise ValueError(
+            "icc_from_null needs a random-intercept-only model; this one has random slopes "
+            f"({sorted(set(random_rows.loc[random_rows['term'] != 'Intercept', 'term']))}), "
+            "so the intraclass correlation depends on the covariate values."
+        )
+    total = float(variances["variance_or_cov"].sum())
+    shares = random_rows["variance_or_cov"].to_numpy() / total
+    return pd.DataFrame(
+        {
+            "group": random_rows["group"].to_numpy(),
+            "variance": random_rows["variance_or_cov"].to_numpy(),
+            "share": shares,
+            "icc": np.cumsum(shares),
+        }
+    )
