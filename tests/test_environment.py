@@ -62,3 +62,9 @@ def test_environment_yml_installs_the_same_lock():
 def test_python_version_agrees():
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     assert project["requires-python"].startswith(">=3.11")
+
+
+def test_lock_holds_no_machine_specific_paths():
+    text = (PROJECT_ROOT / "requirements.lock").read_text()
+    for marker in ("/work/", "/home/", "/root/", "/tmp/", "file://", "--index-url", "--find-links"):
+        assert marker not in text, f"requirements.lock mentions {marker!r}: not portable"
