@@ -1,0 +1,205 @@
+"""Effect sizes and reporting for fitted mixed models (notebook 03).
+
+- :func:`standardized_coefficients` — fixed effects in SD units of predictor and
+  outcome.
+- :func:`r_squared` — marginal and conditional R² (Nakagawa & Schielzeth 2013),
+  with random slopes handled as in Johnson (2014).
+- :func:`fit_quietly` — fit a model and keep every warning in the result
+  (shown as a diagnostics table) instead of printing it on stderr.
+- :func:`diagnostics_table` and :func:`fixed_table` — tidy, rounded tables for
+  notebooks and ``results/``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from helpers.models import MixedResult, fit_mixed
+
+
+def fit_quietly(data: pd.DataFrame, formula: str, reml: bool = True, **kwargs) -> MixedResult:
+    """Fit with :func:`helpers.models.fit_mixed`, keeping warnings in the result only.
+
+    ``fit_mixed`` records every warning raised while fitting in
+    ``result.warnings`` and also re-emits it.  In a notebook the re-emitted
+    copies would land on stderr, where they are easy to overlook and break the
+    regression tests; here they are caught, and the notebook shows them from
+    ``result.warnings`` with :func:`diagnostics_table`.  Nothing is dropped: a
+    warning that ``fit_mixed`` did not record is re-raised.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit_mixed(data, formula, reml, **kwargs)
+    recorded = "\n".join(result.warnings)
+    for w in caught:
+        # re-emitted copies read "[run] message"; the record reads "Category [run]: message"
+        text = str(w.message)
+        if text.startswith("["):
+            run, _, message = text[1:].partition("] ")
+            text = f"[{run}]: {message}"
+        if text not in recorded:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result
+
+
+def _model_frame(result: MixedResult) -> pd.DataFrame:
+    return result.statsmodels_result.model.data.frame
+
+
+def _fixed_design(result: MixedResult) -> pd.DataFrame:
+    model = result.statsmodels_result.model
+    return pd.DataFrame(model.exog, columns=model.exog_names)
+
+
+def standardized_coefficients(result: MixedResult) -> pd.DataFrame:
+    """Fixed effects in standard-deviation units: ``b · SD(x) / SD(y)``.
+
+    SDs are taken over the rows the model used (total SDs, ignoring the
+    nesting).  For a simple regression this is Pearson's r; in a multiple
+    regression it is not a correlation, so compare it with r only with care.
+    The intercept is left out.
+    """
+    design = _fixed_design(result)
+    y = result.statsmodels_result.model.endog
+    sd_y = float(np.std(y, ddof=1))
+    rows = []
+    for term, row in result.fixed.iterrows():
+        if term == "Intercept":
+            continue
+        sd_x = float(design[term].std(ddof=1))
+        scale = sd_x / sd_y
+        rows.append(
+            {
+                "term": term,
+                "beta": row["estimate"] * scale,
+                "ci_low": row["ci_low"] * scale,
+                "ci_high": row["ci_high"] * scale,
+                "sd_x": sd_x,
+                "sd_y": sd_y,
+            }
+        )
+    return pd.DataFrame(rows).set_index("term")
+
+
+def _random_term_values(frame: pd.DataFrame, term: str) -> np.ndarray:
+    if term == "Intercept":
+        return np.ones(len(frame))
+    return frame[term].to_numpy(dtype=float)
+
+
+def r_squared(result: MixedResult) -> pd.Series:
+    """Marginal and conditional R² of a linear mixed model.
+
+    Marginal R² is the share of variance explained by the fixed effects,
+    conditional R² by fixed and random effects together (Nakagawa &
+    Schielzeth 2013, Methods Ecol Evol 4:133–142):
+
+        R²_m = σ²_f / (σ²_f + σ²_r + σ²_e),   R²_c = (σ²_f + σ²_r) / (σ²_f + σ²_r + σ²_e)
+
+    with σ²_f the variance of the fixed-effect predictions Xβ.  With random
+    slopes, σ²_r is the mean over observations of zᵢᵀ Σ zᵢ for each grouping
+    factor (Johnson 2014, Methods Ecol Evol 5:944–946), where zᵢ holds the
+    observation's random-effect covariates (1 for an intercept) and Σ the
+    factor's covariance matrix; for intercept-only models this is the sum of
+    the variances.
+    """
+    design = _fixed_design(result)
+    beta = result.fixed["estimate"].reindex(design.columns).to_numpy()
+    sigma2_f = float(np.var(design.to_numpy() @ beta, ddof=0))
+    frame = _model_frame(result)
+    vc = result.varcomp
+    sigma2_e = float(vc.loc[vc["group"] == "Residual", "variance_or_cov"].iloc[0])
+    sigma2_r = 0.0
+    for _, row in vc.loc[vc["group"] != "Residual"].iterrows():
+        z1 = _random_term_values(frame, row["term"])
+        if row["term2"]:
+            z2 = _random_term_values(frame, row["term2"])
+            sigma2_r += 2 * row["variance_or_cov"] * float(np.mean(z1 * z2))
+        else:
+            sigma2_r += row["variance_or_cov"] * float(np.mean(z1 * z1))
+    total = sigma2_f + sigma2_r + sigma2_e
+    return pd.Series(
+        {
+            "R2_marginal": sigma2_f / total,
+            "R2_conditional": (sigma2_f + sigma2_r) / total,
+            "var_fixed": sigma2_f,
+            "var_random": sigma2_r,
+            "var_residual": sigma2_e,
+        }
+    )
+
+
+def fixed_table(results: Mapping[str, MixedResult], terms: Sequence[str] | None = None):
+    """Fixed effects of several models side by side in one tidy, rounded table."""
+    frames = []
+    for name, result in results.items():
+        f = result.fixed.copy()
+        if terms is not None:
+            f = f.loc[[t for t in terms if t in f.index]]
+        f.insert(0, "model", name)
+        frames.append(f.reset_index())
+    table = pd.concat(frames, ignore_index=True)
+    table["p"] = table["p"].map(lambda p: "<0.001" if p < 0.001 else f"{p:.3f}")
+    return table.round({"estimate": 3, "se": 3, "ci_low": 3, "ci_high": 3, "z": 2})
+
+
+def varcomp_table(results: Mapping[str, MixedResult]) -> pd.DataFrame:
+    """Variance components of several models, rounded (SDs and correlations)."""
+    frames = []
+    for name, result in results.items():
+        v = result.varcomp.copy()
+        v.insert(0, "model", name)
+        frames.append(v)
+    return pd.concat(frames, ignore_index=True).round({"variance_or_cov": 3, "sd_or_corr": 3})
+
+
+def diagnostics_table(results: Mapping[str, MixedResult]) -> pd.DataFrame:
+    """One row per model: fit, convergence checks and how many warnings were raised.
+
+    ``converged`` is the suite's own check of the optimum (gradient of the
+    profiled likelihood, agreement of several optimisers), not statsmodels'
+    flag; ``singular`` marks a boundary fit as lme4's ``isSingular`` does.
+    """
+    rows = []
+    for name, r in results.items():
+        rows.append(
+            {
+                "model": name,
+                "method": "REML" if r.reml else "ML",
+                "nobs": r.nobs,
+                "dropped (missing)": r.n_dropped_missing,
+                "logLik": round(r.loglik, 2),
+                "converged": r.converged,
+                "singular": r.singular,
+                "Hessian PD": r.hessian_positive_definite,
+                "optimiser kept": r.optimizer,
+                "warnings": len(r.warnings),
+            }
+        )
+    return pd.DataFrame(rows).set_index("model")
+
+
+def warnings_table(results: Mapping[str, MixedResult]) -> pd.DataFrame:
+    """Every warning of every model, one per row (category, optimiser run, message).
+
+    Identical messages of one model are counted once, with their number.
+    """
+    rows = []
+    for name, r in results.items():
+        for text in r.warnings:
+            head, _, message = text.partition("]: ")
+            category, _, run = head.partition(" [")
+            rows.append((name, category, run, message))
+    table = pd.DataFrame(rows, columns=["model", "category", "run", "message"])
+    if table.empty:
+        return table
+    # numbers in messages (gradients, log-likelihoods) vary in the last digits between
+    # machines: keep four significant digits so stored notebook outputs are stable
+    table["message"] = table["message"].str.replace(
+        r"\d+\.\d{5,}", lambda m: f"{float(m.group()):.4g}", regex=True
+    )
+    return table
