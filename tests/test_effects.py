@@ -9,10 +9,13 @@ import pandas as pd
 import pytest
 
 from helpers.effects import (
+    bootstrap_ci,
     diagnostics_table,
     fit_quietly,
     fixed_table,
+    parametric_bootstrap,
     r_squared,
+    simulate_response,
     standardized_coefficients,
     warnings_table,
 )
@@ -76,3 +79,23 @@ def test_fit_quietly_keeps_warnings_in_the_result_not_on_stderr():
     assert len(table) == len(fit.warnings)
     assert diagnostics_table({"m": fit}).loc["m", "warnings"] == len(fit.warnings)
     assert fixed_table({"m": fit}).loc[1, "term"] == "alliance_within_lag"
+
+
+def test_parametric_bootstrap_is_seeded_and_centred_on_the_truth():
+    data = _simulate(n_groups=60, n_per=5)
+    fit = fit_quietly(data, "y ~ x + (1 | g)", optimizers=("lbfgs",))
+    a = parametric_bootstrap(fit, 30, seed=3, progress=False)
+    b = parametric_bootstrap(fit, 5, seed=3, progress=False)
+    pd.testing.assert_frame_equal(a.head(5), b)  # same seed, same replicates
+    # replicates are drawn around the fitted slope; their SD estimates its sampling SD
+    assert a["x"].mean() == pytest.approx(fit.fixed.loc["x", "estimate"], abs=0.03)
+    ci = bootstrap_ci(a, fit)
+    assert ci.loc["x", "boot_se"] == pytest.approx(fit.fixed.loc["x", "se"], rel=0.35)
+
+
+def test_simulate_response_has_the_fitted_variance():
+    data = _simulate(n_groups=300, n_per=8)
+    fit = fit_quietly(data, "y ~ x + (1 | g)", optimizers=("lbfgs",))
+    draws = simulate_response(fit, np.random.default_rng(0))
+    # var(y*) = var(2x) + var(u) + var(e) ~ 4 + 1 + 1 (as estimated)
+    assert np.var(draws) == pytest.approx(np.var(data["y"]), rel=0.1)
