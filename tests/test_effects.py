@@ -10,6 +10,7 @@ import pytest
 
 from helpers.effects import (
     bootstrap_ci,
+    compare_with_truth,
     diagnostics_table,
     fit_quietly,
     fixed_table,
@@ -99,3 +100,10 @@ def test_simulate_response_has_the_fitted_variance():
     draws = simulate_response(fit, np.random.default_rng(0))
     # var(y*) = var(2x) + var(u) + var(e) ~ 4 + 1 + 1 (as estimated)
     assert np.var(draws) == pytest.approx(np.var(data["y"]), rel=0.1)
+
+
+def test_compare_with_truth_flags_coverage():
+    fit = fit_quietly(_simulate(), "y ~ x + (1 | g)", optimizers=("lbfgs",))
+    table = compare_with_truth(fit, {"x": 2.0, "Intercept": 5.0})
+    assert bool(table.loc["x", "CI covers truth"]) is True  # simulated slope is 2
+    assert bool(table.loc["Intercept", "CI covers truth"]) is False  # true intercept is 0

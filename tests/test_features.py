@@ -371,3 +371,16 @@ def test_property_input_unchanged_and_columns_exact(frame):
     between_c = out.drop_duplicates("patient_id")["alliance_between_c"].dropna()
     if len(between_c):
         assert math.isclose(between_c.mean(), 0.0, abs_tol=1e-9)
+
+
+def test_patient_model_features_centre_over_available_patients():
+    from helpers.features import add_patient_model_features
+
+    patients = pd.DataFrame(
+        {"alliance_early": [40.0, 50.0, np.nan], "outcome_intake": [10.0, 14.0, 18.0]}
+    )
+    out = add_patient_model_features(patients)
+    assert out["alliance_early_c"].tolist()[:2] == [-5.0, 5.0]
+    assert np.isnan(out["alliance_early_c"].iloc[2])
+    assert out["outcome_intake_c"].tolist() == [-4.0, 0.0, 4.0]
+    assert "alliance_early_c" not in patients

@@ -334,3 +334,27 @@ def save_table(table: pd.DataFrame, name: str, folder, decimals: int = 6) -> Non
     numeric = rounded.select_dtypes("number").columns
     rounded[numeric] = rounded[numeric].round(decimals)
     rounded.to_csv(folder / f"{name}.csv", lineterminator="\n")
+
+
+def compare_with_truth(result: MixedResult, truth: Mapping[str, float]) -> pd.DataFrame:
+    """Estimates beside known true values (simulated data only).
+
+    Parameters
+    ----------
+    truth
+        Term → true value, e.g. ``{"alliance_within_lag": -0.15}``.
+    """
+    rows = []
+    for term, value in truth.items():
+        est = result.fixed.loc[term]
+        rows.append(
+            {
+                "term": term,
+                "truth": value,
+                "estimate": est["estimate"],
+                "ci_low": est["ci_low"],
+                "ci_high": est["ci_high"],
+                "CI covers truth": bool(est["ci_low"] <= value <= est["ci_high"]),
+            }
+        )
+    return pd.DataFrame(rows).set_index("term").round(3)

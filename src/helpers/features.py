@@ -686,3 +686,20 @@ def add_model_features(
     for name in MODEL_FEATURE_COLUMNS:
         out[name] = features[name].to_numpy()
     return out
+
+
+def add_patient_model_features(patients: pd.DataFrame) -> pd.DataFrame:
+    """Grand-mean-centred predictors for patient-level models (one row per patient).
+
+    Adds ``alliance_early_c``, ``alliance_mean_c``, ``alliance_therapist_mean_c``
+    and ``outcome_intake_c``: each column minus its mean over the patients who
+    have it, so a model's intercept is the outcome of a patient with average
+    early alliance and average intake severity.  ``alliance_patient_dev`` is
+    already centred within therapists and is left as it is.  The input is not
+    modified.
+    """
+    out = patients.copy()
+    for column in ("alliance_early", "alliance_mean", "alliance_therapist_mean", OUTCOME_INTAKE):
+        if column in out:
+            out[f"{column}_c"] = out[column] - out[column].mean()
+    return out

@@ -1747,7 +1747,8 @@ r = {sample["client_therapist_alliance_r"]:.3f}.
 {chr(10).join(fault_lines)}
 
 Missing values are written in three ways ({code_counts} cells): {codes["rule"]}.
-Row numbers are the CSV line numbers a spreadsheet shows (the header is row 1, the first record row 2), as in the cleaning step's `source_row`.
+Row numbers are the CSV line numbers a spreadsheet shows (the header is row 1, the
+first record row 2), as in the cleaning step's `source_row`.
 
 ## Regenerate
 
