@@ -20,10 +20,10 @@ DATA   ?= data/raw/demo/sessions.csv
 CONFIG ?= data/raw/demo/study.yml
 OUT    ?= runs/demo
 
-.PHONY: help setup lock data all test unit nbtest lint lab clean
+.PHONY: help setup lock data all report refresh check-determinism test unit nbtest lint lab clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-8s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/activate: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,47 @@ lock: ## Recompile requirements.lock from requirements.in (needs pip-tools)
 data: $(BIN)/activate ## Regenerate the simulated demo study in data/raw/demo/ (byte-identical)
 	$(PY) -m helpers simulate --out data/raw/demo
 
-all: $(BIN)/activate ## Run the numbered notebooks in order on DATA/CONFIG (default: the demo study)
-	$(PY) -m helpers run-notebooks --data $(DATA) --config $(CONFIG) --out $(OUT)
+# ---- make all: each notebook is a file target with its real inputs, so only stale steps re-run
+SEED      ?= 2026
+SRC       := $(wildcard src/helpers/*.py src/helpers/*.yml) pyproject.toml
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+EXECUTED  := $(patsubst notebooks/%,$(OUT)/notebooks/%,$(NOTEBOOKS))
+FIRST     := $(OUT)/notebooks/01_clean.ipynb
+FIGURE_NB := $(filter $(OUT)/notebooks/06_%,$(EXECUTED))
+RUN_NB     = $(PY) -m helpers run-notebooks --data $(DATA) --config $(CONFIG) --out $(OUT) --seed $(SEED)
+
+all: $(OUT)/report/index.html ## Run the notebooks in order on DATA/CONFIG into OUT (default: demo study → runs/demo)
+	@echo "done: $(OUT) (report: $(OUT)/report/index.html)"
+
+$(OUT)/notebooks/%.ipynb: notebooks/%.ipynb $(SRC) $(DATA) $(CONFIG) | $(BIN)/activate
+	$(RUN_NB) --only $*
+
+# later notebooks read the cleaning step's output; the figure notebook reads every result
+$(filter-out $(FIRST),$(EXECUTED)): $(FIRST)
+$(FIGURE_NB): $(filter-out $(FIGURE_NB),$(EXECUTED))
+
+$(OUT)/manifest.json: $(EXECUTED)
+	$(RUN_NB) --manifest
+
+$(OUT)/report/index.html: $(OUT)/manifest.json
+	$(PY) -m helpers report --out $(OUT)
+
+$(DATA) $(CONFIG):
+	@echo "error: '$@' does not exist: set DATA=path/to/export and CONFIG=path/to/study.yml" >&2; exit 2
+
+report: $(OUT)/report/index.html ## Render OUT's executed notebooks to HTML with an index page
+
+refresh: $(BIN)/activate ## Re-execute the committed notebooks in place on the demo study (updates reference outputs)
+	@for nb in $(NOTEBOOKS); do \
+		echo "refreshing $$nb"; \
+		$(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; \
+	done
+
+check-determinism: $(BIN)/activate ## Run the suite twice and check results and figures are byte-identical
+	rm -rf runs/determinism-a runs/determinism-b
+	$(MAKE) --no-print-directory all OUT=runs/determinism-a
+	$(MAKE) --no-print-directory all OUT=runs/determinism-b
+	$(PY) -m helpers compare-runs runs/determinism-a runs/determinism-b
 
 test: unit nbtest ## Unit tests plus notebook regression tests (nbval)
 

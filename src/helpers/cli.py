@@ -9,6 +9,10 @@ clean
     ``python -m helpers clean --input FILE --config FILE --out DIR``.
 run-notebooks
     Run the numbered notebooks in order with papermill (``make all``).
+report
+    Render a run's executed notebooks to HTML with an index page.
+compare-runs
+    Check that two runs wrote byte-identical files (``make check-determinism``).
 
 A user's mistake (a bad file, a config naming a missing column …) is printed
 as a readable report and the command exits with status 2; it never shows a
@@ -43,6 +47,17 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, required=True, help="the study config (YAML)")
     run.add_argument("--out", type=Path, required=True, help="the run's output folder")
     run.add_argument("--seed", type=int, default=2026, help="random seed (default 2026)")
+    run.add_argument(
+        "--only", nargs="*", default=None, help="run only notebooks whose names start so (e.g. 01)"
+    )
+    run.add_argument("--manifest", action="store_true", help="write <out>/manifest.json only")
+
+    rep = sub.add_parser("report", help="render a run's executed notebooks to an HTML report")
+    rep.add_argument("--out", type=Path, required=True, help="the run's output folder")
+
+    cmp_ = sub.add_parser("compare-runs", help="check that two runs wrote byte-identical files")
+    cmp_.add_argument("first", type=Path)
+    cmp_.add_argument("second", type=Path)
     return parser
 
 
@@ -63,10 +78,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_cleaning(args.input, args.config, args.out)
             print(result.summary())
         elif args.command == "run-notebooks":
-            from helpers.runner import run_notebooks
+            from helpers.runner import run_notebooks, write_run_manifest
 
-            run_notebooks(args.data, args.config, args.out, seed=args.seed)
+            if not args.manifest:
+                run_notebooks(args.data, args.config, args.out, seed=args.seed, only=args.only)
+            if args.manifest or not args.only:
+                path = write_run_manifest(args.data, args.config, args.out, args.seed)
+                print(f"manifest written to {path.name}")
+        elif args.command == "report":
+            from helpers.report import write_report
+
+            index = write_report(args.out)
+            print(f"report written: {index}")
+        elif args.command == "compare-runs":
+            from helpers.runner import compare_runs
+
+            differ = compare_runs(args.first, args.second)
+            if differ:
+                print("files that differ between the runs:\n  " + "\n  ".join(differ))
+                return 1
+            print("the two runs wrote byte-identical processed data, results and figures")
     except StudyDataError as err:
         print(f"error: the input cannot be used as it is.\n\n{err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        from helpers.runner import NotebookFailedError
+
+        if not isinstance(err, NotebookFailedError):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0

@@ -17,14 +17,19 @@ parameter          value passed
 =================  ==========================================
 
 Paths are passed as absolute paths so the notebooks find them whatever the
-kernel's working folder.
+kernel's working folder.  After the notebooks, :func:`write_run_manifest`
+records the run (commit, package versions, parameters, and the SHA-256 of
+every input and output file) in ``<out>/manifest.json``.  The executed
+notebooks themselves are listed without hashes: papermill stores execution
+times in them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from helpers.paths import NOTEBOOKS_DIR, resolve_path
+from helpers.paths import NOTEBOOKS_DIR, relative_to_root, resolve_path
+from helpers.provenance import describe_files, git_commit, package_versions
 
 
 def numbered_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
@@ -81,13 +86,82 @@ def run_notebooks(
         wanted = {k: v for k, v in params.items() if k in declared}
         target = executed_dir / notebook.name
         print(f"running {notebook.name}")
-        pm.execute_notebook(
-            str(notebook),
-            str(target),
-            parameters=wanted,
-            cwd=str(notebook.parent),
-            kernel_name="python3",
-            progress_bar=False,
-        )
+        try:
+            pm.execute_notebook(
+                str(notebook),
+                str(target),
+                parameters=wanted,
+                cwd=str(notebook.parent),
+                kernel_name="python3",
+                progress_bar=False,
+            )
+        except pm.PapermillExecutionError as err:
+            # keep the partial notebook for inspection, but not under the target's name:
+            # make must not take a failed run for an up-to-date one
+            failed = target.with_suffix(".failed.ipynb")
+            target.replace(failed)
+            raise NotebookFailedError(notebook.name, err, failed) from None
         executed.append(target)
     return executed
+
+
+class NotebookFailedError(RuntimeError):
+    """A notebook of the suite stopped with an error during ``make all``."""
+
+    def __init__(self, name: str, err: Exception, partial: Path) -> None:
+        self.name, self.partial = name, partial
+        ename = getattr(err, "ename", type(err).__name__)
+        evalue = getattr(err, "evalue", str(err))
+        cell = getattr(err, "exec_count", "?")
+        super().__init__(
+            f"{name} stopped at cell [{cell}] with {ename}:\n{evalue}\n\n"
+            f"The partly executed notebook is {relative_to_root(partial)}."
+        )
+
+
+#: Output folders of a run whose files must be byte-identical between runs.
+DETERMINISTIC_FOLDERS: tuple[str, ...] = ("processed", "results", "figures")
+
+
+def run_output_files(out: Path) -> list[Path]:
+    """Every file of a run's deterministic folders, sorted."""
+    files: list[Path] = []
+    for folder in DETERMINISTIC_FOLDERS:
+        if (out / folder).is_dir():
+            files += [p for p in (out / folder).rglob("*") if p.is_file()]
+    return sorted(files)
+
+
+def write_run_manifest(data: Path, config: Path, out: Path, seed: int) -> Path:
+    """Write ``<out>/manifest.json``: commit, versions, parameters, input and output hashes."""
+    import json
+
+    data, config, out = (resolve_path(p).resolve() for p in (data, config, out))
+    params = notebook_parameters(data, config, out, seed)
+    manifest = {
+        "commit": git_commit(),
+        "packages": package_versions(),
+        "parameters": {
+            k: (relative_to_root(v) if isinstance(v, str) else v) for k, v in params.items()
+        },
+        "inputs": describe_files([data, config]),
+        "outputs": describe_files(run_output_files(out)),
+        "executed_notebooks": sorted(
+            relative_to_root(p) for p in (out / "notebooks").glob("*.ipynb")
+        ),
+    }
+    path = out / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def compare_runs(first: str | Path, second: str | Path) -> list[str]:
+    """Files of the deterministic folders that differ (or exist in one run only)."""
+    a, b = resolve_path(first), resolve_path(second)
+    names_a = {p.relative_to(a) for p in run_output_files(a)}
+    names_b = {p.relative_to(b) for p in run_output_files(b)}
+    differ = sorted(str(n) + " (only in one run)" for n in names_a ^ names_b)
+    for name in sorted(names_a & names_b):
+        if (a / name).read_bytes() != (b / name).read_bytes():
+            differ.append(str(name))
+    return differ

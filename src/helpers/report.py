@@ -1,0 +1,119 @@
+"""An HTML report of a run, readable without running anything (``make report``).
+
+:func:`write_report` renders each executed notebook of ``<out>/notebooks/`` to
+HTML in ``<out>/report/`` and writes ``index.html``: the study's headline
+results (read from the saved result tables, not recomputed), every figure, and
+links to the rendered notebooks and the run's manifest.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from helpers.paths import resolve_path
+
+_TITLES = {
+    "01": "Load, validate, score and clean",
+    "02": "Explore the sample",
+    "03": "Mixed-effects models of alliance and outcome",
+    "04": "Ruptures and repair",
+    "05": "Moderators and the meta-analytic benchmark",
+    "06": "Figures",
+}
+
+_CSS = """
+body { font-family: DejaVu Sans, Helvetica, Arial, sans-serif; max-width: 60rem;
+       margin: 2rem auto; padding: 0 1rem; color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.9rem; }
+th, td { border-bottom: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; }
+.note { color: #555; font-size: 0.9rem; }
+"""
+
+
+def _table_html(table: pd.DataFrame) -> str:
+    return table.to_html(border=0, na_rep="", float_format=lambda v: f"{v:.3f}")
+
+
+def headline_tables(results_dir: Path) -> list[tuple[str, pd.DataFrame]]:
+    """The tables the index page shows, where the run produced them."""
+    shown: list[tuple[str, pd.DataFrame]] = []
+    fixed = results_dir / "03_fixed_effects.csv"
+    if fixed.exists():
+        table = pd.read_csv(fixed, index_col=0)
+        main = table.loc[table["model"] == "session: main"].set_index("term")
+        keep = [t for t in ("alliance_within_lag", "alliance_between_c") if t in main.index]
+        if keep:
+            shown.append(
+                (
+                    "Session-level model: alliance and next-session symptoms",
+                    main.loc[keep, ["estimate", "se", "ci_low", "ci_high", "p"]],
+                )
+            )
+    r_file = results_dir / "03_patient_level_r.csv"
+    if r_file.exists():
+        shown.append(("Patient-level alliance–outcome correlation", pd.read_csv(r_file)))
+    bench = results_dir / "05_benchmark.csv"
+    if bench.exists():
+        shown.append(("Beside the meta-analyses", pd.read_csv(bench)))
+    return shown
+
+
+def write_report(out: str | Path) -> Path:
+    """Render a run's executed notebooks and write ``<out>/report/index.html``."""
+    from nbconvert import HTMLExporter
+
+    out = resolve_path(out)
+    report = out / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    exporter = HTMLExporter()
+    links = []
+    for notebook in sorted((out / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        body, _ = exporter.from_filename(str(notebook))
+        target = report / f"{notebook.stem}.html"
+        target.write_text(body, encoding="utf-8")
+        title = _TITLES.get(notebook.name[:2], notebook.stem)
+        number = notebook.name[:2]
+        links.append(f'<li><a href="{target.name}">{number} · {html.escape(title)}</a></li>')
+
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    params = manifest.get("parameters", {})
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        "<title>Alliance–outcome analysis report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>Alliance–outcome analysis</h1>",
+        f"<p class='note'>Data: <code>{html.escape(str(params.get('DATA_PATH', '?')))}</code>; "
+        f"config: <code>{html.escape(str(params.get('CONFIG_PATH', '?')))}</code>; "
+        f"commit <code>{html.escape(str(manifest.get('commit', 'unknown')))}</code>. "
+        "Every number below is read from the run's saved result tables.</p>",
+        "<h2>Headline results</h2>",
+    ]
+    for title, table in headline_tables(out / "results"):
+        parts += [f"<h3>{html.escape(title)}</h3>", _table_html(table)]
+    parts += ["<h2>The analysis, notebook by notebook</h2>", "<ul>", *links, "</ul>"]
+    figures = sorted((out / "figures").glob("*.png"))
+    if figures:
+        parts.append("<h2>Figures</h2>")
+        for fig in figures:
+            name = html.escape(fig.stem.replace("_", " "))
+            parts.append(
+                f"<figure><img src='../figures/{fig.name}' alt='{name}'>"
+                f"<figcaption>{name} (also as <a href='../figures/{fig.stem}.svg'>SVG</a>, "
+                f"<a href='../figures/{fig.stem}.pdf'>PDF</a>)</figcaption></figure>"
+            )
+    parts += [
+        "<h2>Provenance</h2>",
+        "<p>Input and output SHA-256, parameters and package versions: "
+        "<a href='../manifest.json'>manifest.json</a>.</p>",
+        "</body></html>",
+    ]
+    index = report / "index.html"
+    index.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    return index
