@@ -12,7 +12,15 @@ One module per stage of the analysis:
 - :mod:`helpers.cleaning` — logged cleaning rules and the exclusion ledger;
 - :mod:`helpers.features` — within/between disaggregation, lags, early alliance;
 - :mod:`helpers.pipeline` — the whole cleaning step, as run by notebook 01 and the CLI;
-- :mod:`helpers.models` — lme4-style mixed models on statsmodels.
+- :mod:`helpers.explore` — descriptive tables (notebook 02);
+- :mod:`helpers.models` — lme4-style mixed models on statsmodels, checked like lme4;
+- :mod:`helpers.effects` — effect sizes, R², diagnostics tables, parametric bootstrap;
+- :mod:`helpers.ruptures` — rupture–repair detection and summaries (notebook 04);
+- :mod:`helpers.benchmarks` — effect-size conversions and the meta-analytic benchmark;
+- :mod:`helpers.style` and :mod:`helpers.plots` — one figure style, plot functions, save_figure;
+- :mod:`helpers.provenance` — hashes, versions, commit;
+- :mod:`helpers.runner` and :mod:`helpers.report` — ``make all`` and its HTML report;
+- :mod:`helpers.cli` — ``python -m helpers …``.
 
 Importing the package prints nothing and touches no files.
 """

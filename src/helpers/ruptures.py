@@ -1456,3 +1456,187 @@ def aligned_summary(
     out["ci_low"] = out["mean"].to_numpy(dtype=float) - half
     out["ci_high"] = out["mean"].to_numpy(dtype=float) + half
     return out.astype({"n": "int64"})
+
+
+# ---------------------------------------------------------------------------
+# Ruptures and outcome (notebook 04)
+# ---------------------------------------------------------------------------
+#: Patient groups compared in outcome models, the reference group first.
+OUTCOME_GROUPS: tuple[str, ...] = ("no rupture", "repaired", "unrepaired")
+
+
+def lagged_rupture_indicator(
+    episodes: pd.DataFrame,
+    sessions: pd.DataFrame,
+    *,
+    lag: int = 1,
+    definition: RuptureDefinition | Mapping[str, Any] | None = None,
+) -> pd.Series:
+    """Whether a rupture began ``lag`` sessions before each session (for session-level models).
+
+    For the row of patient *i* at session *t* the value is
+
+    * ``1.0`` when session *t − lag* is the rupture session of one of the
+      patient's episodes;
+    * ``0.0`` when session *t − lag* could have been a rupture session but was
+      not: the patient is assessable under the definition and session *t − lag*
+      has a consecutive-session difference (it and the session before it are
+      present with observed alliance values).  Sessions inside an episode, after
+      its rupture session, are 0: they are not the start of a rupture;
+    * missing (NaN) otherwise: the patient is not assessable, or session
+      *t − lag* is absent or has no consecutive-session difference, so whether
+      a rupture began there is unknown.  Mixed-model fits drop these rows.
+
+    Parameters
+    ----------
+    episodes
+        Output of :func:`detect_ruptures` on ``sessions``.
+    sessions
+        The session-level frame the episodes were detected in (any row order).
+    lag
+        Sessions between the rupture and the row's session (1 = the session
+        right after the rupture session).
+    definition
+        The rupture definition; default: the one stored in ``episodes.attrs``.
+
+    Returns
+    -------
+    pandas.Series
+        Float, named ``rupture_lag<lag>`` (e.g. ``rupture_lag1``), with the index
+        of ``sessions``.
+
+    Raises
+    ------
+    ValueError
+        If ``lag`` is not a whole number >= 1, or the episodes name a patient
+        that is absent from ``sessions`` or not assessable (they do not belong
+        together).
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({
+    ...     "therapist_id": "T1", "patient_id": "P1", "session": [1, 2, 3, 4, 5, 6],
+    ...     "alliance": [40.0, 41.0, 40.0, 32.0, 40.0, 41.0]})
+    >>> episodes = detect_ruptures(frame, method="points", points=6)
+    >>> lagged_rupture_indicator(episodes, frame).tolist()
+    [nan, nan, 0.0, 0.0, 1.0, 0.0]
+    """
+    where = "lagged_rupture_indicator"
+    if isinstance(lag, bool) or not _whole_number(lag) or lag < 1:
+        raise ValueError(
+            f"{where}: lag must be a whole number of sessions >= 1 (1 = the session after "
+            f"the rupture), got {lag!r}."
+        )
+    lag = int(lag)
+    d = _resolve_definition(episodes, definition, where)
+    counts = rupture_counts(episodes, sessions, definition=d)  # validates both frames
+    assessable = set(counts.loc[counts["assessable"].to_numpy(dtype=bool), d.by].tolist())
+    candidates = {
+        (ps.patient, int(s))
+        for ps in _patient_series(sessions, d, where)
+        if ps.patient in assessable
+        for s in ps.diff_sessions.tolist()
+    }
+    onset_sessions = pd.to_numeric(episodes["rupture_session"]).astype("int64").tolist()
+    onsets = set(zip(episodes[d.by].tolist(), onset_sessions, strict=True))
+    values = []
+    earlier = pd.to_numeric(sessions[d.session]).astype("int64").to_numpy() - lag
+    for patient, s in zip(sessions[d.by].tolist(), earlier.tolist(), strict=True):
+        key = (patient, int(s))
+        if key in onsets:
+            values.append(1.0)
+        elif key in candidates:
+            values.append(0.0)
+        else:
+            values.append(math.nan)
+    return pd.Series(values, index=sessions.index, name=f"rupture_lag{lag}", dtype="float64")
+
+
+def patients_by_rupture_status(
+    status: pd.DataFrame,
+    patients: pd.DataFrame,
+    *,
+    groups: Sequence[str] = OUTCOME_GROUPS,
+    censored_as: str | None = None,
+    by: str = PATIENT_ID,
+    column: str = "rupture_group",
+) -> pd.DataFrame:
+    """The patient table restricted to the rupture groups compared in an outcome model.
+
+    Parameters
+    ----------
+    status
+        Output of :func:`patient_rupture_status` (one row per patient, with
+        ``rupture_status``).
+    patients
+        Patient-level table (``patients.csv`` of the cleaning step), one row
+        per patient; its other columns are kept.
+    groups
+        Statuses kept, e.g. ``("no rupture", "repaired", "unrepaired")``.
+    censored_as
+        ``None`` (default): patients whose repair could not be observed
+        (``"censored"``) are left out, like the patients who are not
+        assessable.  ``"repaired"`` or ``"unrepaired"``: count them in that
+        group instead, for a sensitivity analysis.
+    by
+        Patient identifier column of both tables.
+    column
+        Name of the added group column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of ``patients`` whose (recoded) status is in ``groups``, in
+        their original order, with ``column`` (str) added.
+
+    Raises
+    ------
+    ValueError
+        If a column is absent, a table has a patient twice, ``column`` already
+        exists, a patient of ``patients`` has no status (the two tables are not
+        from the same data), a group is not a patient status, or
+        ``censored_as`` is not ``None``, ``"repaired"`` or ``"unrepaired"``.
+    """
+    where = "patients_by_rupture_status"
+    _require_frame(status, [by, "rupture_status"], where, "the status table")
+    _require_frame(patients, [by], where, "the patient table")
+    if column in patients.columns:
+        raise ValueError(
+            f"{where}: the patient table already has a column {column!r}; drop it or pass "
+            "another name with column=."
+        )
+    unknown = [g for g in groups if g not in PATIENT_STATUSES]
+    if unknown or not len(groups):
+        raise ValueError(
+            f"{where}: groups must be patient statuses among {PATIENT_STATUSES}, "
+            f"got {list(groups)!r}."
+        )
+    if censored_as not in (None, "repaired", "unrepaired"):
+        raise ValueError(
+            f"{where}: censored_as must be None (leave censored patients out), 'repaired' or "
+            f"'unrepaired', got {censored_as!r}."
+        )
+    for name, frame in (("status table", status), ("patient table", patients)):
+        twice = frame[by].duplicated(keep=False).to_numpy()
+        if twice.any():
+            raise ValueError(
+                f"{where}: the {name} has more than one row for patients "
+                f"{_rows_text(sorted(set(frame.loc[twice, by].tolist()), key=str))}; it must "
+                "have one row per patient."
+            )
+    lookup = dict(zip(status[by].tolist(), status["rupture_status"].tolist(), strict=True))
+    absent = [p for p in patients[by].tolist() if p not in lookup]
+    if absent:
+        raise ValueError(
+            f"{where}: patients {_rows_text(absent)} of the patient table have no rupture status. "
+            "Detect the ruptures in the session-level data of the same study (the cleaning "
+            "step writes patients.csv and sessions.parquet together)."
+        )
+    recoded = [
+        censored_as if (s == "censored" and censored_as is not None) else s
+        for s in (lookup[p] for p in patients[by].tolist())
+    ]
+    keep = np.array([s in set(groups) for s in recoded], dtype=bool)
+    out = patients.loc[keep].copy()
+    out[column] = pd.array([s for s, k in zip(recoded, keep, strict=True) if k], dtype="str")
+    return out
