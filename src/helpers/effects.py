@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -34,7 +35,8 @@ def fit_quietly(data: pd.DataFrame, formula: str, reml: bool = True, **kwargs) -
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = fit_mixed(data, formula, reml, **kwargs)
-    recorded = "\n".join(result.warnings)
+    # a warning raised n times in one run is recorded once as "Category [run] (xn): message"
+    recorded = re.sub(r" \(x\d+\):", ":", "\n".join(result.warnings))
     for w in caught:
         # re-emitted copies read "[run] message"; the record reads "Category [run]: message"
         text = str(w.message)

@@ -769,6 +769,10 @@ class MixedResult:
         parameters; lme4's ``theta`` up to sign and ordering).
     spec : StatsmodelsSpec
         The statsmodels call the formula maps to; ``spec.call(reml)`` gives it as text.
+    cov_fixed : pandas.DataFrame
+        Covariance matrix of the fixed effects (terms × terms), lme4's ``vcov()``:
+        ``sigma^2 (X' V^-1 X)^-1`` at the estimates; ``fixed["se"]`` is the square root
+        of its diagonal.
     statsmodels_result : object
         statsmodels' results object of the kept optimiser run (before the Newton
         refinement; its ``bse_fe`` are statsmodels' standard errors, not lme4's).
@@ -795,6 +799,7 @@ class MixedResult:
     attempts: pd.DataFrame
     theta: np.ndarray
     spec: StatsmodelsSpec
+    cov_fixed: pd.DataFrame = field(repr=False)
     statsmodels_result: Any = field(repr=False)
     _fingerprint: str = field(repr=False, default="")
 
@@ -1280,6 +1285,7 @@ def fit_mixed(
         attempts=attempts,
         theta=theta,
         spec=spec,
+        cov_fixed=pd.DataFrame(cov_fe, index=fixed.index, columns=fixed.index),
         statsmodels_result=best_result,
         _fingerprint=fingerprint,
     )
