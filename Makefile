@@ -13,7 +13,6 @@ export OMP_NUM_THREADS := 1
 export OPENBLAS_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 # Inputs of `make all` (override on the command line for your own study).
 DATA   ?= data/raw/demo/sessions.csv

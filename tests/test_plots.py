@@ -856,3 +856,16 @@ def test_baseline_comparison_detects_a_missing_line(tmp_path):
 def test_module_exports_are_public_functions():
     for name in plots.__all__:
         assert hasattr(plots, name), name
+
+
+def test_save_and_show_writes_every_format_and_closes_the_figure(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from helpers.plots import new_figure, save_and_show
+
+    fig, ax = new_figure("single")
+    ax.plot([0, 1], [0, 1])
+    paths = save_and_show(fig, "tiny", tmp_path)
+    assert sorted(p.suffix for p in paths) == [".pdf", ".png", ".svg"]
+    assert all(p.exists() for p in paths)
+    assert fig.number not in plt.get_fignums()

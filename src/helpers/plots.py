@@ -1542,3 +1542,28 @@ def _frozen_layout(figure: Figure, max_draws: int = 5) -> Iterator[None]:
         yield
     finally:
         figure.set_layout_engine(engine)
+
+
+def save_and_show(fig: Figure, name: str, folder: Path | str = FIGURES_DIR) -> list[Path]:
+    """Save ``fig`` with :func:`save_figure`, show it in the notebook, and close it.
+
+    The figure is shown as a PNG at screen resolution (100 dpi) rendered here,
+    so a notebook displays it the same way whatever matplotlib backend the
+    kernel uses (inline in JupyterLab, Agg under a test runner).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written by :func:`save_figure`.
+    """
+    import io
+
+    from IPython.display import Image, display
+
+    paths = save_figure(fig, name, folder=folder)
+    shown = io.BytesIO()
+    with use_style():
+        fig.savefig(shown, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    display(Image(shown.getvalue()))
+    return paths
