@@ -487,3 +487,23 @@ def test_recovers_rupture_rate_and_visible_drops(large):
     long_patients = set(n[n >= 15].index)
     with_rupture = {ep["patient_id"] for ep in truth["ruptures"]} & long_patients
     assert 0.20 <= len(with_rupture) / len(long_patients) <= 0.40
+
+
+@pytest.mark.parametrize("seed", range(1, 13))
+def test_small_exports_always_clean(seed, tmp_path):
+    """Every seed gives an export the cleaning step accepts (no unset cells, no crash).
+
+    Seed 2 once crashed (the conflicting duplicate fell on a row without a PHQ-9), and the
+    conflicting copy's missing cells were left unset (written as 'nan').
+    """
+    from helpers.pipeline import run_cleaning
+
+    data, _ = simulate_study(n_therapists=20, patients_per_therapist=8, seed=seed)
+    export, faults = export_clinic_file(data, seed=seed)
+    assert not export.isna().any().any()
+    assert not export.isin(["nan", "None"]).any().any()
+    path = tmp_path / "sessions.csv"
+    export.to_csv(path, index=False, lineterminator="\n")
+    result = run_cleaning(path, DEMO_DIR / "study.yml")
+    assert len(result.sessions) + len(result.ledger) == len(export)
+    assert {f["type"] for f in faults} >= {"exact_duplicate", "conflicting_duplicate"}

@@ -1394,6 +1394,16 @@ def export_clinic_file(data: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, lis
     # 4. conflicting duplicate
     k_conf, wai_col = pick_cell(chosen[3], wai_cols, True)
     phq_options = [c for c in phq_cols if rows[k_conf][c] is not None]
+    if not phq_options:  # a missed PHQ-9: pick again among rows that have both questionnaires
+        both = [
+            (k, c)
+            for k in rows_of[chosen[3]]
+            if rows[k]["session"] != "0" and any(rows[k][p] is not None for p in phq_cols)
+            for c in wai_cols
+            if rows[k][c] is not None
+        ]
+        k_conf, wai_col = both[int(rng.integers(len(both)))]
+        phq_options = [c for c in phq_cols if rows[k_conf][c] is not None]
     phq_col = phq_options[int(rng.integers(len(phq_options)))]
     copy = dict(rows[k_conf])
     changes = []
@@ -1445,6 +1455,9 @@ def export_clinic_file(data: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, lis
         for col in export_columns():
             if r[col] is None:
                 r[col] = code
+    for col in export_columns():  # the conflicting copy was made before the codes were set
+        if copy[col] is None:
+            copy[col] = rows[k_conf][col]
     dot_options = [
         (k, c)
         for k, r in enumerate(rows)
