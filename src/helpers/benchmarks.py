@@ -69,6 +69,7 @@ import pandas as pd
 from scipy import stats
 
 from helpers.schema import OUTCOME_INTAKE, PATIENT_ID
+from helpers.validation import describe_rows
 
 __all__ = [
     "META_ANALYSES",
@@ -933,19 +934,6 @@ class RaterAgreement:
 # ---------------------------------------------------------------------------
 
 
-def _rows_text(labels: Sequence[object], values: Sequence[object] | None = None) -> str:
-    labels = list(labels)
-    shown = labels[:_MAX_ROWS_REPORTED]
-    if values is None:
-        text = ", ".join(repr(label) for label in shown)
-    else:
-        vals = list(values)[:_MAX_ROWS_REPORTED]
-        text = ", ".join(f"{lab!r} (value {val!r})" for lab, val in zip(shown, vals, strict=True))
-    if len(labels) > len(shown):
-        text += f" and {len(labels) - len(shown)} more"
-    return text
-
-
 def _require_columns(df: object, columns: Iterable[str], where: str, hint: str) -> None:
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"{where} expects a pandas DataFrame, got {type(df).__name__}.")
@@ -975,7 +963,7 @@ def _numeric_column(df: pd.DataFrame, column: str, where: str) -> np.ndarray:
     if bad.any():
         raise ValueError(
             f"{where}: column {column!r} holds values that are not (finite) numbers in rows "
-            f"{_rows_text(_row_labels(df, bad), list(raw[bad]))}. Score and clean the data "
+            f"{describe_rows(_row_labels(df, bad), list(raw[bad]))}. Score and clean the data "
             "first (helpers.pipeline), or pass the right column."
         )
     return values
@@ -1095,7 +1083,7 @@ def patient_level_alliance_outcome(
         if dup.any():
             raise ValueError(
                 f"{where}: patients appear on more than one row: "
-                f"{_rows_text(sorted(set(patients.loc[dup, PATIENT_ID])))}. This function "
+                f"{describe_rows(sorted(set(patients.loc[dup, PATIENT_ID])))}. This function "
                 "needs one row per patient (patients.csv), not the session-level data."
             )
     x = _numeric_column(patients, alliance, where)
@@ -1387,7 +1375,7 @@ def rater_agreement(
     if no_id.any():
         raise ValueError(
             f"{where}: column {patient!r} is missing in rows "
-            f"{_rows_text(list(sessions.index[no_id]))}. Every row needs its patient."
+            f"{describe_rows(list(sessions.index[no_id]))}. Every row needs its patient."
         )
     va = _numeric_column(sessions, a, where)
     vb = _numeric_column(sessions, b, where)

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.schema import OUTCOME, OUTCOME_INTAKE, PATIENT_ID, SESSION, THERAPIST_ID
+from helpers.validation import describe_rows
 
 #: The columns :func:`add_model_features` adds, in this order.
 MODEL_FEATURE_COLUMNS: tuple[str, ...] = (
@@ -78,20 +79,6 @@ _MAX_ROWS_REPORTED = 5
 # ---------------------------------------------------------------------------
 
 
-def _rows_text(labels: Sequence[object], values: Sequence[object] | None = None) -> str:
-    """Describe the first few offending rows (and values) for an error message."""
-    labels = list(labels)
-    shown = labels[:_MAX_ROWS_REPORTED]
-    if values is None:
-        text = ", ".join(repr(label) for label in shown)
-    else:
-        vals = list(values)[:_MAX_ROWS_REPORTED]
-        text = ", ".join(f"{lab!r} (value {val!r})" for lab, val in zip(shown, vals, strict=True))
-    if len(labels) > len(shown):
-        text += f" and {len(labels) - len(shown)} more"
-    return text
-
-
 def _require_columns(df: pd.DataFrame, columns: Iterable[str], where: str) -> None:
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"{where} expects a pandas DataFrame, got {type(df).__name__}.")
@@ -109,7 +96,7 @@ def _check_no_missing(df: pd.DataFrame, columns: Iterable[str], where: str) -> N
         absent = df[column].isna().to_numpy()
         if absent.any():
             raise ValueError(
-                f"{where}: column {column!r} is missing in rows {_rows_text(df.index[absent])}. "
+                f"{where}: column {column!r} is missing in rows {describe_rows(df.index[absent])}. "
                 "Identifier and session columns must be complete; the cleaning step excludes "
                 "such records and logs them."
             )
@@ -123,7 +110,7 @@ def _numeric(df: pd.DataFrame, column: str, where: str) -> np.ndarray:
     if bad.any():
         raise ValueError(
             f"{where}: column {column!r} holds values that are not numbers in rows "
-            f"{_rows_text(df.index[bad], list(raw[bad]))}. Score and clean the data first."
+            f"{describe_rows(df.index[bad], list(raw[bad]))}. Score and clean the data first."
         )
     return values
 
@@ -138,14 +125,14 @@ def _session_numbers(
     if fractional.any():
         raise ValueError(
             f"{where}: column {session!r} holds session numbers that are not whole numbers in "
-            f"rows {_rows_text(df.index[fractional], values[fractional].tolist())}."
+            f"rows {describe_rows(df.index[fractional], values[fractional].tolist())}."
         )
     if minimum is not None:
         low = values < minimum
         if low.any():
             raise ValueError(
                 f"{where}: column {session!r} holds session numbers below {minimum} in rows "
-                f"{_rows_text(df.index[low], values[low].tolist())}. Sessions count from 1; "
+                f"{describe_rows(df.index[low], values[low].tolist())}. Sessions count from 1; "
                 "the intake belongs in the patient-level column 'outcome_intake' (the cleaning "
                 "step moves it there)."
             )
@@ -158,7 +145,7 @@ def _check_unique_sessions(df: pd.DataFrame, by: str, sessions: np.ndarray, wher
     if duplicated.any():
         raise ValueError(
             f"{where}: more than one row for the same {by!r} and session in rows "
-            f"{_rows_text(df.index[duplicated])}. Each patient may have one row per session; "
+            f"{describe_rows(df.index[duplicated])}. Each patient may have one row per session; "
             "the cleaning step resolves duplicates and logs them."
         )
 

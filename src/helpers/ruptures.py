@@ -153,6 +153,7 @@ from scipy import stats
 from scipy.optimize import linear_sum_assignment
 
 from helpers.schema import ALLIANCE, OUTCOME, PATIENT_ID, SESSION, THERAPIST_ID
+from helpers.validation import describe_rows
 
 #: Ways to set the rupture threshold.
 METHODS: tuple[str, ...] = ("sd", "points")
@@ -336,17 +337,6 @@ def _whole_number(value: object) -> bool:
 # ---------------------------------------------------------------------------
 # Input checks (each raises an error that says what to fix)
 # ---------------------------------------------------------------------------
-def _rows_text(labels: Sequence[object], values: Sequence[object] | None = None) -> str:
-    labels = list(labels)
-    shown = labels[:_MAX_ROWS_REPORTED]
-    if values is None:
-        text = ", ".join(repr(label) for label in shown)
-    else:
-        vals = list(values)[:_MAX_ROWS_REPORTED]
-        text = ", ".join(f"{lab!r} (value {val!r})" for lab, val in zip(shown, vals, strict=True))
-    if len(labels) > len(shown):
-        text += f" and {len(labels) - len(shown)} more"
-    return text
 
 
 def _require_frame(df: object, columns: Iterable[str], where: str, what: str) -> None:
@@ -384,7 +374,7 @@ def _patient_series(
         if absent.any():
             raise ValueError(
                 f"{where}: column {column!r} is missing in rows "
-                f"{_rows_text(sessions.index[absent])}. Identifier and session columns must be "
+                f"{describe_rows(sessions.index[absent])}. Identifier and session columns must be "
                 "complete; the cleaning step excludes such records and logs them."
             )
     raw_session = sessions[d.session]
@@ -394,7 +384,7 @@ def _patient_series(
     if bad.any():
         raise ValueError(
             f"{where}: column {d.session!r} must hold whole session numbers >= 1; rows "
-            f"{_rows_text(sessions.index[bad], list(raw_session[bad]))} do not. Sessions count "
+            f"{describe_rows(sessions.index[bad], list(raw_session[bad]))} do not. Sessions count "
             "from 1 (the intake is the patient-level column 'outcome_intake')."
         )
     raw_value = sessions[d.column]
@@ -403,7 +393,7 @@ def _patient_series(
     if not_number.any():
         raise ValueError(
             f"{where}: column {d.column!r} holds values that are not finite numbers in rows "
-            f"{_rows_text(sessions.index[not_number], list(raw_value[not_number]))}. Score and "
+            f"{describe_rows(sessions.index[not_number], list(raw_value[not_number]))}. Score and "
             "clean the data first (missing values are allowed)."
         )
     patients = sessions[d.by].to_numpy()
@@ -413,7 +403,7 @@ def _patient_series(
     if duplicated.any():
         raise ValueError(
             f"{where}: more than one row for the same {d.by!r} and {d.session!r} in rows "
-            f"{_rows_text(sessions.index[duplicated])}. Each patient may have one row per "
+            f"{describe_rows(sessions.index[duplicated])}. Each patient may have one row per "
             "session; the cleaning step resolves duplicates and logs them."
         )
     frame = pd.DataFrame(
@@ -429,7 +419,7 @@ def _patient_series(
         several = n_therapists[n_therapists > 1]
         if len(several):
             raise ValueError(
-                f"{where}: patients {_rows_text(several.index)} appear under more than one "
+                f"{where}: patients {describe_rows(several.index)} appear under more than one "
                 f"{d.therapist!r}. Each patient must have one therapist (the cleaning step's "
                 "multiple_therapists policy resolves this), or pass therapist=None."
             )
@@ -859,7 +849,7 @@ def _check_episodes(episodes: pd.DataFrame, d: RuptureDefinition, where: str) ->
     if unknown.any():
         raise ValueError(
             f"{where}: column 'status' of the episode table holds values other than "
-            f"{EPISODE_STATUSES} in rows {_rows_text(episodes.index[unknown])}."
+            f"{EPISODE_STATUSES} in rows {describe_rows(episodes.index[unknown])}."
         )
 
 
@@ -905,7 +895,7 @@ def rupture_counts(
     foreign = [p for p in pd.unique(episodes[d.by]) if not assessable.get(p, False)]
     if foreign:
         raise ValueError(
-            f"{where}: the episode table names patients {_rows_text(foreign)} that are absent "
+            f"{where}: the episode table names patients {describe_rows(foreign)} that are absent "
             "from the session-level frame or not assessable under the rupture definition. "
             "Pass the same frame and definition that detect_ruptures used."
         )
@@ -1076,7 +1066,7 @@ def _true_episode_frame(true_episodes: object, by: str, where: str) -> pd.DataFr
     if bad.any():
         raise ValueError(
             f"{where}: column 'rupture_session' of the true episodes must hold whole numbers; "
-            f"rows {_rows_text(frame.index[bad], list(frame['rupture_session'][bad]))} do not."
+            f"rows {describe_rows(frame.index[bad], list(frame['rupture_session'][bad]))} do not."
         )
     return frame
 
@@ -1621,14 +1611,15 @@ def patients_by_rupture_status(
         if twice.any():
             raise ValueError(
                 f"{where}: the {name} has more than one row for patients "
-                f"{_rows_text(sorted(set(frame.loc[twice, by].tolist()), key=str))}; it must "
+                f"{describe_rows(sorted(set(frame.loc[twice, by].tolist()), key=str))}; it must "
                 "have one row per patient."
             )
     lookup = dict(zip(status[by].tolist(), status["rupture_status"].tolist(), strict=True))
     absent = [p for p in patients[by].tolist() if p not in lookup]
     if absent:
         raise ValueError(
-            f"{where}: patients {_rows_text(absent)} of the patient table have no rupture status. "
+            f"{where}: patients {describe_rows(absent)} of the patient table have no "
+            "rupture status. "
             "Detect the ruptures in the session-level data of the same study (the cleaning "
             "step writes patients.csv and sessions.parquet together)."
         )

@@ -267,3 +267,23 @@ class StudyDataError(Exception):
         ]
         columns = ["file", "column", "rows", "n_rows", "values", "rule", "found", "fix"]
         return pd.DataFrame.from_records(records, columns=columns)
+
+
+def describe_rows(
+    labels: Sequence[Any], values: Sequence[Any] | None = None, limit: int = 5
+) -> str:
+    """The first few offending row labels (and values) for an error message.
+
+    >>> describe_rows([3, 7, 9], ["a", "b", "c"], limit=2)
+    "3 (value 'a'), 7 (value 'b') and 1 more"
+    """
+    labels = list(labels)
+    shown = labels[:limit]
+    if values is None:
+        text = ", ".join(repr(label) for label in shown)
+    else:
+        vals = list(values)[:limit]
+        text = ", ".join(f"{lab!r} (value {val!r})" for lab, val in zip(shown, vals, strict=True))
+    if len(labels) > len(shown):
+        text += f" and {len(labels) - len(shown)} more"
+    return text
