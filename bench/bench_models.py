@@ -6,14 +6,17 @@ patient missing, so about 10% of rows are dropped as lme4 would).
 
 For each size the fit runs in a fresh Python process so that peak memory (``ru_maxrss``)
 belongs to that fit alone; lme4 is timed on the same data via ``Rscript`` when R and lme4
-are installed (skipped with a note otherwise).  Times vary with the machine: nothing here
-asserts a time.
+are installed (skipped with a note otherwise).  ``fit_mixed(engine="auto")`` (the vectorised
+engine, :mod:`helpers.engine`) is compared with the statsmodels path
+(``engine="statsmodels"``; default optimisers and lbfgs only), which is run only up to
+:data:`STATSMODELS_MAX_ROWS` rows.  Times vary with the machine: nothing here asserts a time.
 
 Usage::
 
     .venv/bin/python bench/bench_models.py                  # 2k, 20k and 100k rows
     .venv/bin/python bench/bench_models.py --quick          # 2k and 5k rows
     .venv/bin/python bench/bench_models.py --sizes 2000,50000
+    .venv/bin/python bench/bench_models.py --engine auto    # engine path only
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import pandas as pd
 FORMULA = "y ~ x_within_lag + x_between + session + (1 + session | patient_id)"
 SESSIONS_PER_PATIENT = 10
 SEED = 12345
+#: The statsmodels path is not run above this many rows (minutes per fit).
+STATSMODELS_MAX_ROWS = 20_000
 SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
@@ -62,17 +67,18 @@ import pandas as pd
 from helpers.models import fit_mixed
 data = pd.read_csv(sys.argv[1])
 optimizers = tuple(sys.argv[3].split(","))
+engine = sys.argv[4]
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with warnings.catch_warnings(record=True):
     warnings.simplefilter("always")
     start = time.perf_counter()
-    result = fit_mixed(data, sys.argv[2], optimizers=optimizers)
+    result = fit_mixed(data, sys.argv[2], optimizers=optimizers, engine=engine)
     seconds = time.perf_counter() - start
 rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({
     "seconds": seconds, "loglik": result.loglik, "nobs": result.nobs,
     "rss_before_mb": rss_before / 1024, "rss_peak_mb": rss_after / 1024,
-    "converged": result.converged, "optimizer": result.optimizer,
+    "converged": result.converged, "optimizer": result.optimizer, "engine": result.engine,
     "max_gap": float(result.attempts["loglik_gap"].max()),
 }))
 """
@@ -127,11 +133,11 @@ def simulate_sessions(n_rows: int, seed: int = SEED) -> pd.DataFrame:
     )
 
 
-def run_fit_mixed(csv: Path, optimizers: str) -> dict:
+def run_fit_mixed(csv: Path, optimizers: str, engine: str = "statsmodels") -> dict:
     """Fit in a fresh interpreter and return its timing and memory record."""
     env = {**os.environ, **SINGLE_THREAD_ENV}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD_CODE, str(csv), FORMULA, optimizers],
+        [sys.executable, "-c", CHILD_CODE, str(csv), FORMULA, optimizers, engine],
         capture_output=True,
         text=True,
         check=True,
@@ -156,11 +162,31 @@ def run_lme4(csv: Path, workdir: Path) -> dict | None:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _seconds(record: dict | None, digits: int = 1) -> str:
+    return "n/a" if record is None else f"{record['seconds']:.{digits}f}"
+
+
+def _ratio(numerator: dict | None, denominator: dict | None) -> str:
+    if numerator is None or denominator is None:
+        return "n/a"
+    return f"{numerator['seconds'] / max(denominator['seconds'], 1e-3):.2g}x"
+
+
+def _gap(a: dict | None, b: dict | None) -> str:
+    return "n/a" if a is None or b is None else f"{a['loglik'] - b['loglik']:+.2e}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print a Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2000,20000,100000", help="comma-separated rows")
     parser.add_argument("--quick", action="store_true", help="only 2000 and 5000 rows")
+    parser.add_argument(
+        "--engine",
+        choices=("both", "auto", "statsmodels"),
+        default="both",
+        help="fit_mixed paths to time (statsmodels only up to 20k rows)",
+    )
     args = parser.parse_args(argv)
     sizes = [2000, 5000] if args.quick else [int(s) for s in args.sizes.split(",")]
 
@@ -173,45 +199,59 @@ def main(argv: list[str] | None = None) -> None:
         for n_rows in sizes:
             csv = workdir / f"sessions_{n_rows}.csv"
             simulate_sessions(n_rows).to_csv(csv, index=False)
-            full = run_fit_mixed(csv, "lbfgs,bfgs,nm+lbfgs")
-            single = run_fit_mixed(csv, "lbfgs")
+            auto = full = single = None
+            if args.engine in ("both", "auto"):
+                auto = run_fit_mixed(csv, "lbfgs", engine="auto")
+            if args.engine in ("both", "statsmodels") and n_rows <= STATSMODELS_MAX_ROWS:
+                full = run_fit_mixed(csv, "lbfgs,bfgs,nm+lbfgs")
+                single = run_fit_mixed(csv, "lbfgs")
             lme4 = run_lme4(csv, workdir) if have_r else None
-            rows.append((n_rows, full, single, lme4))
+            rows.append((n_rows, auto, full, single, lme4))
             print(f"done: {n_rows} rows", file=sys.stderr)
 
     header = (
-        "| rows | nobs | fit_mixed default s | fit_mixed lbfgs only s | lme4 s | "
-        "default / lme4 | lbfgs only / lme4 | Python peak RSS MiB (before fit) | "
-        "lme4 max mem MiB | logLik fit_mixed - lme4 |"
+        "| rows | nobs | fit_mixed auto (engine) s | statsmodels default s | "
+        "statsmodels lbfgs only s | lme4 s | statsmodels default / auto | auto / lme4 | "
+        "Python peak RSS MiB auto / statsmodels | lme4 max mem MiB | "
+        "logLik auto - statsmodels | logLik auto - lme4 |"
     )
     print(header)
-    print("|" + "---|" * 10)
-    for n_rows, full, single, lme4 in rows:
-        lme4_seconds = None if lme4 is None else max(lme4["seconds"], 1e-3)
+    print("|" + "---|" * 12)
+    for n_rows, auto, full, single, lme4 in rows:
+        any_fit = auto or full
+        rss = " / ".join("-" if r is None else f"{r['rss_peak_mb']:.0f}" for r in (auto, full))
         cells = [
             f"{n_rows:,}",
-            f"{full['nobs']:,}",
-            f"{full['seconds']:.1f}",
-            f"{single['seconds']:.1f}",
-            "n/a" if lme4 is None else f"{lme4['seconds']:.2f}",
-            "n/a" if lme4 is None else f"{full['seconds'] / lme4_seconds:.0f}x",
-            "n/a" if lme4 is None else f"{single['seconds'] / lme4_seconds:.0f}x",
-            f"{full['rss_peak_mb']:.0f} ({full['rss_before_mb']:.0f})",
+            f"{any_fit['nobs']:,}",
+            _seconds(auto, 2),
+            _seconds(full),
+            _seconds(single),
+            _seconds(lme4, 2),
+            _ratio(full, auto),
+            _ratio(auto, lme4),
+            rss,
             "n/a" if lme4 is None else f"{lme4['max_mem_mb']:.0f}",
-            "n/a" if lme4 is None else f"{full['loglik'] - lme4['loglik']:+.2e}",
+            _gap(auto, full),
+            _gap(auto, lme4),
         ]
         print("| " + " | ".join(cells) + " |")
     print(
-        "\nfit_mixed: REML, default optimisers (lbfgs, bfgs, nm+lbfgs) then Newton "
-        "refinement; peak RSS is the whole Python process (interpreter, pandas, "
-        "statsmodels and data included). lme4: lmer() with default control, REML; "
-        "memory is R's gc() 'max used'. One BLAS thread everywhere."
+        "\nfit_mixed auto: the vectorised engine (two optimiser starts, Newton polish). "
+        "statsmodels: REML, default optimisers (lbfgs, bfgs, nm+lbfgs) then Newton "
+        f"refinement, not run above {STATSMODELS_MAX_ROWS:,} rows; peak RSS is the whole "
+        "Python process (interpreter, pandas, statsmodels and data included). lme4: lmer() "
+        "with default control, REML; memory is R's gc() 'max used'. One BLAS thread "
+        "everywhere."
     )
-    for n_rows, full, _, _ in rows:
-        print(
-            f"{n_rows:,} rows: kept {full['optimizer']}, converged={full['converged']}, "
-            f"largest loglik gap between runs {full['max_gap']:.3g}"
-        )
+    for n_rows, auto, full, _, _ in rows:
+        for name, record in (("auto", auto), ("statsmodels", full)):
+            if record is None:
+                continue
+            print(
+                f"{n_rows:,} rows, {name}: fitted by {record['engine']}, kept "
+                f"{record['optimizer']}, converged={record['converged']}, largest loglik gap "
+                f"between runs {record['max_gap']:.3g}"
+            )
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ def test_standardized_coefficient_uses_sds_of_the_model_rows():
 
 def test_fit_quietly_keeps_warnings_in_the_result_not_on_stderr():
     # on the demo study's main model statsmodels' lbfgs and bfgs runs fail with warnings
+    # (the engine's fit of it raises none: the statsmodels path is forced here)
     sessions = run_cleaning(DEMO_DIR / "sessions.csv", DEMO_DIR / "study.yml").sessions
     formula = (
         "outcome ~ alliance_within_lag + alliance_between_c + session_c"
@@ -73,7 +74,7 @@ def test_fit_quietly_keeps_warnings_in_the_result_not_on_stderr():
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = fit_quietly(sessions, formula)
+        fit = fit_quietly(sessions, formula, engine="statsmodels")
     assert fit.warnings, "a boundary fit raises warnings that must be recorded"
     assert not caught, [str(w.message) for w in caught]
     table = warnings_table({"m": fit})

@@ -57,19 +57,39 @@ def datasets() -> dict[str, pd.DataFrame]:
     }
 
 
+#: Fitting paths of fit_mixed checked against lme4: "auto" (the vectorised engine for every
+#: reference model, all being in its class) and the statsmodels reference path.
+ENGINES = ["auto", "statsmodels"]
+
+
 @pytest.fixture(scope="module")
-def fitted(datasets) -> dict[tuple[str, bool], object]:
-    """Every reference model fitted once (three-level ones with lbfgs only, for speed;
-    the default optimiser set is exercised on the main model in its own test)."""
-    results = {}
-    for ref in FITS:
-        optimizers = ("lbfgs",) if ref["data"] == "three_level" else None
-        kwargs = {"optimizers": optimizers} if optimizers else {}
-        formula = PYTHON_FORMULA.get(ref["model_id"], ref["formula"])
-        results[(ref["model_id"], ref["reml"])] = _quiet_fit(
-            datasets[ref["data"]], formula, reml=ref["reml"], **kwargs
-        )
+def fits_by_engine(datasets) -> dict[str, dict[tuple[str, bool], object]]:
+    """Every reference model fitted once per path (statsmodels: three-level ones with lbfgs
+    only, for speed; the default optimiser set is exercised on the main model in its own
+    test)."""
+    results: dict[str, dict[tuple[str, bool], object]] = {}
+    for engine in ENGINES:
+        results[engine] = {}
+        for ref in FITS:
+            optimizers = ("lbfgs",) if ref["data"] == "three_level" else None
+            kwargs = {"optimizers": optimizers} if optimizers else {}
+            formula = PYTHON_FORMULA.get(ref["model_id"], ref["formula"])
+            results[engine][(ref["model_id"], ref["reml"])] = _quiet_fit(
+                datasets[ref["data"]], formula, reml=ref["reml"], engine=engine, **kwargs
+            )
     return results
+
+
+@pytest.fixture(scope="module")
+def fitted(fits_by_engine) -> dict[tuple[str, bool], object]:
+    """The default path (engine="auto")."""
+    return fits_by_engine["auto"]
+
+
+def test_auto_uses_the_engine_for_every_reference_model(fits_by_engine):
+    assert {r.engine for r in fits_by_engine["auto"].values()} == {"engine"}
+    assert {r.engine for r in fits_by_engine["statsmodels"].values()} == {"statsmodels"}
+    assert all(r.statsmodels_result is None for r in fits_by_engine["auto"].values())
 
 
 # ---------------------------------------------------------------------------------------
@@ -202,18 +222,20 @@ def _lme4_fixed(ref) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("ref", FITS, ids=REF_IDS)
-def test_fixed_effects_and_lme4_standard_errors_match_lme4(fitted, ref):
-    result = fitted[(ref["model_id"], ref["reml"])]
+def test_fixed_effects_and_lme4_standard_errors_match_lme4(fits_by_engine, ref, engine):
+    result = fits_by_engine[engine][(ref["model_id"], ref["reml"])]
     lme4 = _lme4_fixed(ref)
     assert len(result.fixed) == len(lme4)  # same terms, same order (factor levels too)
     np.testing.assert_allclose(result.fixed["estimate"], lme4["estimate"], rtol=FIXED_RTOL)
     np.testing.assert_allclose(result.fixed["se"], lme4["se"], rtol=SE_RTOL)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("ref", FITS, ids=REF_IDS)
-def test_variance_components_match_lme4(fitted, ref):
-    result = fitted[(ref["model_id"], ref["reml"])]
+def test_variance_components_match_lme4(fits_by_engine, ref, engine):
+    result = fits_by_engine[engine][(ref["model_id"], ref["reml"])]
     lme4 = LME4_VARCOMP[
         (LME4_VARCOMP.model_id == ref["model_id"]) & (LME4_VARCOMP.reml == ref["reml"])
     ]
@@ -230,9 +252,10 @@ def test_variance_components_match_lme4(fitted, ref):
         np.testing.assert_allclose(ours[key], (float(vcov), float(sdcor)), rtol=VARCOMP_RTOL)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("ref", FITS, ids=REF_IDS)
-def test_loglik_counts_and_checks_match_lme4(fitted, ref):
-    result = fitted[(ref["model_id"], ref["reml"])]
+def test_loglik_counts_and_checks_match_lme4(fits_by_engine, ref, engine):
+    result = fits_by_engine[engine][(ref["model_id"], ref["reml"])]
     # statsmodels' REML and ML log-likelihoods are on lme4's scale: no constant offset.
     assert abs(result.loglik - ref["logLik"]) < LOGLIK_ATOL
     assert result.n_params == ref["df"]
@@ -241,14 +264,15 @@ def test_loglik_counts_and_checks_match_lme4(fitted, ref):
     assert result.ngroups == lme4_groups
     assert result.converged and not result.singular and result.hessian_positive_definite
     assert result.singular == ref["singular"]
-    # statsmodels' own llf of the kept run (before the Newton refinement) is on the same
-    # scale: it is within the optimiser's precision of lme4's logLik.
-    assert abs(result.statsmodels_result.llf - ref["logLik"]) < 1e-5
+    if engine == "statsmodels":
+        # statsmodels' own llf of the kept run (before the Newton refinement) is on the same
+        # scale: it is within the optimiser's precision of lme4's logLik.
+        assert abs(result.statsmodels_result.llf - ref["logLik"]) < 1e-5
 
 
-def test_reported_se_is_lme4s_not_statsmodels_bse_fe(fitted):
+def test_reported_se_is_lme4s_not_statsmodels_bse_fe(fits_by_engine):
     ref = next(r for r in FITS if r["model_id"] == "tl_patient_slope_corr" and r["reml"])
-    result = fitted[("tl_patient_slope_corr", True)]
+    result = fits_by_engine["statsmodels"][("tl_patient_slope_corr", True)]
     lme4_se = _lme4_fixed(ref)["se"].to_numpy()
     sm_se = np.asarray(result.statsmodels_result.bse_fe)
     # statsmodels' observed-information SEs differ from lme4's by more than 1e-4 ...
@@ -258,9 +282,10 @@ def test_reported_se_is_lme4s_not_statsmodels_bse_fe(fitted):
     assert "X' V^-1 X" in result.se_convention
 
 
-def test_se_and_loglik_equal_a_dense_hand_calculation(fitted, datasets):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_se_and_loglik_equal_a_dense_hand_calculation(fits_by_engine, datasets, engine):
     """GLS covariance and Gaussian log-likelihood from the full n x n V (no statsmodels)."""
-    result = fitted[("sleep_slope_corr", False)]
+    result = fits_by_engine[engine][("sleep_slope_corr", False)]
     data = datasets["sleepstudy"]
     vc = result.varcomp.set_index(["group", "term", "term2"])["variance_or_cov"]
     g = np.array(
@@ -353,7 +378,7 @@ def test_singular_fit_is_detected_and_all_warnings_are_surfaced():
     data = _zero_between_variance_data()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = fit_mixed(data, "y ~ 1 + (1 | g)")
+        result = fit_mixed(data, "y ~ 1 + (1 | g)", engine="statsmodels")
     emitted = [(w.category, str(w.message)) for w in caught]
     assert any(c is MixedModelWarning and "singular" in m for c, m in emitted)
     assert len({m for _, m in emitted}) == len(emitted)  # each distinct warning once
@@ -365,12 +390,100 @@ def test_singular_fit_is_detected_and_all_warnings_are_surfaced():
     assert any(w.startswith("ConvergenceWarning [lbfgs]") for w in result.warnings)
 
 
+def test_engine_singular_fit_is_detected_and_its_warnings_are_surfaced():
+    data = _zero_between_variance_data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit_mixed(data, "y ~ 1 + (1 | g)", engine="engine")
+    assert result.engine == "engine" and result.optimizer == "engine"
+    assert result.singular
+    group_var = result.varcomp.loc[result.varcomp.group == "g", "variance_or_cov"].item()
+    assert group_var < 1e-8
+    recorded = [w for w in result.warnings if "boundary (singular) fit" in w]
+    assert len(recorded) == 1 and recorded[0].startswith("EngineWarning [engine]: ")
+    emitted = [(w.category.__name__, str(w.message)) for w in caught]
+    assert ("EngineWarning", "[engine] " + recorded[0].partition("]: ")[2]) in emitted
+    assert len({m for _, m in emitted}) == len(emitted)  # each distinct warning once
+    assert len(result.warnings) == len(emitted)
+
+
+def test_engine_choice_and_its_errors(datasets):
+    sleep = datasets["sleepstudy"]
+    with pytest.raises(ValueError, match="engine must be one of"):
+        fit_mixed(sleep, "Reaction ~ Days + (1 | Subject)", engine="lme4")
+    data = sleep.assign(phase=lambda d: np.where(d.Days < 5, "a", "b"))
+    with pytest.raises(UnsupportedModelError, match=r"outside the engine's class.*2 design"):
+        fit_mixed(data, "Reaction ~ Days + (1 + C(phase) || Subject)", engine="engine")
+    with pytest.raises(UnsupportedModelError, match="outside the engine's class"):
+        fit_mixed(
+            sleep.assign(d2=sleep.Days**2),
+            "Reaction ~ Days + (1 + Days | Subject) + (0 + d2 | Subject)",
+            engine="engine",
+        )
+    with pytest.raises(UnsupportedModelError, match="3 grouping factors"):
+        fit_mixed(sleep.assign(a=1, b=2), "Reaction ~ 1 + (1 | a/b/Subject)", engine="engine")
+    # a factor in the fixed part is expanded to numeric columns (patsy) for the engine
+    result = _quiet_fit(sleep, "Reaction ~ C(Days) + (1 | Subject)", engine="engine")
+    assert result.engine == "engine" and len(result.fixed) == 10
+
+
+CORRELATED_THREE_LEVEL = (
+    "y ~ x_within + x_between + session + (1 + session | patient_id) + (1 | therapist_id)"
+)
+ENGINE_REFERENCE = json.loads((REFERENCE / "engine" / "lme4_engine_reference.json").read_text())[
+    "fits"
+]
+
+
+def test_correlated_effects_inside_therapists_are_refused_only_by_statsmodels(datasets):
+    with pytest.raises(UnsupportedModelError, match="cannot fit correlated random effects"):
+        fit_mixed(datasets["three_level"], CORRELATED_THREE_LEVEL, engine="statsmodels")
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+def test_correlated_three_level_model_fits_under_auto_and_matches_lme4(datasets, reml):
+    ref = next(
+        r for r in ENGINE_REFERENCE if r["id"] == "three_level_p_slope_t_int" and r["reml"] == reml
+    )
+    assert " ".join(ref["formula"].split()) == CORRELATED_THREE_LEVEL
+    result = _quiet_fit(datasets["three_level"], CORRELATED_THREE_LEVEL, reml=reml)
+    assert result.engine == "engine" and result.spec is None
+    assert "cannot express" in result.statsmodels_call
+    lme4 = pd.DataFrame(ref["fixef"]).set_index("names")
+    assert list(result.fixed.index) == [t.replace("(Intercept)", "Intercept") for t in lme4.index]
+    np.testing.assert_allclose(result.fixed["estimate"], lme4["estimate"], rtol=FIXED_RTOL)
+    np.testing.assert_allclose(result.fixed["se"], lme4["se"], rtol=SE_RTOL)
+    assert abs(result.loglik - ref["logLik"]) < LOGLIK_ATOL
+    assert result.n_params == ref["df"] and result.nobs == ref["nobs"]
+    expected = {
+        (g, t.replace("(Intercept)", "Intercept"), t2.replace("(Intercept)", "Intercept")): (
+            v,
+            s,
+        )
+        for g, t, t2, v, s in pd.DataFrame(ref["varcorr"])[
+            ["group", "term", "term2", "variance_or_cov", "sd_or_corr"]
+        ].itertuples(index=False)
+    }
+    ours = {(g, t, t2): (v, s) for g, t, t2, v, s in result.varcomp.itertuples(index=False)}
+    assert set(ours) == set(expected)
+    for key, values in expected.items():
+        np.testing.assert_allclose(ours[key], values, rtol=VARCOMP_RTOL, err_msg=str(key))
+    # outer factor first, then the inner one, then the residual (as on the statsmodels path)
+    assert list(dict.fromkeys(result.varcomp.group)) == ["therapist_id", "patient_id", "Residual"]
+    assert result.converged and not result.singular and result.hessian_positive_definite
+
+
 def test_optimiser_disagreement_is_reported_and_the_best_optimum_kept(datasets):
     # statsmodels' Nelder-Mead alone stops ~0.2 below the optimum on this model.
     ref = next(r for r in FITS if r["model_id"] == "tl_nested_therapist_slope" and r["reml"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = fit_mixed(datasets["three_level"], ref["formula"], optimizers=("lbfgs", "nm"))
+        result = fit_mixed(
+            datasets["three_level"],
+            ref["formula"],
+            optimizers=("lbfgs", "nm"),
+            engine="statsmodels",
+        )
     assert any(
         w.category is MixedModelWarning and "Optimisers disagree: nm" in str(w.message)
         for w in caught
@@ -384,7 +497,7 @@ def test_optimiser_disagreement_is_reported_and_the_best_optimum_kept(datasets):
 
 def test_default_optimisers_agree_and_converge_on_a_random_slope_model(datasets):
     ref = next(r for r in FITS if r["model_id"] == "sleep_slope_corr" and r["reml"])
-    result = _quiet_fit(datasets["sleepstudy"], ref["formula"])
+    result = _quiet_fit(datasets["sleepstudy"], ref["formula"], engine="statsmodels")
     attempts = result.attempts
     assert list(attempts.optimizer) == ["lbfgs", "bfgs", "nm+lbfgs"]
     assert (attempts.error == "").all()

@@ -74,15 +74,30 @@ def reference_data() -> dict[str, pd.DataFrame]:
     return {name: _read_reference_data(name) for name in DATA_FILES}
 
 
+#: Fitting paths checked against lme4: the default ("auto": the vectorised engine for every
+#: model of notebook 03) and the statsmodels reference path.
+ENGINES = ["auto", "statsmodels"]
+
+
 @pytest.fixture(scope="module")
-def fitted(reference_data) -> dict[tuple[str, bool], object]:
-    """Every reference model fitted once with the default optimisers, as notebook 03 does."""
+def fits_by_engine(reference_data) -> dict[str, dict[tuple[str, bool], object]]:
+    """Every reference model fitted once per path with the default settings, as notebook 03
+    does."""
     return {
-        (ref["model_id"], ref["reml"]): fit_quietly(
-            reference_data[ref["data"]], ref["formula"], reml=ref["reml"]
-        )
-        for ref in FITS
+        engine: {
+            (ref["model_id"], ref["reml"]): fit_quietly(
+                reference_data[ref["data"]], ref["formula"], reml=ref["reml"], engine=engine
+            )
+            for ref in FITS
+        }
+        for engine in ENGINES
     }
+
+
+@pytest.fixture(scope="module")
+def fitted(fits_by_engine) -> dict[tuple[str, bool], object]:
+    """The default path, as notebook 03 fits."""
+    return fits_by_engine["auto"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -153,9 +168,10 @@ def test_lme4_references_are_confirmed_optima():
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("ref", FITS, ids=REF_IDS)
-def test_fixed_effects_and_standard_errors_match_lme4(fitted, ref):
-    result = fitted[(ref["model_id"], ref["reml"])]
+def test_fixed_effects_and_standard_errors_match_lme4(fits_by_engine, ref, engine):
+    result = fits_by_engine[engine][(ref["model_id"], ref["reml"])]
     lme4 = LME4_FIXED[
         (LME4_FIXED.model_id == ref["model_id"]) & (LME4_FIXED.reml == ref["reml"])
     ].reset_index(drop=True)
@@ -164,9 +180,10 @@ def test_fixed_effects_and_standard_errors_match_lme4(fitted, ref):
     np.testing.assert_allclose(result.fixed["se"], lme4["se"], rtol=SE_RTOL)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("ref", FITS, ids=REF_IDS)
-def test_variance_components_match_lme4(fitted, ref):
-    result = fitted[(ref["model_id"], ref["reml"])]
+def test_variance_components_match_lme4(fits_by_engine, ref, engine):
+    result = fits_by_engine[engine][(ref["model_id"], ref["reml"])]
     lme4 = LME4_VARCOMP[
         (LME4_VARCOMP.model_id == ref["model_id"]) & (LME4_VARCOMP.reml == ref["reml"])
     ]
@@ -188,9 +205,10 @@ def test_variance_components_match_lme4(fitted, ref):
         np.testing.assert_allclose(ours[key], values, rtol=VARCOMP_RTOL, err_msg=str(key))
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("ref", FITS, ids=REF_IDS)
-def test_loglik_counts_and_checks_match_lme4(fitted, ref):
-    result = fitted[(ref["model_id"], ref["reml"])]
+def test_loglik_counts_and_checks_match_lme4(fits_by_engine, ref, engine):
+    result = fits_by_engine[engine][(ref["model_id"], ref["reml"])]
     assert abs(result.loglik - ref["logLik"]) < LOGLIK_ATOL
     assert result.n_params == ref["df"]
     assert result.nobs == ref["nobs"]  # rows with a missing model variable dropped alike
@@ -209,3 +227,32 @@ def test_main_model_drops_the_rows_without_a_lagged_alliance(fitted, reference_d
     assert result.missing_by_column["alliance_within_lag"] == int(
         sessions["alliance_within_lag"].isna().sum()
     )
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+def test_engine_and_statsmodels_agree_on_the_main_model(fits_by_engine, reml):
+    """The two paths give the same numbers (within the lme4 tolerances above)."""
+    by_engine = fits_by_engine["auto"][("demo_main", reml)]
+    by_statsmodels = fits_by_engine["statsmodels"][("demo_main", reml)]
+    assert (by_engine.engine, by_statsmodels.engine) == ("engine", "statsmodels")
+    pd.testing.assert_index_equal(by_engine.fixed.index, by_statsmodels.fixed.index)
+    np.testing.assert_allclose(
+        by_engine.fixed["estimate"], by_statsmodels.fixed["estimate"], rtol=FIXED_RTOL
+    )
+    np.testing.assert_allclose(by_engine.fixed["se"], by_statsmodels.fixed["se"], rtol=SE_RTOL)
+    np.testing.assert_allclose(
+        by_engine.cov_fixed.to_numpy(), by_statsmodels.cov_fixed.to_numpy(), rtol=SE_RTOL
+    )
+    keys = ["group", "term", "term2"]
+    pd.testing.assert_frame_equal(by_engine.varcomp[keys], by_statsmodels.varcomp[keys])
+    np.testing.assert_allclose(
+        by_engine.varcomp[["variance_or_cov", "sd_or_corr"]],
+        by_statsmodels.varcomp[["variance_or_cov", "sd_or_corr"]],
+        rtol=VARCOMP_RTOL,
+    )
+    assert abs(by_engine.loglik - by_statsmodels.loglik) < LOGLIK_ATOL
+    assert by_engine.n_params == by_statsmodels.n_params
+    assert (by_engine.nobs, by_engine.ngroups) == (by_statsmodels.nobs, by_statsmodels.ngroups)
+    pd.testing.assert_frame_equal(by_engine.model_frame, by_statsmodels.model_frame)
+    pd.testing.assert_frame_equal(by_engine.design, by_statsmodels.design)
+    assert by_engine._fingerprint == by_statsmodels._fingerprint  # LRTs may mix the paths

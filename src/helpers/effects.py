@@ -49,12 +49,11 @@ def fit_quietly(data: pd.DataFrame, formula: str, reml: bool = True, **kwargs) -
 
 
 def _model_frame(result: MixedResult) -> pd.DataFrame:
-    return result.statsmodels_result.model.data.frame
+    return result.model_frame
 
 
 def _fixed_design(result: MixedResult) -> pd.DataFrame:
-    model = result.statsmodels_result.model
-    return pd.DataFrame(model.exog, columns=model.exog_names)
+    return result.design.reset_index(drop=True)
 
 
 def standardized_coefficients(result: MixedResult) -> pd.DataFrame:
@@ -66,7 +65,7 @@ def standardized_coefficients(result: MixedResult) -> pd.DataFrame:
     The intercept is left out.
     """
     design = _fixed_design(result)
-    y = result.statsmodels_result.model.endog
+    y = result.response_values
     sd_y = float(np.std(y, ddof=1))
     rows = []
     for term, row in result.fixed.iterrows():
@@ -273,7 +272,7 @@ def parametric_bootstrap(
     from tqdm import tqdm
 
     frame = _model_frame(result).copy()
-    response = result.statsmodels_result.model.endog_names
+    response = result.response
     rng = np.random.default_rng(seed)
     rows = []
     for _ in tqdm(range(n_boot), disable=not progress, file=sys.stdout, desc="bootstrap"):

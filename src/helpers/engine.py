@@ -1233,7 +1233,9 @@ class NestedLMM:
         bound even when the deviance decreases away from it; probe a few steps instead.
         """
         stuck = np.flatnonzero(self.theta_lower == 0.0)
-        stuck = stuck[theta[stuck] <= 0.0]
+        # Not only exactly at 0: the run can stop a hair off the bound (e.g. 2e-7, where
+        # the forward-difference gradient is ~0 as well), 1+ deviance units above the optimum.
+        stuck = stuck[theta[stuck] < SINGULAR_TOL]
         if stuck.size == 0:
             return None
         scale = max(1.0, float(np.max(np.abs(theta))))

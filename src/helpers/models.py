@@ -1,10 +1,15 @@
-"""lme4-style linear mixed models fitted with statsmodels' ``MixedLM``.
+"""lme4-style linear mixed models, fitted by the vectorised engine or statsmodels' ``MixedLM``.
 
 :func:`fit_mixed` takes an lme4 formula such as
-``"outcome ~ alliance_within_lag + alliance_between + session + (1 + session | patient_id)"``,
-maps it *exactly* onto a ``statsmodels`` ``MixedLM.from_formula`` call, fits it with several
-optimisers, checks the optimum itself, and returns a :class:`MixedResult` whose numbers follow
-lme4's conventions (log-likelihood, standard errors, variance components).
+``"outcome ~ alliance_within_lag + alliance_between + session + (1 + session | patient_id)"``
+and returns a :class:`MixedResult` whose numbers follow lme4's conventions (log-likelihood,
+standard errors, variance components).  With ``engine="auto"`` (the default) every model in
+the class of :mod:`helpers.engine` (one grouping factor or two nested ones, each with one
+correlated block or only uncorrelated effects, single-column random slopes) is fitted by that
+engine, lme4's profiled deviance with its own optimiser checks, which also fits correlated
+effects of an inner factor; other models, and all of them with ``engine="statsmodels"``, are
+mapped *exactly* onto a ``statsmodels`` ``MixedLM.from_formula`` call, fitted with several
+optimisers and checked as described below.
 
 Formula mapping
 ---------------
@@ -80,8 +85,11 @@ import patsy
 from scipy import stats
 from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
+from helpers.engine import EngineInputError, EngineWarning, NestedLMM
+
 __all__ = [
     "DEFAULT_OPTIMIZERS",
+    "ENGINES",
     "FormulaError",
     "LikelihoodRatioTest",
     "MixedModelWarning",
@@ -112,6 +120,8 @@ SCALED_GRADIENT_TOL = 1e-3
 ABS_GRADIENT_TOL = 1e-3
 _NEWTON_MAX_STEPS = 8
 _KNOWN_METHODS = ("lbfgs", "bfgs", "cg", "powell", "nm")
+#: Values of ``fit_mixed(engine=...)``.
+ENGINES: tuple[str, ...] = ("auto", "engine", "statsmodels")
 
 
 class FormulaError(ValueError):
@@ -767,15 +777,54 @@ class MixedResult:
     theta : numpy.ndarray
         Relative Cholesky parameters at the optimum (statsmodels' packed square-root
         parameters; lme4's ``theta`` up to sign and ordering).
-    spec : StatsmodelsSpec
+    spec : StatsmodelsSpec or None
         The statsmodels call the formula maps to; ``spec.call(reml)`` gives it as text.
+        ``None`` for an engine fit of a model statsmodels cannot express (correlated
+        effects of the inner factor).
     cov_fixed : pandas.DataFrame
         Covariance matrix of the fixed effects (terms × terms), lme4's ``vcov()``:
         ``sigma^2 (X' V^-1 X)^-1`` at the estimates; ``fixed["se"]`` is the square root
         of its diagonal.
-    statsmodels_result : object
+    statsmodels_result : object or None
         statsmodels' results object of the kept optimiser run (before the Newton
         refinement; its ``bse_fe`` are statsmodels' standard errors, not lme4's).
+        ``None`` on the engine path.
+    engine : str
+        Which fitter produced the result: ``"statsmodels"`` or ``"engine"``
+        (:mod:`helpers.engine`).
+    model_frame : pandas.DataFrame
+        The complete-case data the model used (model columns and grouping factors, keys
+        of nested factors such as ``"p:t"`` included), indexed by the row labels of the
+        data passed in.  The same on both paths.
+    design : pandas.DataFrame
+        The fixed-effect design matrix ``X`` (columns named as ``fixed.index``), indexed
+        like ``model_frame``.
+    design_info : patsy.DesignInfo
+        patsy's description of the fixed part (to build ``X`` for new data).
+    response : str
+        Name of the response (the left-hand side of the formula as patsy names it).
+    response_values : numpy.ndarray
+        The response of the rows used, in ``model_frame`` order.
+    engine_result : helpers.engine.EngineResult or None
+        The engine's own result on the engine path (conditional modes and variances,
+        ``theta_names``, optimiser runs); ``None`` on the statsmodels path.
+
+    Notes
+    -----
+    On the engine path (``engine == "engine"``) the diagnostics come from the engine's
+    own checks (``docs/engine.md``): ``converged`` — the scaled gradient
+    ``max |H^-1 g|`` of the profiled deviance is below 2e-3 (lme4's ``check.conv.grad``)
+    and a second optimiser run from another start reached the same optimum;
+    ``hessian_positive_definite`` — the finite-difference Hessian of the profiled
+    deviance over the covariance parameters not held at a bound is positive definite;
+    ``max_abs_gradient`` — largest absolute gradient of the profiled *log-likelihood*
+    (half the deviance gradient) with respect to lme4's ``theta``;
+    ``max_abs_scaled_gradient`` — the engine's ``max |H^-1 g|``; ``singular`` — lme4's
+    ``isSingular`` rule (a diagonal element of a relative factor below 1e-4);
+    ``theta`` — lme4's ``theta`` (``getME(fit, "theta")`` order, names in
+    ``engine_result.theta_names``); ``optimizer`` is ``"engine"``, ``newton_steps`` 0
+    (the engine's Newton polish is internal) and ``attempts`` has one row per engine
+    optimiser run (first start, second start).
     """
 
     formula: str
@@ -798,14 +847,24 @@ class MixedResult:
     newton_steps: int
     attempts: pd.DataFrame
     theta: np.ndarray
-    spec: StatsmodelsSpec
+    spec: StatsmodelsSpec | None
     cov_fixed: pd.DataFrame = field(repr=False)
     statsmodels_result: Any = field(repr=False)
+    engine: str = "statsmodels"
+    model_frame: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    design: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    design_info: Any = field(repr=False, default=None)
+    response: str = ""
+    response_values: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    engine_result: Any = field(repr=False, default=None)
+    _random_design: dict[str, pd.DataFrame] = field(repr=False, default_factory=dict)
     _fingerprint: str = field(repr=False, default="")
 
     @property
     def statsmodels_call(self) -> str:
-        """The statsmodels call this fit maps to, as text."""
+        """The statsmodels call this fit maps to, as text (or why there is none)."""
+        if self.spec is None:
+            return "none: statsmodels' MixedLM cannot express this model exactly"
         return self.spec.call(self.reml)
 
     @property
@@ -817,7 +876,7 @@ class MixedResult:
         """A short plain-text summary (formula, fit, fixed effects, variance components)."""
         lines = [
             f"Linear mixed model ({'REML' if self.reml else 'ML'}): {self.formula}",
-            f"statsmodels: {self.statsmodels_call}",
+            f"fitted by: {self.engine}; statsmodels: {self.statsmodels_call}",
             f"nobs={self.nobs}, groups={self.ngroups}, dropped (missing)={self.n_dropped_missing}",
             f"logLik={self.loglik:.4f} (df={self.n_params}), converged={self.converged}, "
             f"singular={self.singular}, optimizer={self.optimizer}",
@@ -991,6 +1050,218 @@ def _check_vc_columns(model: MixedLM, spec: StatsmodelsSpec, frame: pd.DataFrame
                 )
 
 
+def _fingerprint(response: Any) -> str:
+    """Hash of the response vector: two fits use the same data iff their hashes agree."""
+    values = np.ascontiguousarray(np.asarray(response, dtype=float))
+    return hashlib.sha256(values.tobytes()).hexdigest()
+
+
+@dataclass
+class _EnginePlan:
+    """How a formula maps onto :class:`helpers.engine.NestedLMM`."""
+
+    patient: str
+    therapist: str | None
+    terms: dict[str, list[str]]
+    covariance: dict[str, str]
+    random_design: dict[str, pd.DataFrame]
+
+
+def _random_columns(frame: pd.DataFrame, group: str, terms: Sequence[str]) -> pd.DataFrame | str:
+    """Random-effect design of one factor, or why a term is not one numeric column."""
+    columns = {}
+    for term in terms:
+        if term == "Intercept":
+            columns[term] = np.ones(len(frame))
+            continue
+        try:
+            matrix = patsy.dmatrix(f"0 + {term}", frame, return_type="dataframe", NA_action="raise")
+        except patsy.PatsyError as err:
+            return f"random effect {term!r} of {group!r} cannot be evaluated ({err})."
+        if matrix.shape[1] != 1:
+            return (
+                f"random effect {term!r} of {group!r} expands to {matrix.shape[1]} design "
+                "columns; the engine needs one numeric column per random effect."
+            )
+        columns[term] = matrix.iloc[:, 0].to_numpy(dtype=float)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def _engine_plan(
+    parsed: ParsedFormula, outer: str | None, frame: pd.DataFrame
+) -> _EnginePlan | str:
+    """The engine's version of the model, or a sentence saying why it is outside its class."""
+    blocks = _blocks_by_group(parsed)
+    labels = list(blocks)
+    if len(labels) == 1:
+        patient, therapist = labels[0], None
+    else:
+        therapist = outer
+        patient = labels[1] if labels[0] == outer else labels[0]
+    terms: dict[str, list[str]] = {}
+    covariance: dict[str, str] = {}
+    design: dict[str, pd.DataFrame] = {}
+    for label in labels:
+        group_blocks = blocks[label]
+        if len(group_blocks) == 1:
+            terms[label], covariance[label] = list(group_blocks[0]), "unstructured"
+        elif all(len(block) == 1 for block in group_blocks):
+            effects = [block[0] for block in group_blocks]
+            terms[label] = sorted(effects, key=lambda effect: effect != "Intercept")
+            covariance[label] = "diagonal"
+        else:
+            return (
+                f"{label!r} has a correlated block of random effects next to other blocks; "
+                "the engine fits one correlated block or only uncorrelated effects per factor."
+            )
+        columns = _random_columns(frame, label, terms[label])
+        if isinstance(columns, str):
+            return columns
+        design[label] = columns
+    return _EnginePlan(patient, therapist, terms, covariance, design)
+
+
+def _fit_with_engine(
+    parsed: ParsedFormula,
+    plan: _EnginePlan,
+    prepared: _Prepared,
+    reml: bool,
+    data_name: str,
+    outer: str | None,
+) -> MixedResult:
+    """Fit with :mod:`helpers.engine` and return the result in :class:`MixedResult` form."""
+    formula = parsed.formula
+    frame = prepared.frame
+    try:
+        response_matrix, design = patsy.dmatrices(
+            parsed.fixed_formula, frame, return_type="dataframe"
+        )
+    except patsy.PatsyError as err:
+        raise ModelDataError(
+            f"{data_name}: could not build the fixed-effect design for formula {formula!r}: "
+            f"{err}\nModel columns available: {list(frame.columns)}. Check the spelling of "
+            "variables and functions in the formula."
+        ) from err
+    if len(design) != len(frame):
+        raise ModelDataError(
+            f"{data_name}: formula {formula!r} produced missing values in a transformed "
+            f"variable ({len(frame) - len(design)} rows), e.g. log of a non-positive "
+            "number; fix the transformation or the data."
+        )
+    fixed_names = [str(c) for c in design.columns]
+    y = response_matrix.iloc[:, 0].to_numpy(dtype=float)
+    patient, therapist = plan.patient, plan.therapist
+    log: list[tuple[type[Warning], str]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = NestedLMM(
+                design.to_numpy(dtype=float),
+                patient=frame[patient].to_numpy(),
+                therapist=None if therapist is None else frame[therapist].to_numpy(),
+                Z_patient=plan.random_design[patient].to_numpy(),
+                Z_therapist=(
+                    None if therapist is None else plan.random_design[therapist].to_numpy()
+                ),
+                fixed_names=fixed_names,
+                patient_terms=plan.terms[patient],
+                therapist_terms=None if therapist is None else plan.terms[therapist],
+                patient_name=patient,
+                therapist_name=therapist if therapist is not None else "therapist",
+                patient_covariance=plan.covariance[patient],
+                therapist_covariance=(
+                    plan.covariance[therapist] if therapist is not None else "unstructured"
+                ),
+                row_labels=frame.index,
+                source=data_name,
+            )
+            fit = model.fit(y, reml=reml, emit_warnings=False)
+        except EngineInputError as err:
+            raise ModelDataError(str(err)) from err
+    log.extend((w.category, str(w.message)) for w in caught)
+    log.extend((EngineWarning, note) for note in fit.warnings)
+
+    try:
+        spec: StatsmodelsSpec | None = map_to_statsmodels(parsed, outer=outer)
+    except UnsupportedModelError:
+        spec = None
+    order = {label: i for i, label in enumerate([therapist, patient] if therapist else [patient])}
+    random_rows = fit.varcomp.loc[fit.varcomp["group"] != "Residual"]
+    sort_key = [
+        (order[g], t2 != "")
+        for g, t2 in zip(random_rows["group"], random_rows["term2"], strict=True)
+    ]
+    positions = sorted(range(len(random_rows)), key=lambda i: sort_key[i])
+    varcomp = pd.concat(
+        [random_rows.iloc[positions], fit.varcomp.loc[fit.varcomp["group"] == "Residual"]],
+        ignore_index=True,
+    )
+    fixed = fit.fixed.copy()
+    fixed.index = pd.Index(fixed_names, name="term")
+    cov_fixed = pd.DataFrame(
+        np.asarray(fit.fixed_cov, dtype=float), index=fixed.index, columns=fixed.index
+    )
+    runs = fit.optimizer_runs
+    best = int(np.argmin(runs["deviance"].to_numpy()))
+    attempts = pd.DataFrame(
+        {
+            "optimizer": [f"engine ({run} start)" for run in runs["run"]],
+            "loglik": -runs["deviance"].to_numpy(dtype=float) / 2,
+            "loglik_gap": fit.loglik + runs["deviance"].to_numpy(dtype=float) / 2,
+            "max_fixed_diff_se": np.nan,
+            "statsmodels_converged": None,
+            "selected": [i == best for i in range(len(runs))],
+            "error": "",
+        }
+    )
+
+    counts: dict[tuple[type[Warning], str], int] = {}
+    for entry in log:
+        counts[entry] = counts.get(entry, 0) + 1
+    messages = [
+        f"{cat.__name__} [engine]{f' (x{n})' if n > 1 else ''}: {msg}"
+        for (cat, msg), n in counts.items()
+    ]
+    for cat, msg in counts:
+        warnings.warn(f"[engine] {msg}", cat, stacklevel=3)
+
+    gradient = np.asarray(fit.gradient, dtype=float) / 2.0  # log-likelihood scale
+    return MixedResult(
+        formula=formula,
+        reml=reml,
+        fixed=fixed,
+        varcomp=varcomp,
+        loglik=float(fit.loglik),
+        n_params=int(fit.n_params),
+        nobs=int(fit.nobs),
+        ngroups={label: int(frame[label].nunique()) for label in parsed.group_labels},
+        n_dropped_missing=prepared.n_dropped,
+        missing_by_column=prepared.missing_by_column,
+        converged=bool(fit.converged),
+        singular=bool(fit.singular),
+        hessian_positive_definite=bool(fit.hessian_positive_definite),
+        max_abs_gradient=float(np.max(np.abs(gradient))) if gradient.size else 0.0,
+        max_abs_scaled_gradient=float(fit.scaled_gradient),
+        warnings=messages,
+        optimizer="engine",
+        newton_steps=0,
+        attempts=attempts,
+        theta=np.asarray(fit.theta, dtype=float),
+        spec=spec,
+        cov_fixed=cov_fixed,
+        statsmodels_result=None,
+        engine="engine",
+        model_frame=frame,
+        design=design.astype(float),
+        design_info=design.design_info,
+        response=str(response_matrix.columns[0]),
+        response_values=y,
+        engine_result=fit,
+        _random_design=plan.random_design,
+        _fingerprint=_fingerprint(y),
+    )
+
+
 def fit_mixed(
     data: pd.DataFrame,
     formula: str,
@@ -998,8 +1269,9 @@ def fit_mixed(
     *,
     optimizers: Sequence[str] = DEFAULT_OPTIMIZERS,
     data_name: str = "data",
+    engine: str = "auto",
 ) -> MixedResult:
-    """Fit an lme4-style linear mixed model with statsmodels, checked like lme4.
+    """Fit an lme4-style linear mixed model (vectorised engine or statsmodels), like lme4.
 
     Parameters
     ----------
@@ -1017,9 +1289,19 @@ def fit_mixed(
         REML (lme4's default) or ML (needed to compare fixed effects by likelihood).
     optimizers : sequence of str, default :data:`DEFAULT_OPTIMIZERS`
         statsmodels optimiser runs, each from statsmodels' default start; ``"a+b"`` runs
-        ``b`` from ``a``'s solution.  Methods: ``lbfgs, bfgs, cg, powell, nm``.
+        ``b`` from ``a``'s solution.  Methods: ``lbfgs, bfgs, cg, powell, nm``.  Used on
+        the statsmodels path only (the engine has its own optimiser and checks).
     data_name : str, default "data"
         Name of the data (e.g. its file) used in error messages.
+    engine : {"auto", "engine", "statsmodels"}, default "auto"
+        ``"auto"`` fits with the vectorised engine (:mod:`helpers.engine`, lme4's profiled
+        deviance) every model in its class — one grouping factor or two nested ones, each
+        with one correlated block ``(1 + x | g)`` or only uncorrelated effects
+        (``(1 + x || g)``), random slopes that are single numeric columns — and with
+        statsmodels otherwise.  ``"engine"`` forces the engine (an error names what is
+        outside its class); ``"statsmodels"`` forces the statsmodels reference path.
+        Only the engine fits correlated effects of an inner factor, e.g.
+        ``(1 + session_c | patient_id) + (1 | therapist_id)``.
 
     Returns
     -------
@@ -1031,8 +1313,8 @@ def fit_mixed(
     FormulaError
         If the formula cannot be read.
     UnsupportedModelError
-        If statsmodels cannot fit the model exactly (the message names the nearest exact
-        alternative), including crossed grouping factors.
+        If the chosen fitter cannot fit the model exactly (the message names the nearest
+        exact alternative), including crossed grouping factors.
     ModelDataError
         If the data lack a column, have no complete rows or too few groups.
 
@@ -1055,6 +1337,8 @@ def fit_mixed(
     model variable are dropped and counted.  Every warning raised during fitting is
     recorded in ``MixedResult.warnings`` and re-emitted once.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}; got {engine!r}.")
     if not optimizers:
         raise ValueError("optimizers must name at least one optimiser run.")
     for spec_text in optimizers:
@@ -1066,6 +1350,11 @@ def fit_mixed(
     parsed = parse_formula(formula)
     labels = parsed.group_labels
     if len(labels) > 2:
+        if engine == "engine":
+            raise UnsupportedModelError(
+                f"Formula {formula!r} has {len(labels)} grouping factors "
+                f"({', '.join(labels)}); the engine fits one factor or two nested factors."
+            )
         map_to_statsmodels(parsed)  # raises the explanatory UnsupportedModelError
     prepared = _prepare_data(data, parsed, data_name)
     frame = prepared.frame
@@ -1078,6 +1367,15 @@ def fit_mixed(
             outer = labels[0] if parts[0] < parts[1] else labels[1]
             inner = labels[1] if outer == labels[0] else labels[0]
             _nesting_outer(frame, [outer, inner], data_name)
+    if engine != "statsmodels":
+        plan = _engine_plan(parsed, outer, frame)
+        if isinstance(plan, _EnginePlan):
+            return _fit_with_engine(parsed, plan, prepared, reml, data_name, outer)
+        if engine == "engine":
+            raise UnsupportedModelError(
+                f"Formula {formula!r} is outside the engine's class: {plan} Use "
+                "engine='statsmodels' (or 'auto', which picks statsmodels for it)."
+            )
     spec = map_to_statsmodels(parsed, outer=outer)
 
     log: list[tuple[type[Warning], str, str]] = []
@@ -1262,7 +1560,8 @@ def fit_mixed(
     for msg in own:
         warnings.warn(msg, MixedModelWarning, stacklevel=2)
 
-    fingerprint = hashlib.sha256(np.ascontiguousarray(model.endog).tobytes()).hexdigest()
+    fingerprint = _fingerprint(model.endog)
+    design_info = model.data.model_spec
     return MixedResult(
         formula=formula,
         reml=reml,
@@ -1287,6 +1586,14 @@ def fit_mixed(
         spec=spec,
         cov_fixed=pd.DataFrame(cov_fe, index=fixed.index, columns=fixed.index),
         statsmodels_result=best_result,
+        engine="statsmodels",
+        model_frame=frame,
+        design=pd.DataFrame(
+            np.asarray(model.exog, dtype=float), columns=fixed_names, index=frame.index
+        ),
+        design_info=design_info,
+        response=str(model.endog_names),
+        response_values=np.asarray(model.endog, dtype=float),
         _fingerprint=fingerprint,
     )
 

@@ -364,10 +364,7 @@ def _interaction_levels(terms: Sequence[str], focal: str) -> dict[str, dict[str,
 
 def _factor_categories(result: MixedResult, factor: str) -> list[str] | None:
     """All levels of a categorical factor of the fixed part (from patsy's design info)."""
-    model = getattr(getattr(result, "statsmodels_result", None), "model", None)
-    data = getattr(model, "data", None)
-    # patsy's DesignInfo: ``model.data.model_spec`` in statsmodels 0.15, ``design_info`` before
-    design_info = getattr(data, "model_spec", None) or getattr(data, "design_info", None)
+    design_info = getattr(result, "design_info", None)
     if not hasattr(design_info, "factor_infos"):
         return None
     for evaluation_factor, info in design_info.factor_infos.items():

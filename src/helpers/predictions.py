@@ -7,9 +7,13 @@
 - :func:`residuals_table` — conditional fitted values and residuals, one row per model row.
 
 Everything is computed at the estimates :func:`helpers.models.fit_mixed` reports (its final
-variance parameters ``MixedResult.theta`` and fixed effects ``MixedResult.fixed``), not from
-``MixedResult.statsmodels_result``, whose parameters are those of the optimiser run *before*
-the final Newton refinement.
+variance parameters and fixed effects ``MixedResult.fixed``), from the generic fields
+``MixedResult.model_frame``, ``design`` and ``response_values``, on both fitting paths: on
+the statsmodels path the variance parameters are ``MixedResult.theta`` (not those of
+``MixedResult.statsmodels_result``, which are the optimiser run's *before* the final Newton
+refinement); on the engine path they are the engine's covariance matrices
+(``MixedResult.engine_result.covariance``), and the random-effects designs are those the
+engine fitted.
 
 Notation and formulas
 ---------------------
@@ -108,10 +112,10 @@ def _factor(matrix: np.ndarray) -> np.ndarray:
 
 def _level_labels(result: MixedResult, group: str) -> dict[Any, Any]:
     """Display label of each level of ``group``: ``"p:t"`` strings for a nested key."""
-    frame = result.statsmodels_result.model.data.frame
-    parts = result.spec.derived_keys.get(group)
-    if parts is None:
+    frame = result.model_frame
+    if ":" not in group:
         return {}
+    parts = group.split(":")
     first = frame.drop_duplicates(group)
     return {
         code: ":".join(str(v) for v in values)
@@ -124,7 +128,7 @@ def _level_labels(result: MixedResult, group: str) -> dict[Any, Any]:
 def _inner_levels(result: MixedResult, name: str, effect: str, columns: list[str]) -> list[Any]:
     """Levels of the inner factor named by the patsy columns of variance component ``name``."""
     spec = result.spec
-    frame = result.statsmodels_result.model.data.frame
+    frame = result.model_frame
     factor = spec.vc_formula[name].removeprefix("0 + ")
     suffix = "" if effect == "Intercept" else f":{effect}"
     if suffix:
@@ -144,8 +148,60 @@ def _inner_levels(result: MixedResult, name: str, effect: str, columns: list[str
     return levels
 
 
+def _engine_groups(result: MixedResult) -> list[_Group]:
+    """Per outer group of an engine fit: response, designs and the relative factor.
+
+    The relative covariance of each factor is the engine's covariance matrix over
+    ``sigma^2``; the random-effect designs are the columns the engine fitted.
+    """
+    fit = result.engine_result
+    frame = result.model_frame
+    factors = [g for g in dict.fromkeys(result.varcomp["group"]) if g != "Residual"]
+    outer, inner = factors[0], (factors[1] if len(factors) > 1 else None)
+    sigma2 = float(fit.sigma2)
+    lams = {g: _factor(fit.covariance[g].to_numpy(dtype=float) / sigma2) for g in factors}
+    terms = {g: [str(t) for t in fit.covariance[g].columns] for g in factors}
+    z_all = {g: result._random_design[g].to_numpy(dtype=float) for g in factors}
+    x_all = result.design.to_numpy(dtype=float)
+    y_all = np.asarray(result.response_values, dtype=float)
+    groups = []
+    for label, rows in frame.groupby(outer, sort=True).indices.items():
+        rows = np.asarray(rows)
+        blocks = [z_all[outer][rows] @ lams[outer]]
+        lam_blocks = [lams[outer]]
+        effects: list[tuple[str, Any, str]] = [(outer, label, t) for t in terms[outer]]
+        if inner is not None:
+            codes, levels = pd.factorize(frame[inner].to_numpy()[rows], sort=True)
+            z_inner = z_all[inner][rows]
+            for j, level in enumerate(levels):
+                zj = np.where((codes == j)[:, None], z_inner, 0.0)
+                blocks.append(zj @ lams[inner])
+                lam_blocks.append(lams[inner])
+                effects += [(inner, level, t) for t in terms[inner]]
+        size = sum(b.shape[0] for b in lam_blocks)
+        lam = np.zeros((size, size))
+        start = 0
+        for block in lam_blocks:
+            stop = start + block.shape[0]
+            lam[start:stop, start:stop] = block
+            start = stop
+        groups.append(
+            _Group(
+                rows=rows,
+                y=y_all[rows],
+                x=x_all[rows],
+                z_lambda=np.hstack(blocks),
+                lam=lam,
+                effects=effects,
+            )
+        )
+    return groups
+
+
 def _groups(result: MixedResult) -> list[_Group]:
     """Per outer group: response, designs and the relative factor at ``result.theta``."""
+    if result.engine == "engine":
+        return _engine_groups(result)
     model = result.statsmodels_result.model
     spec = result.spec
     params = MixedLMParams.from_packed(
@@ -194,7 +250,7 @@ def _groups(result: MixedResult) -> list[_Group]:
 
 
 def _beta(result: MixedResult) -> np.ndarray:
-    names = list(result.statsmodels_result.model.exog_names[: result.fixed.shape[0]])
+    names = list(result.design.columns)
     return result.fixed["estimate"].reindex(names).to_numpy(dtype=float)
 
 
@@ -323,16 +379,15 @@ def residuals_table(result: MixedResult) -> pd.DataFrame:
         same order.
     """
     result = _check_result(result, "residuals_table")
-    model = result.statsmodels_result.model
     beta = _beta(result)
-    fitted = np.empty(len(model.endog))
+    y = np.asarray(result.response_values, dtype=float)
+    fitted = np.empty(len(y))
     for g in _groups(result):
         a = g.z_lambda.T @ g.z_lambda + np.eye(g.lam.shape[0])
         u = np.linalg.solve(a, g.z_lambda.T @ (g.y - g.x @ beta))
         fitted[g.rows] = g.x @ beta + g.z_lambda @ u
-    y = np.asarray(model.endog, dtype=float)
     return pd.DataFrame(
-        {"fitted": fitted, "residual": y - fitted}, index=model.data.frame.index.copy()
+        {"fitted": fitted, "residual": y - fitted}, index=result.model_frame.index.copy()
     )
 
 
@@ -466,9 +521,8 @@ def predicted_trajectories(
     z_crit = _critical_value(level, func)
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"{func}: data must be a pandas DataFrame, got {type(data).__name__}.")
-    model = result.statsmodels_result.model
-    design_info = model.data.model_spec
-    frame = model.data.frame
+    design_info = result.design_info
+    frame = result.model_frame
     variables = _variables_in_design(design_info, frame.columns)
     for name, role in ((alliance, "alliance"), (session_term, "session_term")):
         if name not in variables:
