@@ -57,3 +57,13 @@ def test_a_failing_notebook_is_reported_and_not_left_as_up_to_date(tmp_path):
     assert "empty file" in proc.stderr
     assert not (tmp_path / "notebooks" / "01_clean.ipynb").exists()
     assert (tmp_path / "notebooks" / "01_clean.failed.ipynb").exists()
+
+
+def test_truth_is_passed_only_for_a_study_that_ships_one(tmp_path):
+    from helpers.paths import DEMO_DIR
+    from helpers.runner import notebook_parameters
+
+    demo = notebook_parameters(DEMO_DIR / "sessions.csv", DEMO_DIR / "study.yml", tmp_path, 1)
+    assert demo["TRUTH_PATH"] == str(DEMO_DIR / "truth.json")
+    other = notebook_parameters(SAV, SAV_CONFIG, tmp_path, 1)
+    assert other["TRUTH_PATH"] == ""

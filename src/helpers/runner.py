@@ -14,6 +14,9 @@ parameter          value passed
 ``RESULTS_DIR``    ``<out>/results``
 ``FIGURES_DIR``    ``<out>/figures``
 ``SEED``           the random seed
+``TRUTH_PATH``     ``truth.json`` beside the data file if there is one
+                   (a simulated study), else ``""`` (a real study: the
+                   notebooks skip their comparisons with the truth)
 =================  ==========================================
 
 Paths are passed as absolute paths so the notebooks find them whatever the
@@ -47,6 +50,9 @@ def notebook_parameters(data: Path, config: Path, out: Path, seed: int) -> dict[
         "RESULTS_DIR": str(out / "results"),
         "FIGURES_DIR": str(out / "figures"),
         "SEED": seed,
+        "TRUTH_PATH": str(data.parent / "truth.json")
+        if (data.parent / "truth.json").exists()
+        else "",
     }
 
 
