@@ -40,6 +40,7 @@ def test_second_dataset_runs_and_reruns_byte_identically(tmp_path):
         "tests/data/demo_exports/demo.yml",
     ]
     assert len(manifest["outputs"]) >= 10
+    assert "processed/sessions.parquet" in {o["path"] for o in manifest["outputs"]}
     assert compare_runs(runs[0], runs[1]) == []
     # and the comparison can fail
     (runs[1] / "results" / "02_iccs.csv").write_text("changed\n")

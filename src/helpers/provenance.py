@@ -72,10 +72,18 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def describe_files(paths: list[Path]) -> list[dict[str, str | int]]:
-    """Name (relative to the project root), size and SHA-256 of each file, sorted by name."""
+def describe_files(paths: list[Path], base: Path | None = None) -> list[dict[str, str | int]]:
+    """Name, size and SHA-256 of each file, sorted by name.
+
+    Names are relative to ``base`` when given (so a manifest does not depend on
+    the folder a run was written to), else to the project root.
+    """
     rows = [
-        {"path": relative_to_root(p), "bytes": Path(p).stat().st_size, "sha256": sha256_file(p)}
+        {
+            "path": Path(p).relative_to(base).as_posix() if base else relative_to_root(p),
+            "bytes": Path(p).stat().st_size,
+            "sha256": sha256_file(p),
+        }
         for p in paths
     ]
     return sorted(rows, key=lambda r: str(r["path"]))
@@ -91,13 +99,16 @@ def write_manifest(
 ) -> dict:
     """Write a JSON manifest of inputs, outputs, parameters, versions and commit.
 
+    Outputs are named relative to the manifest's folder; inputs relative to the
+    project root (or by file name when outside it).
+
     The commit is recorded for provenance; pass ``include_commit=False`` where
     the manifest itself must be byte-identical across commits (e.g. in tests).
     """
     manifest = {
         "parameters": parameters,
         "inputs": describe_files(inputs),
-        "outputs": describe_files(outputs),
+        "outputs": describe_files(outputs, base=path.parent),
         "packages": package_versions(),
     }
     if include_commit:

@@ -151,7 +151,7 @@ def write_run_manifest(data: Path, config: Path, out: Path, seed: int) -> Path:
             k: (relative_to_root(v) if isinstance(v, str) else v) for k, v in params.items()
         },
         "inputs": describe_files([data, config]),
-        "outputs": describe_files(run_output_files(out)),
+        "outputs": describe_files(run_output_files(out), base=out),
         "executed_notebooks": sorted(
             relative_to_root(p) for p in (out / "notebooks").glob("*.ipynb")
         ),
