@@ -37,7 +37,8 @@ figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; }
 
 
 def _table_html(table: pd.DataFrame) -> str:
-    return table.to_html(border=0, na_rep="", float_format=lambda v: f"{v:.3f}")
+    show_index = not isinstance(table.index, pd.RangeIndex)
+    return table.to_html(border=0, na_rep="", index=show_index, float_format=lambda v: f"{v:.3f}")
 
 
 def headline_tables(results_dir: Path) -> list[tuple[str, pd.DataFrame]]:
@@ -57,7 +58,8 @@ def headline_tables(results_dir: Path) -> list[tuple[str, pd.DataFrame]]:
             )
     r_file = results_dir / "03_patient_level_r.csv"
     if r_file.exists():
-        shown.append(("Patient-level alliance–outcome correlation", pd.read_csv(r_file)))
+        table = pd.read_csv(r_file, index_col=0).reset_index(drop=True)
+        shown.append(("Patient-level alliance–outcome correlation", table))
     bench = results_dir / "05_benchmark.csv"
     if bench.exists():
         shown.append(("Beside the meta-analyses", pd.read_csv(bench)))
