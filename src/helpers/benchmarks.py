@@ -69,7 +69,7 @@ import pandas as pd
 from scipy import stats
 
 from helpers.schema import OUTCOME_INTAKE, PATIENT_ID
-from helpers.validation import describe_rows
+from helpers.validation import describe_rows, require_frame
 
 __all__ = [
     "META_ANALYSES",
@@ -934,17 +934,6 @@ class RaterAgreement:
 # ---------------------------------------------------------------------------
 
 
-def _require_columns(df: object, columns: Iterable[str], where: str, hint: str) -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"{where} expects a pandas DataFrame, got {type(df).__name__}.")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{where}: the frame has no column(s) {missing}. Columns present: "
-            f"{list(df.columns)}. {hint}"
-        )
-
-
 def _row_labels(df: pd.DataFrame, mask: np.ndarray) -> list[object]:
     """Patient ids where the frame has them, else index labels, of rows in ``mask``."""
     if PATIENT_ID in df.columns:
@@ -1070,11 +1059,11 @@ def patient_level_alliance_outcome(
         needed.append(sessions_column)
     if adjust_for_intake:
         needed.append(intake)
-    _require_columns(
+    require_frame(
         patients,
         needed,
         where,
-        "Pass the patient-level table (patients.csv from the cleaning step), or name the "
+        hint="Pass the patient-level table (patients.csv from the cleaning step), or name the "
         "columns with the alliance=, outcome=, sessions_column= and intake= arguments "
         "(min_sessions=None needs no session count).",
     )
@@ -1361,11 +1350,11 @@ def rater_agreement(
     """
     where = "rater_agreement"
     level = _level(level)
-    _require_columns(
+    require_frame(
         sessions,
         [patient, a, b],
         where,
-        "Pass the session-level data (sessions.parquet from the cleaning step) and name "
+        hint="Pass the session-level data (sessions.parquet from the cleaning step) and name "
         "the two rating columns with a= and b= (e.g. a='alliance_client', "
         "b='alliance_therapist').",
     )

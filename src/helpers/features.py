@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.schema import OUTCOME, OUTCOME_INTAKE, PATIENT_ID, SESSION, THERAPIST_ID
-from helpers.validation import describe_rows
+from helpers.validation import describe_rows, require_frame
 
 #: The columns :func:`add_model_features` adds, in this order.
 MODEL_FEATURE_COLUMNS: tuple[str, ...] = (
@@ -77,18 +77,6 @@ _MAX_ROWS_REPORTED = 5
 # ---------------------------------------------------------------------------
 # Input checks (each raises a ValueError that says what to fix)
 # ---------------------------------------------------------------------------
-
-
-def _require_columns(df: pd.DataFrame, columns: Iterable[str], where: str) -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"{where} expects a pandas DataFrame, got {type(df).__name__}.")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{where}: the frame has no column(s) {missing}. Columns present: "
-            f"{list(df.columns)}. Map your columns onto the canonical names with the study "
-            "config, or pass the right column name."
-        )
 
 
 def _check_no_missing(df: pd.DataFrame, columns: Iterable[str], where: str) -> None:
@@ -196,7 +184,7 @@ def person_mean_center(df: pd.DataFrame, column: str, by: str = PATIENT_ID) -> p
     [[2.0, -1.0], [2.0, 1.0], [5.0, 0.0]]
     """
     where = "person_mean_center"
-    _require_columns(df, [column, by], where)
+    require_frame(df, [column, by], where)
     _check_no_missing(df, [by], where)
     values = pd.Series(_numeric(df, column, where))
     between = values.groupby(df[by].to_numpy()).transform("mean").to_numpy(dtype=float)
@@ -264,7 +252,7 @@ def therapist_mean_disaggregate(
     [[4.0, -2.0], [4.0, -2.0], [4.0, 2.0]]
     """
     where = "therapist_mean_disaggregate"
-    _require_columns(df, [column, by, therapist], where)
+    require_frame(df, [column, by, therapist], where)
     _check_no_missing(df, [by, therapist], where)
     values = pd.Series(_numeric(df, column, where))
     patients = df[by].to_numpy()
@@ -331,7 +319,7 @@ def lag_within_patient(
     [20.0, nan, 10.0, nan]
     """
     where = "lag_within_patient"
-    _require_columns(df, [column, by, session], where)
+    require_frame(df, [column, by, session], where)
     _check_no_missing(df, [by], where)
     sessions = _session_numbers(df, session, where)
     _check_unique_sessions(df, by, sessions, where)
@@ -384,7 +372,7 @@ def early_value(
     where = "early_value"
     if isinstance(session, bool) or not isinstance(session, (int, np.integer)) or session < 1:
         raise ValueError(f"{where}: session must be a whole number >= 1, got {session!r}.")
-    _require_columns(df, [column, by, session_column], where)
+    require_frame(df, [column, by, session_column], where)
     _check_no_missing(df, [by], where)
     sessions = _session_numbers(df, session_column, where)
     _check_unique_sessions(df, by, sessions, where)
@@ -499,7 +487,7 @@ def intake_adjusted_change(
     [-2.0, -5.0]
     """
     where = "intake_adjusted_change"
-    _require_columns(df, [outcome, intake], where)
+    require_frame(df, [outcome, intake], where)
     y = _numeric(df, outcome, where)
     y0 = _numeric(df, intake, where)
     out = pd.DataFrame(index=df.index)
@@ -507,7 +495,7 @@ def intake_adjusted_change(
     if not residual_of_last:
         return out
 
-    _require_columns(df, [by, session], where)
+    require_frame(df, [by, session], where)
     _check_no_missing(df, [by], where)
     sessions = _session_numbers(df, session, where)
     _check_unique_sessions(df, by, sessions, where)
@@ -628,7 +616,7 @@ def add_model_features(
     """
     where = "add_model_features"
     required = [THERAPIST_ID, PATIENT_ID, SESSION, alliance, outcome, OUTCOME_INTAKE]
-    _require_columns(df, required, where)
+    require_frame(df, required, where)
     clash = [c for c in MODEL_FEATURE_COLUMNS if c in df.columns]
     if clash:
         raise ValueError(

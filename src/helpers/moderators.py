@@ -66,6 +66,7 @@ from scipy import stats
 from helpers.features import grand_mean_center, lag_within_patient, person_mean_center
 from helpers.models import MixedResult
 from helpers.schema import PATIENT_ID, SESSION
+from helpers.validation import require_frame
 
 __all__ = [
     "RATER_FEATURE_SUFFIXES",
@@ -103,18 +104,6 @@ def _listed(items: Sequence[object]) -> str:
     if len(items) > _MAX_LISTED:
         text += f" and {len(items) - _MAX_LISTED} more"
     return text
-
-
-def _require_frame(df: object, columns: Sequence[str], where: str, what: str) -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"{where} expects {what} as a pandas DataFrame, got {type(df).__name__}.")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{where}: {what} has no column(s) {missing}. Columns present: {list(df.columns)}. "
-            "Map your columns onto the canonical names with the study config, or pass the "
-            "right column names."
-        )
 
 
 def _z_critical(level: float, where: str) -> float:
@@ -196,7 +185,7 @@ def add_rater_features(
     raters = list(raters)
     if not raters:
         raise ValueError(f"{where}: name at least one rating column in raters.")
-    _require_frame(sessions, [by, session, *raters], where, "the session-level frame")
+    require_frame(sessions, [by, session, *raters], where, "the session-level frame")
     added = [f"{r}{suffix}" for r in raters for suffix in RATER_FEATURE_SUFFIXES]
     clash = [c for c in added if c in sessions.columns]
     if clash:
@@ -699,8 +688,8 @@ def early_late_alliance(
         )
     if early_until < 1:
         raise ValueError(f"{where}: early_until must be >= 1, got {early_until}.")
-    _require_frame(sessions, [by, session, column], where, "the session-level frame")
-    _require_frame(patients, [by], where, "the patient table")
+    require_frame(sessions, [by, session, column], where, "the session-level frame")
+    require_frame(patients, [by], where, "the patient table")
     names = {
         "early": f"{column}_early_mean",
         "late": f"{column}_late_mean",
@@ -836,7 +825,7 @@ def episode_summary(episodes: pd.DataFrame) -> pd.DataFrame:
         "sessions_to_repair",
         "censored_reason",
     ]
-    _require_frame(episodes, needed, where, "the episode table")
+    require_frame(episodes, needed, where, "the episode table")
     groups = [("repaired",), ("unrepaired",), ("censored",), ("repaired", "unrepaired", "censored")]
     total = len(episodes)
     rows = []
@@ -882,7 +871,7 @@ def episode_count_distribution(counts: pd.DataFrame) -> pd.DataFrame:
     ValueError
         If ``n_episodes`` is absent.
     """
-    _require_frame(counts, ["n_episodes"], "episode_count_distribution", "the count table")
+    require_frame(counts, ["n_episodes"], "episode_count_distribution", "the count table")
     n = pd.to_numeric(counts["n_episodes"], errors="coerce")
     assessed = n.dropna().astype("int64")
     tally = assessed.value_counts().sort_index()

@@ -153,7 +153,7 @@ from scipy import stats
 from scipy.optimize import linear_sum_assignment
 
 from helpers.schema import ALLIANCE, OUTCOME, PATIENT_ID, SESSION, THERAPIST_ID
-from helpers.validation import describe_rows
+from helpers.validation import describe_rows, require_frame
 
 #: Ways to set the rupture threshold.
 METHODS: tuple[str, ...] = ("sd", "points")
@@ -339,18 +339,6 @@ def _whole_number(value: object) -> bool:
 # ---------------------------------------------------------------------------
 
 
-def _require_frame(df: object, columns: Iterable[str], where: str, what: str) -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"{where} expects {what} as a pandas DataFrame, got {type(df).__name__}.")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{where}: {what} has no column(s) {missing}. Columns present: {list(df.columns)}. "
-            "Map your columns onto the canonical names with the study config, or pass the "
-            "right column names."
-        )
-
-
 class _PatientSeries(NamedTuple):
     """One patient's sessions in session order (values NaN where missing)."""
 
@@ -368,7 +356,7 @@ def _patient_series(
     """Validate the session-level frame and split it into per-patient series."""
     d = definition
     needed = [d.by, d.session, d.column] + ([d.therapist] if d.therapist else [])
-    _require_frame(sessions, needed, where, "the session-level frame")
+    require_frame(sessions, needed, where, "the session-level frame")
     for column in [d.by, d.session] + ([d.therapist] if d.therapist else []):
         absent = sessions[column].isna().to_numpy()
         if absent.any():
@@ -839,7 +827,7 @@ def detect_with_definition(sessions: pd.DataFrame, definition: RuptureDefinition
 # Counts and patient status
 # ---------------------------------------------------------------------------
 def _check_episodes(episodes: pd.DataFrame, d: RuptureDefinition, where: str) -> None:
-    _require_frame(
+    require_frame(
         episodes,
         [d.by, "rupture_session", "episode_end", "status"],
         where,
@@ -1060,7 +1048,7 @@ def _true_episode_frame(true_episodes: object, by: str, where: str) -> pd.DataFr
         return pd.DataFrame(
             {by: pd.array([], dtype="str"), "rupture_session": np.array([], dtype="int64")}
         )
-    _require_frame(frame, [by, "rupture_session"], where, "the true episodes")
+    require_frame(frame, [by, "rupture_session"], where, "the true episodes")
     sessions = pd.to_numeric(frame["rupture_session"], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(sessions) | (sessions != np.round(sessions))
     if bad.any():
@@ -1130,7 +1118,7 @@ def recovery_against_truth(
     d = _resolve_definition(episodes, definition, where)
     if not _whole_number(tolerance) or tolerance < 0:
         raise ValueError(f"{where}: tolerance must be a whole number of sessions >= 0.")
-    _require_frame(episodes, [d.by, "rupture_session", "status"], where, "the episode table")
+    require_frame(episodes, [d.by, "rupture_session", "status"], where, "the episode table")
     truth = _true_episode_frame(true_episodes, d.by, where)
     detected_by = {
         p: g.sort_values("rupture_session") for p, g in episodes.groupby(d.by, sort=True)
@@ -1341,7 +1329,7 @@ def aligned_on_rupture(
     if columns is None:
         columns = [d.column] + ([OUTCOME] if OUTCOME in sessions.columns else [])
     columns = list(columns)
-    _require_frame(sessions, [d.by, d.session, *columns], where, "the session-level frame")
+    require_frame(sessions, [d.by, d.session, *columns], where, "the session-level frame")
     _patient_series(sessions, d, where)  # same validation as detection
     session_int = pd.to_numeric(sessions[d.session]).astype("int64")
     lookup = {
@@ -1423,7 +1411,7 @@ def aligned_summary(
         when n < 2.  Episodes of one patient are treated as independent.
     """
     where = "aligned_summary"
-    _require_frame(
+    require_frame(
         aligned,
         ["variable", "relative_session", "value", "status"],
         where,
@@ -1588,8 +1576,8 @@ def patients_by_rupture_status(
         ``censored_as`` is not ``None``, ``"repaired"`` or ``"unrepaired"``.
     """
     where = "patients_by_rupture_status"
-    _require_frame(status, [by, "rupture_status"], where, "the status table")
-    _require_frame(patients, [by], where, "the patient table")
+    require_frame(status, [by, "rupture_status"], where, "the status table")
+    require_frame(patients, [by], where, "the patient table")
     if column in patients.columns:
         raise ValueError(
             f"{where}: the patient table already has a column {column!r}; drop it or pass "

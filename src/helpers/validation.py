@@ -287,3 +287,36 @@ def describe_rows(
     if len(labels) > len(shown):
         text += f" and {len(labels) - len(shown)} more"
     return text
+
+
+#: What to do when a helper's input frame lacks a canonical column.
+CANONICAL_NAMES_HINT = (
+    "Map your columns onto the canonical names with the study config, or pass the right "
+    "column names."
+)
+
+
+def require_frame(
+    df: object,
+    columns: Iterable[str],
+    where: str,
+    what: str = "the frame",
+    hint: str = CANONICAL_NAMES_HINT,
+) -> None:
+    """Check that ``df`` is a DataFrame holding ``columns``; raise a clear error if not.
+
+    Raises
+    ------
+    TypeError
+        ``df`` is not a pandas DataFrame.
+    ValueError
+        Columns are missing; the message names them, the columns present, and ``hint``.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{where} expects {what} as a pandas DataFrame, got {type(df).__name__}.")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{where}: {what} has no column(s) {missing}. Columns present: "
+            f"{list(df.columns)}. {hint}"
+        )
