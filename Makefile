@@ -75,6 +75,7 @@ refresh: $(BIN)/activate ## Re-execute the committed notebooks in place on the d
 	@for nb in $(NOTEBOOKS); do \
 		echo "refreshing $$nb"; \
 		$(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; \
+		$(PY) -c "from helpers.runner import strip_execution_metadata as s; s('$$nb')"; \
 	done
 
 check-determinism: $(BIN)/activate ## Run the suite twice and check results and figures are byte-identical

@@ -95,3 +95,11 @@ def test_outputs_have_no_absolute_paths_timestamps_or_stderr(path):
                 "(helpers report them) or remove them at the source"
             )
             assert out["output_type"] != "error", f"{path.name} cell {i}: error output"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_cells_carry_no_execution_timestamps(path):
+    stamped = [
+        i for i, c in enumerate(_load(path)["cells"]) if "execution" in c.get("metadata", {})
+    ]
+    assert not stamped, f"{path.name}: execution timestamps in cells {stamped} (make refresh)"

@@ -171,3 +171,22 @@ def compare_runs(first: str | Path, second: str | Path) -> list[str]:
         if (a / name).read_bytes() != (b / name).read_bytes():
             differ.append(str(name))
     return differ
+
+
+def strip_execution_metadata(path: str | Path) -> int:
+    """Remove the execution timestamps nbconvert stores in each cell's metadata.
+
+    Committed reference notebooks then change only where their outputs change
+    (``make refresh`` calls this).  Returns the number of cells cleaned.
+    """
+    import json
+
+    path = Path(path)
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    cleaned = 0
+    for cell in notebook["cells"]:
+        if cell.get("metadata", {}).pop("execution", None) is not None:
+            cleaned += 1
+    text = json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    path.write_text(text, encoding="utf-8")
+    return cleaned
