@@ -558,7 +558,7 @@ def map_to_statsmodels(parsed: ParsedFormula, outer: str | None = None) -> Stats
 # --------------------------------------------------------------------------------------
 
 
-def _names_in_code(code: str) -> set[str]:
+def names_in_code(code: str) -> set[str]:
     """Variable names (and ``Q("...")`` names) used in one patsy factor expression."""
     try:
         tree = ast.parse(code, mode="eval")
@@ -589,7 +589,7 @@ def _formula_columns(formula: str, columns: Sequence[str]) -> list[str]:
     names: set[str] = set()
     for term in [*desc.lhs_termlist, *desc.rhs_termlist]:
         for factor in term.factors:
-            names |= _names_in_code(factor.code)
+            names |= names_in_code(factor.code)
     return [c for c in columns if c in names]
 
 

@@ -46,7 +46,6 @@ variance components themselves.
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +56,7 @@ import patsy
 from scipy import stats
 from statsmodels.regression.mixed_linear_model import MixedLMParams
 
-from helpers.models import MixedResult
+from helpers.models import MixedResult, names_in_code
 
 __all__ = [
     "ALLIANCE_LEVEL_LABELS",
@@ -401,21 +400,7 @@ def _variables_in_design(design_info: patsy.DesignInfo, columns: Iterable[str]) 
     """Data columns used by the factors of a patsy design (``x``, ``I(x**2)``, ``Q("a b")``)."""
     names: set[str] = set()
     for factor in design_info.factor_infos:
-        try:
-            tree = ast.parse(factor.code, mode="eval")
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name):
-                names.add(node.id)
-            elif (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name)
-                and node.func.id == "Q"
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-            ):
-                names.add(str(node.args[0].value))
+        names |= names_in_code(factor.code)
     return [c for c in columns if c in names]
 
 
