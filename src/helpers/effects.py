@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -135,7 +136,10 @@ def r_squared(result: MixedResult) -> pd.Series:
 
 
 def fixed_table(results: Mapping[str, MixedResult], terms: Sequence[str] | None = None):
-    """Fixed effects of several models side by side in one tidy, rounded table."""
+    """Fixed effects of several models side by side in one tidy, rounded table.
+
+    ``p`` stays numeric; :func:`helpers.present.format_table` prints it ("< .001").
+    """
     frames = []
     for name, result in results.items():
         f = result.fixed.copy()
@@ -144,7 +148,6 @@ def fixed_table(results: Mapping[str, MixedResult], terms: Sequence[str] | None 
         f.insert(0, "model", name)
         frames.append(f.reset_index())
     table = pd.concat(frames, ignore_index=True)
-    table["p"] = table["p"].map(lambda p: "<0.001" if p < 0.001 else f"{p:.3f}")
     return table.round({"estimate": 3, "se": 3, "ci_low": 3, "ci_high": 3, "z": 2})
 
 
@@ -359,3 +362,39 @@ def compare_with_truth(result: MixedResult, truth: Mapping[str, float]) -> pd.Da
             }
         )
     return pd.DataFrame(rows).set_index("term").round(3)
+
+
+_MODALITY_TERM = re.compile(r'Treatment\("(?P<reference>[^"]+)"\)\)\[T\.(?P<level>[^\]]+)\]')
+
+
+def modality_truth(truth_effects: Mapping[str, Any], result: MixedResult) -> dict[str, float]:
+    """True values of a modality-interaction model's modality terms (simulated data only).
+
+    Parameters
+    ----------
+    truth_effects
+        ``truth.json``'s ``effects``: ``modality_effect`` (the slope differences, 0 in the
+        suite's simulations) and, when the study was simulated with one,
+        ``modality_outcome_effects`` (modality -> shift of the outcome).
+    result
+        A fit whose modality terms are written ``C(modality, Treatment("REF"))[T.level]``.
+
+    Returns
+    -------
+    dict of str to float
+        Term -> truth: a main-effect term gets the level's shift minus the reference's;
+        an interaction term (``…:…``) gets ``modality_effect``.
+    """
+    shifts = truth_effects.get("modality_outcome_effects") or {}
+    slope_difference = float(truth_effects.get("modality_effect", 0.0))
+    out: dict[str, float] = {}
+    for term in result.fixed.index:
+        match = _MODALITY_TERM.search(term)
+        if match is None:
+            continue
+        if ":" in term:
+            out[term] = slope_difference
+        else:
+            level, reference = match["level"], match["reference"]
+            out[term] = float(shifts.get(level, 0.0)) - float(shifts.get(reference, 0.0))
+    return out

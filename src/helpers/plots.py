@@ -1567,3 +1567,24 @@ def save_and_show(fig: Figure, name: str, folder: Path | str = FIGURES_DIR) -> l
     plt.close(fig)
     display(Image(shown.getvalue()))
     return paths
+
+
+def add_note(ax: Axes, text: str) -> Axes:
+    """Write a short warning inside the top of ``ax`` (e.g. that a fit was singular).
+
+    The note is part of the figure, so it travels with every saved format; use it
+    for what a reader must not miss, such as a variance estimated at zero.
+    """
+    with use_style():
+        ax.text(
+            0.5,
+            0.97,
+            text,
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+            fontsize=mpl.rcParams["font.size"] * 0.85,
+            color="0.2",
+            bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "0.6"},
+        )
+    return ax

@@ -210,6 +210,11 @@ patients). To enable it, set `columns.therapist_id` in the study config.
         return [schema.alliance_total_column(r) for r in self.raters]
 
     @property
+    def raters_share_scale(self) -> bool:
+        """Whether every rater present uses the same alliance instrument (levels comparable)."""
+        return len({self.alliance_instruments[r] for r in self.raters}) <= 1
+
+    @property
     def alliance_name(self) -> str:
         """Printed name of the primary rater's instrument, e.g. ``"WAI-SR"``."""
         return instrument_name(self.alliance_instruments[self.primary_rater])
