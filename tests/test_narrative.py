@@ -178,3 +178,25 @@ def test_therapist_effects_sentence_says_when_the_variance_is_zero():
         "The 3 therapists' effects range from −1.50 to 1.70 points; of their 3 intervals, 2 "
         "exclude zero."
     )
+
+
+def test_modality_levels_sentence_reads_treatment_coded_main_effects_only():
+    fixed = pd.DataFrame(
+        {
+            "estimate": [-3.0, 0.1, 0.05],
+            "ci_low": [-4.0, -1.0, -0.1],
+            "ci_high": [-2.0, 1.2, 0.2],
+            "p": [0.0001, 0.8, 0.5],
+        },
+        index=[
+            'C(modality, Treatment("CBT"))[T.psychodynamic]',
+            'C(modality, Treatment("CBT"))[T.humanistic]',
+            'alliance_within_lag:C(modality, Treatment("CBT"))[T.humanistic]',
+        ],
+    )
+    text = narrative.modality_levels_sentence(SimpleNamespace(fixed=fixed), "PHQ-9")
+    assert text.startswith(
+        "Compared with CBT, an average patient in psychodynamic has a PHQ-9 lower by 3.00 points"
+    )
+    assert "humanistic has a PHQ-9 higher by 0.10 points on average, but" in text
+    assert text.count("Compared with") == 2  # the interaction term is not a level difference

@@ -691,3 +691,27 @@ def _short(key: str) -> str:
     from helpers.style import INSTRUMENT_SHORT_NAMES
 
     return INSTRUMENT_SHORT_NAMES.get(key, key)
+
+
+def modality_levels_sentence(result, outcome_name: str) -> Sentence:
+    """Each modality's outcome difference from the reference modality (the main effects).
+
+    Terms are read as ``C(modality, Treatment("REF"))[T.level]``; interaction terms are left
+    to :func:`modality_sentence`.
+    """
+    import re
+
+    pattern = re.compile(r'Treatment\("(?P<ref>[^"]+)"\)\)\[T\.(?P<level>[^\]]+)\]$')
+    parts = []
+    for term in result.fixed.index:
+        match = pattern.search(term)
+        if match is None or ":" in term:
+            continue
+        parts.append(
+            coefficient_sentence(
+                result.fixed.loc[term],
+                f"compared with {match['ref']}, an average patient in {match['level']}",
+                f"has a {outcome_name}",
+            )
+        )
+    return paragraphs(*parts)
