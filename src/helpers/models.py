@@ -1387,6 +1387,8 @@ def _wald_table(estimate: np.ndarray, se: np.ndarray, names: Sequence[str]) -> p
 
 @dataclass
 class _OLSFit:
+    """Least-squares estimates, their covariance, the residual variance and logLik."""
+
     beta: np.ndarray
     cov: np.ndarray
     sigma2: float
