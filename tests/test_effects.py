@@ -18,6 +18,7 @@ from helpers.effects import (
     r_squared,
     simulate_response,
     standardized_coefficients,
+    varcomp_table,
     warnings_table,
 )
 from helpers.paths import DEMO_DIR
@@ -108,3 +109,107 @@ def test_compare_with_truth_flags_coverage():
     table = compare_with_truth(fit, {"x": 2.0, "Intercept": 5.0})
     assert bool(table.loc["x", "CI covers truth"]) is True  # simulated slope is 2
     assert bool(table.loc["Intercept", "CI covers truth"]) is False  # true intercept is 0
+
+
+# ---------------------------------------------------------------------------
+# Fits without random terms (least squares) and two-level fits (patients only)
+# ---------------------------------------------------------------------------
+
+#: Five points by hand: slope 0.6, intercept 2.2, RSS 2.4, TSS 6, Sxx 10, Sxy 6; the
+#: fitted values 2.2 + 0.6 x have variance (ddof 0) 0.36 * 2 = 0.72 = SSR / n.
+FIVE = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, 5.0], "y": [2.0, 4.0, 5.0, 4.0, 5.0]})
+
+
+@pytest.mark.parametrize(
+    ("reml", "sigma2"), [(True, 2.4 / 3), (False, 2.4 / 5)], ids=["REML", "ML"]
+)
+def test_r_squared_without_random_terms_by_hand(reml, sigma2):
+    r2 = r_squared(fit_quietly(FIVE, "y ~ x", reml=reml))
+    assert r2["var_fixed"] == pytest.approx(0.72, rel=1e-12)
+    assert r2["var_random"] == 0.0
+    assert r2["var_residual"] == pytest.approx(sigma2, rel=1e-12)
+    assert r2["R2_marginal"] == pytest.approx(0.72 / (0.72 + sigma2), rel=1e-12)
+    assert r2["R2_conditional"] == r2["R2_marginal"]
+    if not reml:  # ML: exactly the ordinary R^2 = 1 - RSS / TSS = 0.6
+        assert r2["R2_marginal"] == pytest.approx(1 - 2.4 / 6, rel=1e-12)
+
+
+def test_standardized_slope_of_a_simple_regression_is_pearsons_r():
+    beta = standardized_coefficients(fit_quietly(FIVE, "y ~ x")).loc["x", "beta"]
+    assert beta == pytest.approx(6 / np.sqrt(10 * 6), rel=1e-12)  # Sxy / sqrt(Sxx Syy)
+
+
+def test_tables_of_a_least_squares_fit():
+    fits = {"lm": fit_quietly(FIVE, "y ~ x"), "lm_ml": fit_quietly(FIVE, "y ~ x", reml=False)}
+    diagnostics = diagnostics_table(fits)
+    assert diagnostics.loc["lm", "method"] == "REML" and diagnostics.loc["lm_ml", "method"] == "ML"
+    assert diagnostics.loc["lm", "optimiser kept"] == "ols"
+    assert diagnostics.loc["lm", "logLik"] == round(
+        -0.5 * (3 * np.log(2 * np.pi * 0.8) + np.log(50.0) + 3), 2
+    )
+    assert diagnostics[["converged", "Hessian PD"]].all().all()
+    assert not diagnostics["singular"].any() and (diagnostics["warnings"] == 0).all()
+    assert warnings_table(fits).empty
+    varcomp = varcomp_table(fits)
+    assert varcomp["group"].tolist() == ["Residual", "Residual"]
+    assert varcomp["variance_or_cov"].tolist() == [0.8, 0.48]
+    fixed = fixed_table(fits, terms=["x"])
+    assert fixed["estimate"].tolist() == [0.6, 0.6]
+    assert fixed["se"].tolist() == [round(np.sqrt(0.08), 3), round(np.sqrt(0.048), 3)]
+    truth = compare_with_truth(fits["lm"], {"x": 0.6, "Intercept": 10.0})
+    assert truth["CI covers truth"].tolist() == [True, False]
+
+
+def test_simulated_response_of_a_least_squares_fit_is_fixed_part_plus_noise():
+    draws = simulate_response(fit_quietly(FIVE, "y ~ x"), np.random.default_rng(4))
+    noise = np.random.default_rng(4).normal(0.0, np.sqrt(0.8), 5)
+    np.testing.assert_allclose(draws, 2.2 + 0.6 * FIVE["x"] + noise, rtol=1e-12)
+
+
+def test_parametric_bootstrap_of_a_least_squares_fit_refits_least_squares():
+    rng = np.random.default_rng(8)
+    data = pd.DataFrame({"x": rng.normal(size=40)}).assign(
+        y=lambda d: 1 + 0.5 * d["x"] + rng.normal(size=40)
+    )
+    fit = fit_quietly(data, "y ~ x")
+    reps = parametric_bootstrap(fit, 4, seed=2, progress=False)
+    assert reps["converged"].all() and (reps["warnings"] == 0).all()
+    # each replicate is the least-squares fit to X b + N(0, s^2) noise, drawn in order
+    x = np.column_stack([np.ones(40), data["x"]])
+    b = fit.fixed["estimate"].to_numpy()
+    s = np.sqrt(fit.varcomp["variance_or_cov"].item())
+    draw = np.random.default_rng(2)
+    for _, row in reps.iterrows():
+        y_star = x @ b + draw.normal(0.0, s, 40)
+        expected = np.linalg.lstsq(x, y_star, rcond=None)[0]
+        np.testing.assert_allclose(row[["Intercept", "x"]].to_numpy(float), expected, rtol=1e-9)
+
+
+def _two_level(n_patients=300, n_sessions=8, seed=5):
+    """Sessions in patients, no therapist: intercept SD 1, session slope SD 0.5."""
+    rng = np.random.default_rng(seed)
+    p = np.repeat(np.arange(n_patients), n_sessions)
+    t = np.tile(np.arange(n_sessions) - (n_sessions - 1) / 2, n_patients)  # centred session
+    x = rng.normal(0, 1, p.size)
+    u0 = rng.normal(0, 1, n_patients)[p]
+    u1 = rng.normal(0, 0.5, n_patients)[p]
+    y = 2 * x - 0.3 * t + u0 + u1 * t + rng.normal(0, 1, p.size)
+    return pd.DataFrame({"y": y, "x": x, "t": t, "patient_id": [f"P{i:03d}" for i in p]})
+
+
+def test_effects_of_a_two_level_fit_without_therapists():
+    data = _two_level()
+    fit = fit_quietly(data, "y ~ x + t + (1 + t || patient_id)")
+    assert fit.ngroups == {"patient_id": 300}
+    # Johnson (2014): var_random = 1 + 0.25 E[t^2]; E[t^2] over -3.5..3.5 = 5.25
+    r2 = r_squared(fit)
+    assert r2["var_random"] == pytest.approx(1 + 0.25 * 5.25, rel=0.15)
+    assert r2["var_fixed"] == pytest.approx(4 + 0.09 * 5.25, rel=0.1)
+    draws = simulate_response(fit, np.random.default_rng(1))
+    assert np.var(draws) == pytest.approx(np.var(data["y"]), rel=0.1)
+    reps = parametric_bootstrap(fit, 2, seed=1, progress=False)
+    assert reps["converged"].all() and list(reps.columns[:3]) == ["Intercept", "x", "t"]
+    table = compare_with_truth(fit, {"x": 2.0, "t": -0.3})
+    assert table["CI covers truth"].all()
+    assert diagnostics_table({"m": fit}).loc["m", "nobs"] == 2400
+    assert varcomp_table({"m": fit})["group"].tolist() == ["patient_id"] * 2 + ["Residual"]

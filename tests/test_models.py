@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+import statsmodels.formula.api as smf
+from scipy import integrate, stats
+from scipy.linalg import null_space
 
 from helpers.models import (
     FormulaError,
@@ -580,3 +582,247 @@ def test_icc_from_null_models(fitted):
     assert icc.loc["patient_id", "icc"] == pytest.approx(both, rel=1e-4)
     with pytest.raises(ValueError, match="random slopes"):
         icc_from_null(fitted[("sleep_slope_corr", True)])
+
+
+# ---------------------------------------------------------------------------------------
+# Formulas without random terms: least squares (two-level studies' patient-level models)
+# ---------------------------------------------------------------------------------------
+
+#: Five points with hand-calculated least squares: xbar = 3, ybar = 4, Sxx = 10, Sxy = 6,
+#: slope 0.6, intercept 2.2, residuals (-0.8, 0.6, 1.0, -0.6, -0.2), RSS = 2.4, TSS = 6,
+#: X'X = [[5, 15], [15, 55]] with determinant 50, (X'X)^-1 = [[1.1, -0.3], [-0.3, 0.1]].
+FIVE = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, 5.0], "y": [2.0, 4.0, 5.0, 4.0, 5.0]})
+FIVE_XTX_INV = np.array([[1.1, -0.3], [-0.3, 0.1]])
+
+
+@pytest.mark.parametrize(
+    ("reml", "sigma2", "loglik"),
+    [
+        # REML: s^2 = RSS / (n - p) = 0.8; -1/2 [(n-p) log(2 pi s^2) + log det X'X + (n-p)]
+        (True, 0.8, -0.5 * (3 * np.log(2 * np.pi * 0.8) + np.log(50.0) + 3)),
+        # ML: sigma^2 = RSS / n = 0.48; -n/2 [log(2 pi sigma^2) + 1]
+        (False, 0.48, -2.5 * (np.log(2 * np.pi * 0.48) + 1)),
+    ],
+)
+def test_no_random_terms_is_least_squares_by_hand(reml, sigma2, loglik):
+    result = fit_mixed(FIVE, "y ~ x", reml=reml)
+    assert result.engine == "ols" and result.optimizer == "ols"
+    np.testing.assert_allclose(result.fixed["estimate"], [2.2, 0.6], rtol=1e-12)
+    np.testing.assert_allclose(result.cov_fixed, sigma2 * FIVE_XTX_INV, rtol=1e-12)
+    np.testing.assert_allclose(result.fixed["se"], np.sqrt(sigma2 * np.diag(FIVE_XTX_INV)))
+    z = np.array([2.2, 0.6]) / np.sqrt(sigma2 * np.diag(FIVE_XTX_INV))
+    np.testing.assert_allclose(result.fixed["p"], 2 * stats.norm.sf(z), rtol=1e-10)
+    ci_half = stats.norm.ppf(0.975) * result.fixed["se"]
+    np.testing.assert_allclose(result.fixed["ci_high"], result.fixed["estimate"] + ci_half)
+    assert result.varcomp.to_dict("records") == [
+        {
+            "group": "Residual",
+            "term": "",
+            "term2": "",
+            "variance_or_cov": pytest.approx(sigma2, rel=1e-12),
+            "sd_or_corr": pytest.approx(np.sqrt(sigma2), rel=1e-12),
+        }
+    ]
+    assert result.loglik == pytest.approx(loglik, rel=1e-12)
+    assert (result.n_params, result.nobs, result.ngroups) == (3, 5, {})
+    assert result.converged and not result.singular and result.hessian_positive_definite
+    assert result.max_abs_gradient == 0 and result.max_abs_scaled_gradient == 0
+    assert result.theta.size == 0 and result.spec is None and result.warnings == []
+    assert len(result.attempts) == 1 and bool(result.attempts["selected"].iloc[0])
+    assert list(result.design.columns) == ["Intercept", "x"]
+    np.testing.assert_array_equal(result.response_values, FIVE["y"])
+    assert "least squares" in result.summary() and "ols(" in result.statsmodels_call
+
+
+def test_reml_loglik_is_the_likelihood_integrated_over_the_fixed_effects():
+    """R's logLik(lm, REML=TRUE) (= lme4's REML criterion) is Harville's restricted
+    likelihood: the Gaussian likelihood integrated over beta with a flat prior, maximised
+    over sigma^2.  Integrated here by quadrature (no closed form), at s^2 and beside it."""
+    x, y = FIVE["x"].to_numpy(), FIVE["y"].to_numpy()
+
+    def restricted_loglik(s2: float) -> float:
+        def density(b1: float, b0: float) -> float:
+            r = y - b0 - b1 * x
+            return np.exp(-0.5 * float(r @ r) / s2 + 1.2 / s2)  # 1.2 = RSS / 2
+
+        # +-10 SE around (2.2, 0.6): the Gaussian mass outside is ~exp(-50)
+        value, _ = integrate.dblquad(density, -7.8, 12.2, -2.4, 3.6, epsabs=0, epsrel=1e-10)
+        return np.log(value) - 1.2 / s2 - 2.5 * np.log(2 * np.pi * s2)
+
+    result = fit_mixed(FIVE, "y ~ x", reml=True)
+    assert result.varcomp["variance_or_cov"].item() == pytest.approx(0.8, rel=1e-12)
+    assert restricted_loglik(0.8) == pytest.approx(result.loglik, abs=1e-9)
+    assert restricted_loglik(0.75) < result.loglik and restricted_loglik(0.85) < result.loglik
+    # the error-contrast form (likelihood of K'y, K'X = 0) lacks the -1/2 log det X'X term
+    k = null_space(np.column_stack([np.ones(5), x]).T)
+    contrast = stats.multivariate_normal(cov=0.8 * np.eye(3)).logpdf(k.T @ y)
+    assert contrast - 0.5 * np.log(50.0) == pytest.approx(result.loglik, abs=1e-12)
+
+
+@pytest.fixture(scope="module")
+def patient_level() -> pd.DataFrame:
+    """Patient-level data of a two-level study: no therapist id, a factor, missing values."""
+    rng = np.random.default_rng(11)
+    n = 120
+    data = pd.DataFrame(
+        {
+            "alliance_early_c": rng.normal(0, 1, n),
+            "outcome_intake_c": rng.normal(0, 4, n),
+            "modality": rng.choice(["CBT", "PDT", "humanistic"], n),
+        }
+    )
+    data["outcome_last"] = (
+        10 - 1.5 * data["alliance_early_c"] + 0.6 * data["outcome_intake_c"] + rng.normal(0, 3, n)
+    )
+    data.loc[[3, 17], "alliance_early_c"] = np.nan
+    data.loc[[17, 40, 41], "outcome_last"] = np.nan
+    return data
+
+
+PATIENT_LEVEL_FORMULA = "outcome_last ~ alliance_early_c + outcome_intake_c + C(modality)"
+
+
+def test_least_squares_matches_statsmodels_ols_and_numpy(patient_level):
+    complete = patient_level.dropna()
+    ols = smf.ols(PATIENT_LEVEL_FORMULA, complete).fit()
+    reml = fit_mixed(patient_level, PATIENT_LEVEL_FORMULA)
+    ml = fit_mixed(patient_level, PATIENT_LEVEL_FORMULA, reml=False)
+    assert list(reml.fixed.index) == list(ols.params.index)
+    x = np.asarray(ols.model.exog)
+    lstsq = np.linalg.lstsq(x, complete["outcome_last"].to_numpy(), rcond=None)[0]
+    for result in (reml, ml):
+        np.testing.assert_allclose(result.fixed["estimate"], ols.params, rtol=1e-10)
+        np.testing.assert_allclose(result.fixed["estimate"], lstsq, rtol=1e-10)
+    # REML convention = OLS's s^2 = RSS/(n - p); ML divides by n
+    np.testing.assert_allclose(reml.fixed["se"], ols.bse, rtol=1e-10)
+    np.testing.assert_allclose(reml.cov_fixed, ols.cov_params(), rtol=1e-10)
+    assert reml.varcomp["variance_or_cov"].item() == pytest.approx(ols.scale, rel=1e-12)
+    n, p = x.shape
+    np.testing.assert_allclose(ml.fixed["se"], ols.bse * np.sqrt((n - p) / n), rtol=1e-10)
+    assert ml.varcomp["variance_or_cov"].item() == pytest.approx(ols.ssr / n, rel=1e-12)
+    assert ml.loglik == pytest.approx(ols.llf, rel=1e-12)
+    assert reml.n_params == ml.n_params == p + 1 == 6
+    # rows 3, 17 (alliance) and 17, 40, 41 (outcome): 4 rows dropped, counted per column
+    assert (reml.nobs, reml.n_dropped_missing) == (116, 4)
+    assert reml.missing_by_column == {"alliance_early_c": 2, "outcome_last": 3}
+    assert list(reml.model_frame.index) == list(complete.index)
+
+
+@pytest.mark.parametrize("engine", ["engine", "statsmodels"])
+def test_no_random_terms_is_least_squares_whatever_the_engine(engine):
+    result = fit_mixed(FIVE, "y ~ x", engine=engine)
+    assert result.engine == "ols"
+    np.testing.assert_allclose(result.fixed["estimate"], [2.2, 0.6], rtol=1e-12)
+
+
+def test_parse_formula_reads_fixed_only_formulas_when_asked():
+    parsed = parse_formula("outcome_last ~ alliance_early_c", require_random=False)
+    assert parsed.random_terms == () and parsed.group_labels == ()
+    assert parsed.fixed_formula == "outcome_last ~ alliance_early_c"
+    with pytest.raises(FormulaError, match="require_random=False"):
+        parse_formula("outcome_last ~ alliance_early_c")
+    with pytest.raises(UnsupportedModelError, match="no random terms"):
+        map_to_statsmodels(parsed)
+
+
+def test_rank_deficient_design_names_the_collinear_terms():
+    data = FIVE.assign(
+        x2=lambda d: 2 * d["x"] + 1, z=1.0, w=[0.0, 1.0, 0.0, 1.0, 1.0], w2=[1.0, 0.0, 1.0, 0.0, 0]
+    )
+    with pytest.raises(ModelDataError) as err:
+        fit_mixed(data, "y ~ x + x2", data_name="patients.csv")
+    text = str(err.value)
+    assert "patients.csv" in text and "rank deficient (rank 2 of 3 columns)" in text
+    assert "'x2' = a linear combination of 'Intercept', 'x'" in text
+    with pytest.raises(ModelDataError, match="'z' = a linear combination of 'Intercept'"):
+        fit_mixed(data, "y ~ x + z")  # a constant predictor
+    with pytest.raises(ModelDataError, match="'w2' = a linear combination of 'Intercept', 'w'"):
+        fit_mixed(data, "y ~ w + w2")  # two dummies of one factor beside an intercept
+    with pytest.raises(ModelDataError, match="'x' is 0 on every row"):
+        fit_mixed(data.assign(x=0.0), "y ~ x")
+
+
+def test_too_few_rows_and_exact_fits_are_clear_errors():
+    with pytest.raises(ModelDataError, match="2 fixed effects but only 2 complete rows"):
+        fit_mixed(FIVE.iloc[:2], "y ~ x")
+    with pytest.raises(ModelDataError, match="reproduce the response exactly"):
+        fit_mixed(FIVE.assign(y=lambda d: 3 - 2 * d["x"]), "y ~ x")
+
+
+def _zero_between_variance(seed: int = 5) -> pd.DataFrame:
+    """Errors that sum to 0 within each group: the estimated group variance is 0."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(12), 4)
+    x = rng.normal(size=g.size)
+    e = np.tile([1.0, -1.0, 0.5, -0.5], 12) * rng.uniform(0.5, 1.5, 12)[g]
+    return pd.DataFrame({"y": 1 + 2 * x + e, "x": x, "patient_id": [f"P{i}" for i in g]})
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("reml", [True, False])
+def test_mixed_fit_at_zero_variance_has_the_least_squares_likelihood(engine, reml):
+    """lme4's REML/ML criterion at a zero variance is the linear model's: the engine and
+    statsmodels (independent code) reach the OLS log-likelihood and SEs at a boundary."""
+    data = _zero_between_variance()
+    mixed = _quiet_fit(data, "y ~ x + (1 | patient_id)", reml=reml, engine=engine)
+    ols = fit_mixed(data, "y ~ x", reml=reml)
+    assert mixed.singular
+    assert mixed.loglik == pytest.approx(ols.loglik, abs=1e-6)
+    np.testing.assert_allclose(mixed.fixed["se"], ols.fixed["se"], rtol=1e-6)
+    test = likelihood_ratio_test(ols, mixed)
+    assert test.df == 1 and test.statistic < 1e-6 and test.p_value == pytest.approx(1.0)
+
+
+def test_lrt_of_a_random_intercept_against_least_squares(datasets):
+    """y ~ x against y ~ x + (1 | g): lme4's logLik of the mixed model against the linear
+    model's, the latter from statsmodels OLS (ML: llf; REML: R's logLik.lm formula)."""
+    sleep = datasets["sleepstudy"]
+    ols = smf.ols("Reaction ~ Days", sleep).fit()
+    n, p = ols.model.exog.shape
+    m = n - p
+    logdet = np.linalg.slogdet(ols.model.exog.T @ ols.model.exog)[1]
+    lm_loglik = {
+        False: ols.llf,
+        True: -0.5 * (m * np.log(2 * np.pi * ols.ssr / m) + logdet + m),
+    }
+    for reml in (True, False):
+        lm = fit_mixed(sleep, "Reaction ~ Days", reml=reml)
+        assert lm.loglik == pytest.approx(lm_loglik[reml], rel=1e-12)
+        mixed = _quiet_fit(sleep, "Reaction ~ Days + (1 | Subject)", reml=reml)
+        test = likelihood_ratio_test(lm, mixed)
+        stat = 2 * (_lme4_loglik("sleep_ri", reml) - lm_loglik[reml])
+        assert test.df == 1 and test.boundary and test.reml == reml
+        assert test.statistic == pytest.approx(stat, abs=1e-5)
+        assert test.p_value == pytest.approx(0.5 * stats.chi2.sf(stat, 1), rel=1e-4)
+
+
+def test_lrt_between_two_least_squares_fits_by_ml():
+    small = fit_mixed(FIVE, "y ~ 1", reml=False)
+    large = fit_mixed(FIVE, "y ~ x", reml=False)
+    test = likelihood_ratio_test(small, large, boundary=False)
+    # ML: 2 (l1 - l0) = n log(RSS0 / RSS1) = 5 log(6 / 2.4)
+    assert test.statistic == pytest.approx(5 * np.log(6 / 2.4), rel=1e-12)
+    assert test.df == 1
+    assert test.p_value == pytest.approx(stats.chi2.sf(5 * np.log(6 / 2.4), 1), rel=1e-12)
+    with pytest.raises(ValueError, match="different fixed effects"):
+        likelihood_ratio_test(fit_mixed(FIVE, "y ~ 1"), fit_mixed(FIVE, "y ~ x"))
+
+
+def test_icc_needs_random_effects_and_works_with_patients_only():
+    with pytest.raises(ValueError, match="has no random effects"):
+        icc_from_null(fit_mixed(FIVE, "y ~ x"))
+    # balanced one-way design: REML equals the ANOVA estimators when positive,
+    # sigma^2 = MSW and tau^2 = (MSB - MSW) / k
+    rng = np.random.default_rng(3)
+    groups, k = 30, 6
+    ids = np.repeat(np.arange(groups), k)
+    y = 5 + rng.normal(0, 1.2, groups)[ids] + rng.normal(0, 1, ids.size)
+    data = pd.DataFrame({"y": y, "patient_id": [f"P{i:02d}" for i in ids]})
+    means = data.groupby("patient_id")["y"].mean()
+    msb = k * float(np.sum((means - y.mean()) ** 2)) / (groups - 1)
+    msw = float(np.sum((y - means[data["patient_id"]].to_numpy()) ** 2)) / (groups * (k - 1))
+    tau2 = (msb - msw) / k
+    icc = icc_from_null(_quiet_fit(data, "y ~ 1 + (1 | patient_id)"))
+    assert list(icc["group"]) == ["patient_id"]
+    assert icc["variance"].item() == pytest.approx(tau2, rel=1e-5)
+    assert icc["icc"].item() == pytest.approx(tau2 / (tau2 + msw), rel=1e-5)

@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.formula.api as smf
 from scipy import stats
 
 from helpers import moderators
@@ -331,6 +332,29 @@ def test_wald_test_of_one_term_is_the_squared_z(fits_by_reference):
     joint = wald_test(fit, terms)
     assert joint.df == 2 and joint.p < 1e-6
     assert joint.p == pytest.approx(stats.chi2.sf(joint.statistic, 2))
+
+
+def test_combinations_of_a_least_squares_fit_match_statsmodels_ols(moderated_data):
+    """A patient-level model of a two-level study has no random terms: fit_mixed fits it by
+    least squares, and its REML covariance is OLS's, so contrasts match statsmodels."""
+    formula = "y ~ x * arm"
+    fit = fit_quietly(moderated_data, formula)
+    ols = smf.ols(formula, moderated_data).fit()
+    assert fit.engine == "ols"
+    np.testing.assert_allclose(fixed_effects_covariance(fit), ols.cov_params(), rtol=1e-10)
+    slopes = simple_slopes(fit, "x").set_index("level")
+    for level, row in (("B", [0, 0, 0, 1, 1, 0]), ("C", [0, 0, 0, 1, 0, 1])):
+        contrast = ols.t_test(np.array([row], dtype=float))
+        assert slopes.loc[level, "estimate"] == pytest.approx(contrast.effect.item(), rel=1e-10)
+        assert slopes.loc[level, "se"] == pytest.approx(contrast.sd.item(), rel=1e-10)
+    combined = linear_combination(fit, {"x": 1, "x:arm[T.B]": 1})
+    assert combined["se"] == pytest.approx(slopes.loc["B", "se"], rel=1e-12)
+    terms = ["x:arm[T.B]", "x:arm[T.C]"]
+    joint = wald_test(fit, terms)
+    restrictions = np.array([[0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 1]], dtype=float)
+    reference = ols.wald_test(restrictions, use_f=False, scalar=True)
+    assert joint.statistic == pytest.approx(float(reference.statistic), rel=1e-10)
+    assert joint.p == pytest.approx(float(reference.pvalue), rel=1e-8)
 
 
 # ---------------------------------------------------------------------------

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.formula.api as smf
 from scipy import stats
 
-from helpers.models import fit_mixed
+from helpers.models import ModelDataError, fit_mixed
 from helpers.moderators import fixed_effects_covariance
 from helpers.predictions import (
     ALLIANCE_LEVEL_LABELS,
@@ -35,6 +36,7 @@ FITS = {
 LME4_RANEF = pd.read_csv(RANEF_DIR / "lme4_ranef.csv", dtype={"grp": str})
 LME4_VCOV = pd.read_csv(RANEF_DIR / "lme4_vcov.csv")
 LME4_FITTED = pd.read_csv(RANEF_DIR / "lme4_fitted.csv")
+LME4_FIXED = pd.read_csv(REFERENCE / "lme4_fixed.csv")
 
 # Tolerances asserted.  Modes: 1e-4 relative, plus an absolute floor of 1e-5 times the
 # largest |mode| of the same factor and term: modes near zero inherit the tiny (~1e-7
@@ -386,3 +388,101 @@ def test_prediction_errors_say_what_to_fix(fitted, datasets):
         predicted_trajectories(
             far, shifted, alliance="x_within", session_term="session", alliance_levels={"a": 0}
         )
+
+
+# ---------------------------------------------------------------------------------------
+# Two-level studies (patients only, no therapist factor) and fits without random terms
+# ---------------------------------------------------------------------------------------
+
+TWO_LEVEL = "y ~ x_within + x_between + session + (1 + session | patient_id)"
+
+
+@pytest.fixture(scope="module")
+def two_level(datasets):
+    """lme4's reference model tl_patient_slope_corr: the three-level data, patients only."""
+    return _quiet_fit(datasets["three_level"], TWO_LEVEL)
+
+
+def test_two_level_fit_has_patient_modes_and_no_therapist_table(two_level, datasets):
+    message = r"'therapist_id' is not a grouping factor.*its grouping factors are \['patient_id'\]"
+    with pytest.raises(ModelDataError, match=message):
+        random_effects_table(two_level, "therapist_id")
+    table = random_effects_table(two_level, "patient_id")
+    patients = datasets["three_level"]["patient_id"].nunique()
+    assert len(table) == 2 * patients and table["term"].unique().tolist() == [
+        "Intercept",
+        "session",
+    ]
+    residuals = residuals_table(two_level)
+    np.testing.assert_allclose(
+        residuals["fitted"] + residuals["residual"], datasets["three_level"]["y"], rtol=1e-12
+    )
+
+
+def test_two_level_predictions_use_lme4s_estimates_and_standard_error(two_level, datasets):
+    lme4 = LME4_FIXED.loc[
+        (LME4_FIXED["model_id"] == "tl_patient_slope_corr") & LME4_FIXED["reml"]
+    ].set_index("term")
+    b = lme4["estimate"]
+    table = predicted_trajectories(
+        two_level,
+        datasets["three_level"],
+        alliance="x_between",
+        session_term="session",
+        alliance_levels={"zero": 0.0, "one": 1.0},
+        sessions=[0, 3, 9],
+    )
+    alliance = np.repeat([0.0, 1.0], 3)
+    sessions = np.tile([0.0, 3.0, 9.0], 2)
+    expected = b["(Intercept)"] + b["x_between"] * alliance + b["session"] * sessions
+    np.testing.assert_allclose(table["predicted"], expected, rtol=1e-6)
+    # at alliance 0 and session 0 the prediction is the intercept: its SE is lme4's
+    assert table["se"].iloc[0] == pytest.approx(lme4.loc["(Intercept)", "se"], rel=1e-6)
+    default = predicted_trajectories(
+        two_level, datasets["three_level"], alliance="x_between", session_term="session"
+    )
+    per_patient = datasets["three_level"].groupby("patient_id")["x_between"].first()
+    mean, sd = per_patient.mean(), per_patient.std(ddof=1)
+    np.testing.assert_allclose(
+        default["alliance_value"].unique(), [mean - sd, mean, mean + sd], rtol=1e-12
+    )
+
+
+@pytest.fixture(scope="module")
+def least_squares(datasets):
+    """sleepstudy with three missing responses, fitted without random terms."""
+    data = datasets["sleepstudy"].copy()
+    data.loc[[4, 60, 151], "Reaction"] = np.nan
+    data["session"] = data["Days"] + 1
+    data["between"] = 1.0 + data.index % 3  # a second predictor; its levels are given
+    return data, fit_mixed(data, "Reaction ~ between + Days")
+
+
+def test_least_squares_residuals_are_those_of_statsmodels_ols(least_squares):
+    data, result = least_squares
+    ols = smf.ols("Reaction ~ between + Days", data).fit()
+    table = residuals_table(result)
+    assert table.index.tolist() == ols.fittedvalues.index.tolist()
+    np.testing.assert_allclose(table["fitted"], ols.fittedvalues, rtol=1e-10)
+    np.testing.assert_allclose(table["residual"], ols.resid, rtol=1e-8, atol=1e-9)
+
+
+def test_least_squares_predictions_are_those_of_statsmodels_ols(least_squares):
+    data, result = least_squares
+    ols = smf.ols("Reaction ~ between + Days", data).fit()
+    levels = {"low": 1.5, "high": 3.0}
+    table = predicted_trajectories(
+        result, data, alliance="between", session_term="Days", alliance_levels=levels
+    )
+    newdata = pd.DataFrame({"between": table["alliance_value"], "Days": table["session"] - 1})
+    frame = ols.get_prediction(newdata).summary_frame(alpha=0.05)
+    np.testing.assert_allclose(table["predicted"], frame["mean"], rtol=1e-10)
+    # REML's residual variance is OLS's s^2, so the bands are OLS's confidence bands
+    # (with the normal rather than the t quantile)
+    np.testing.assert_allclose(table["se"], frame["mean_se"], rtol=1e-10)
+
+
+def test_least_squares_fit_has_no_random_effects_table(least_squares):
+    _, result = least_squares
+    with pytest.raises(ModelDataError, match="has no random effects"):
+        random_effects_table(result, "Subject")

@@ -108,6 +108,13 @@ def r_squared(result: MixedResult) -> pd.Series:
     observation's random-effect covariates (1 for an intercept) and Σ the
     factor's covariance matrix; for intercept-only models this is the sum of
     the variances.
+
+    A fit without random terms (least squares, ``result.engine == "ols"``)
+    has σ²_r = 0, so R²_m = R²_c = σ²_f / (σ²_f + σ̂²).  This equals the
+    ordinary R² = 1 − RSS/TSS only up to the variance convention: under ML
+    (σ̂² = RSS/n, and σ²_f = SSR/n with SSR + RSS = TSS) exactly; under REML
+    (σ̂² = RSS/(n − p)) it is SSR / (SSR + RSS·n/(n − p)), slightly smaller
+    (and not the adjusted R² either).
     """
     design = _fixed_design(result)
     beta = result.fixed["estimate"].reindex(design.columns).to_numpy()
@@ -233,7 +240,8 @@ def simulate_response(result: MixedResult, rng: np.random.Generator) -> np.ndarr
     """Draw a new response vector from the fitted model (for the parametric bootstrap).
 
     y* = Xβ̂ + Σ_factors Z b* + ε*, with b* drawn from each factor's estimated
-    covariance matrix (independently per level) and ε* ~ N(0, σ̂²).
+    covariance matrix (independently per level) and ε* ~ N(0, σ̂²).  A fit
+    without random terms (least squares) has no factor: y* = Xβ̂ + ε*.
     """
     frame = _model_frame(result)
     design = _fixed_design(result)

@@ -9,7 +9,9 @@ correlated block or only uncorrelated effects, single-column random slopes) is f
 engine, lme4's profiled deviance with its own optimiser checks, which also fits correlated
 effects of an inner factor; other models, and all of them with ``engine="statsmodels"``, are
 mapped *exactly* onto a ``statsmodels`` ``MixedLM.from_formula`` call, fitted with several
-optimisers and checked as described below.
+optimisers and checked as described below.  A formula without random terms (the
+patient-level model of a study without therapist ids, ``outcome_last ~ alliance_early_c``)
+is fitted by least squares and returned in the same form (``MixedResult.engine == "ols"``).
 
 Formula mapping
 ---------------
@@ -83,6 +85,7 @@ import numpy as np
 import pandas as pd
 import patsy
 from scipy import stats
+from scipy.linalg import solve_triangular
 from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
 from helpers.engine import EngineInputError, EngineWarning, NestedLMM
@@ -307,7 +310,7 @@ def _parse_random_term(piece: str) -> list[RandomTerm]:
     return terms
 
 
-def parse_formula(formula: str) -> ParsedFormula:
+def parse_formula(formula: str, *, require_random: bool = True) -> ParsedFormula:
     """Split an lme4 formula into its fixed part and its random-effects terms.
 
     Parameters
@@ -316,6 +319,10 @@ def parse_formula(formula: str) -> ParsedFormula:
         lme4 formula, e.g. ``"y ~ x + session + (1 + session | patient_id)"``.  Random
         terms are ``(1 | g)``, ``(1 + x | g)`` (correlated), ``(1 + x || g)``
         (uncorrelated), ``(0 + x | g)``, and nested factors ``(1 | a/b)`` or ``(1 | a:b)``.
+    require_random : bool, default True
+        Refuse a formula without random terms.  :func:`fit_mixed` passes ``False``: it
+        fits such a formula (e.g. a patient-level model of a study without therapist ids)
+        by least squares, and ``random_terms`` is then empty.
 
     Returns
     -------
@@ -325,8 +332,8 @@ def parse_formula(formula: str) -> ParsedFormula:
     Raises
     ------
     FormulaError
-        If the formula has no ``~``, no random term, unbalanced parentheses, or a random
-        term that cannot be read.
+        If the formula has no ``~``, no random term (unless ``require_random`` is false),
+        unbalanced parentheses, or a random term that cannot be read.
 
     Examples
     --------
@@ -356,10 +363,11 @@ def parse_formula(formula: str) -> ParsedFormula:
             fixed_pieces.append(piece)
         elif sign == "+" and piece == "":
             raise FormulaError(f"Formula {formula!r} has an empty term ('+ +').")
-    if not random_terms:
+    if not random_terms and require_random:
         raise FormulaError(
             f"Formula {formula!r} has no random-effects term such as (1 | patient_id); "
-            "fit_mixed needs at least one."
+            "pass require_random=False to read it as a fixed-effects-only model (fit_mixed "
+            "fits those by least squares)."
         )
     fixed_rhs = " + ".join(fixed_pieces) if fixed_pieces else "1"
     return ParsedFormula(formula, f"{lhs} ~ {fixed_rhs}", lhs, tuple(random_terms))
@@ -468,9 +476,14 @@ def map_to_statsmodels(parsed: ParsedFormula, outer: str | None = None) -> Stats
     Raises
     ------
     UnsupportedModelError
-        If statsmodels cannot express the model exactly; the message names the nearest
-        exact alternative.
+        If statsmodels cannot express the model exactly (the message names the nearest
+        exact alternative), or the formula has no random terms.
     """
+    if not parsed.random_terms:
+        raise UnsupportedModelError(
+            f"Formula {parsed.formula!r} has no random terms, so there is no MixedLM call; "
+            "fit_mixed fits it by least squares (statsmodels' ols() gives the same fit)."
+        )
     blocks = _blocks_by_group(parsed)
     labels = list(blocks)
     if len(labels) > 2:
@@ -790,8 +803,8 @@ class MixedResult:
         refinement; its ``bse_fe`` are statsmodels' standard errors, not lme4's).
         ``None`` on the engine path.
     engine : str
-        Which fitter produced the result: ``"statsmodels"`` or ``"engine"``
-        (:mod:`helpers.engine`).
+        Which fitter produced the result: ``"statsmodels"``, ``"engine"``
+        (:mod:`helpers.engine`) or ``"ols"`` (no random terms: least squares).
     model_frame : pandas.DataFrame
         The complete-case data the model used (model columns and grouping factors, keys
         of nested factors such as ``"p:t"`` included), indexed by the row labels of the
@@ -825,6 +838,16 @@ class MixedResult:
     ``engine_result.theta_names``); ``optimizer`` is ``"engine"``, ``newton_steps`` 0
     (the engine's Newton polish is internal) and ``attempts`` has one row per engine
     optimiser run (first start, second start).
+
+    A formula without random terms (``engine == "ols"``) is a linear model fitted by least
+    squares, in closed form: ``cov_fixed`` is ``s^2 (X'X)^-1`` with ``s^2 = RSS / (n - p)``
+    under REML (R's ``vcov(lm())``, lme4's REML convention) and ``RSS / n`` under ML;
+    ``varcomp`` has the ``Residual`` row only, with that ``s^2``; ``loglik`` is R's
+    ``logLik(lm(...), REML = reml)``, which is lme4's criterion with no random effects, so
+    it can be compared by :func:`likelihood_ratio_test` with a mixed fit of the same fixed
+    effects; ``n_params`` is ``p + 1``; ``ngroups`` is empty, ``theta`` empty, ``spec``
+    ``None``; ``converged`` and ``hessian_positive_definite`` are ``True``, ``singular``
+    ``False``, the gradients 0, ``optimizer`` ``"ols"`` and ``attempts`` has one row.
     """
 
     formula: str
@@ -863,6 +886,11 @@ class MixedResult:
     @property
     def statsmodels_call(self) -> str:
         """The statsmodels call this fit maps to, as text (or why there is none)."""
+        if self.engine == "ols":
+            return (
+                f"none: no random terms (statsmodels.formula.api.ols({self.formula!r}, "
+                "data).fit() gives the same estimates and, under REML, the same SEs)"
+            )
         if self.spec is None:
             return "none: statsmodels' MixedLM cannot express this model exactly"
         return self.spec.call(self.reml)
@@ -870,12 +898,16 @@ class MixedResult:
     @property
     def se_convention(self) -> str:
         """How ``fixed['se']`` was computed."""
+        if self.engine == "ols":
+            divisor = "n - p (REML; R's vcov(lm()))" if self.reml else "n (ML)"
+            return f"least squares: s^2 (X'X)^-1 with s^2 = RSS / {divisor}"
         return "lme4 vcov(): sigma^2 (X' V^-1 X)^-1 at the estimates"
 
     def summary(self) -> str:
         """A short plain-text summary (formula, fit, fixed effects, variance components)."""
+        kind = "Linear model, least squares" if self.engine == "ols" else "Linear mixed model"
         lines = [
-            f"Linear mixed model ({'REML' if self.reml else 'ML'}): {self.formula}",
+            f"{kind} ({'REML' if self.reml else 'ML'}): {self.formula}",
             f"fitted by: {self.engine}; statsmodels: {self.statsmodels_call}",
             f"nobs={self.nobs}, groups={self.ngroups}, dropped (missing)={self.n_dropped_missing}",
             f"logLik={self.loglik:.4f} (df={self.n_params}), converged={self.converged}, "
@@ -1121,17 +1153,11 @@ def _engine_plan(
     return _EnginePlan(patient, therapist, terms, covariance, design)
 
 
-def _fit_with_engine(
-    parsed: ParsedFormula,
-    plan: _EnginePlan,
-    prepared: _Prepared,
-    reml: bool,
-    data_name: str,
-    outer: str | None,
-) -> MixedResult:
-    """Fit with :mod:`helpers.engine` and return the result in :class:`MixedResult` form."""
+def _fixed_design_matrices(
+    parsed: ParsedFormula, frame: pd.DataFrame, data_name: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Response and fixed-effect design (patsy) of the complete rows, with clear errors."""
     formula = parsed.formula
-    frame = prepared.frame
     try:
         response_matrix, design = patsy.dmatrices(
             parsed.fixed_formula, frame, return_type="dataframe"
@@ -1148,6 +1174,21 @@ def _fit_with_engine(
             f"variable ({len(frame) - len(design)} rows), e.g. log of a non-positive "
             "number; fix the transformation or the data."
         )
+    return response_matrix, design
+
+
+def _fit_with_engine(
+    parsed: ParsedFormula,
+    plan: _EnginePlan,
+    prepared: _Prepared,
+    reml: bool,
+    data_name: str,
+    outer: str | None,
+) -> MixedResult:
+    """Fit with :mod:`helpers.engine` and return the result in :class:`MixedResult` form."""
+    formula = parsed.formula
+    frame = prepared.frame
+    response_matrix, design = _fixed_design_matrices(parsed, frame, data_name)
     fixed_names = [str(c) for c in design.columns]
     y = response_matrix.iloc[:, 0].to_numpy(dtype=float)
     patient, therapist = plan.patient, plan.therapist
@@ -1262,6 +1303,182 @@ def _fit_with_engine(
     )
 
 
+#: A fixed-effect column is collinear with the columns before it when the part of it they
+#: do not explain has a norm below this fraction of its own (the tolerance of R's ``lm()``).
+COLLINEAR_TOL = 1e-7
+
+
+def _collinear_columns(design: pd.DataFrame) -> dict[str, list[str]]:
+    """Design columns that are linear combinations of earlier ones, with those columns.
+
+    Columns are taken in order, as R's ``lm()`` does: a column is kept when it adds a new
+    direction to the kept ones, else it is listed with the kept columns it is made of.
+    """
+    x = design.to_numpy(dtype=float)
+    norms = np.linalg.norm(x, axis=0)
+    names = [str(c) for c in design.columns]
+    kept: list[int] = []
+    collinear: dict[str, list[str]] = {}
+    for j, name in enumerate(names):
+        if norms[j] == 0:
+            collinear[name] = []
+            continue
+        column = x[:, j] / norms[j]
+        if kept:
+            basis = x[:, kept] / norms[kept]
+            coef = np.linalg.lstsq(basis, column, rcond=None)[0]
+            if np.linalg.norm(column - basis @ coef) < COLLINEAR_TOL:
+                used = np.abs(coef) > 1e-8 * np.max(np.abs(coef))
+                collinear[name] = [names[k] for k, u in zip(kept, used, strict=True) if u]
+                continue
+        kept.append(j)
+    return collinear
+
+
+def _check_full_rank(design: pd.DataFrame, formula: str, data_name: str) -> None:
+    """Raise :class:`ModelDataError` naming the collinear terms of a rank-deficient design."""
+    collinear = _collinear_columns(design)
+    if not collinear:
+        return
+    reasons = [
+        f"{name!r} = a linear combination of {', '.join(repr(b) for b in basis)}"
+        if basis
+        else f"{name!r} is 0 on every row"
+        for name, basis in collinear.items()
+    ]
+    k = design.shape[1]
+    raise ModelDataError(
+        f"{data_name}: the fixed-effect design of formula {formula!r} is rank deficient "
+        f"(rank {k - len(collinear)} of {k} columns): {'; '.join(reasons)}. The "
+        "coefficients of collinear terms cannot be told apart (R's lm() would report NA "
+        f"for {', '.join(repr(n) for n in collinear)}); drop one term of each collinear set."
+    )
+
+
+def _ols_loglik(rss: float, n: int, p: int, logdet_xtx: float, reml: bool) -> float:
+    """Gaussian log-likelihood of a least-squares fit at its optimum.
+
+    ML: ``-n/2 (log(2 pi RSS/n) + 1)``.  REML, as R's ``logLik(lm(...), REML = TRUE)``
+    and lme4's REML criterion with no random effects: ``-1/2 [(n - p) log(2 pi s^2)
+    + (n - p) + log det(X'X)]`` with ``s^2 = RSS / (n - p)``.
+    """
+    if reml:
+        m = n - p
+        return -0.5 * (m * math.log(2 * math.pi * rss / m) + m + logdet_xtx)
+    return -0.5 * n * (math.log(2 * math.pi * rss / n) + 1)
+
+
+def _wald_table(estimate: np.ndarray, se: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
+    """``estimate, se``, Wald 95% interval, ``z`` and two-sided normal ``p`` per term."""
+    z = estimate / se
+    crit = stats.norm.ppf(0.975)
+    return pd.DataFrame(
+        {
+            "estimate": estimate,
+            "se": se,
+            "ci_low": estimate - crit * se,
+            "ci_high": estimate + crit * se,
+            "z": z,
+            "p": 2 * stats.norm.sf(np.abs(z)),
+        },
+        index=pd.Index(list(names), name="term"),
+    )
+
+
+@dataclass
+class _OLSFit:
+    """Least-squares estimates, their covariance, the residual variance and logLik."""
+
+    beta: np.ndarray
+    cov: np.ndarray
+    sigma2: float
+    loglik: float
+
+
+def _ols_estimates(x: np.ndarray, y: np.ndarray, reml: bool, where: str) -> _OLSFit:
+    """Least squares through the QR decomposition ``X = QR`` (``X'X = R'R``)."""
+    n, p = x.shape
+    q, r = np.linalg.qr(x)
+    beta = solve_triangular(r, q.T @ y)
+    rss = float(np.sum((y - x @ beta) ** 2))
+    if rss <= (1e-12 * float(np.linalg.norm(y))) ** 2:
+        raise ModelDataError(
+            f"{where}: the fixed effects reproduce the response exactly (residual sum of "
+            "squares 0), so the residual variance is 0 and the likelihood is unbounded."
+        )
+    sigma2 = rss / (n - p if reml else n)
+    r_inv = solve_triangular(r, np.eye(p))
+    logdet_xtx = 2.0 * float(np.sum(np.log(np.abs(np.diag(r)))))
+    loglik = _ols_loglik(rss, n, p, logdet_xtx, reml)
+    return _OLSFit(beta, sigma2 * (r_inv @ r_inv.T), sigma2, loglik)
+
+
+def _fit_ols(parsed: ParsedFormula, prepared: _Prepared, reml: bool, data_name: str) -> MixedResult:
+    """Fit a formula without random terms by least squares, as a :class:`MixedResult`."""
+    formula, frame = parsed.formula, prepared.frame
+    response_matrix, design = _fixed_design_matrices(parsed, frame, data_name)
+    _check_full_rank(design, formula, data_name)
+    n, p = design.shape
+    if n <= p:
+        raise ModelDataError(
+            f"{data_name}: formula {formula!r} has {p} fixed effects but only {n} complete "
+            "rows; least squares needs more rows than coefficients to estimate the "
+            "residual variance."
+        )
+    y = response_matrix.iloc[:, 0].to_numpy(dtype=float)
+    fit = _ols_estimates(design.to_numpy(dtype=float), y, reml, f"{data_name}: {formula!r}")
+    fixed = _wald_table(fit.beta, np.sqrt(np.diag(fit.cov)), [str(c) for c in design.columns])
+    varcomp = pd.DataFrame(
+        [("Residual", "", "", fit.sigma2, math.sqrt(fit.sigma2))],
+        columns=["group", "term", "term2", "variance_or_cov", "sd_or_corr"],
+    )
+    attempts = pd.DataFrame(
+        [
+            {
+                "optimizer": "ols",
+                "loglik": fit.loglik,
+                "loglik_gap": 0.0,
+                "max_fixed_diff_se": 0.0,
+                "statsmodels_converged": None,
+                "selected": True,
+                "error": "",
+            }
+        ]
+    )
+    return MixedResult(
+        formula=formula,
+        reml=reml,
+        fixed=fixed,
+        varcomp=varcomp,
+        loglik=fit.loglik,
+        n_params=p + 1,
+        nobs=n,
+        ngroups={},
+        n_dropped_missing=prepared.n_dropped,
+        missing_by_column=prepared.missing_by_column,
+        converged=True,
+        singular=False,
+        hessian_positive_definite=True,
+        max_abs_gradient=0.0,
+        max_abs_scaled_gradient=0.0,
+        warnings=[],
+        optimizer="ols",
+        newton_steps=0,
+        attempts=attempts,
+        theta=np.zeros(0),
+        spec=None,
+        cov_fixed=pd.DataFrame(fit.cov, index=fixed.index, columns=fixed.index),
+        statsmodels_result=None,
+        engine="ols",
+        model_frame=frame,
+        design=design.astype(float),
+        design_info=design.design_info,
+        response=str(response_matrix.columns[0]),
+        response_values=y,
+        _fingerprint=_fingerprint(y),
+    )
+
+
 def fit_mixed(
     data: pd.DataFrame,
     formula: str,
@@ -1284,7 +1501,9 @@ def fit_mixed(
         ``"y ~ x_within + x_between + session + (1 | therapist_id) + (1 + session || patient_id)"``.
         Nested ids reused across outer groups are written ``(1 | therapist_id/patient_id)``
         or ``(1 | therapist_id:patient_id)`` as in lme4.  See the module docstring for the
-        statsmodels call each form maps to.
+        statsmodels call each form maps to.  A formula without random terms, e.g.
+        ``"outcome_last ~ alliance_early_c + outcome_intake_c"``, is fitted by least squares
+        (see Notes).
     reml : bool, default True
         REML (lme4's default) or ML (needed to compare fixed effects by likelihood).
     optimizers : sequence of str, default :data:`DEFAULT_OPTIMIZERS`
@@ -1301,7 +1520,8 @@ def fit_mixed(
         statsmodels otherwise.  ``"engine"`` forces the engine (an error names what is
         outside its class); ``"statsmodels"`` forces the statsmodels reference path.
         Only the engine fits correlated effects of an inner factor, e.g.
-        ``(1 + session_c | patient_id) + (1 | therapist_id)``.
+        ``(1 + session_c | patient_id) + (1 | therapist_id)``.  Ignored for a formula
+        without random terms, which every setting fits by least squares.
 
     Returns
     -------
@@ -1316,7 +1536,8 @@ def fit_mixed(
         If the chosen fitter cannot fit the model exactly (the message names the nearest
         exact alternative), including crossed grouping factors.
     ModelDataError
-        If the data lack a column, have no complete rows or too few groups.
+        If the data lack a column, have no complete rows or too few groups, or (no random
+        terms) the fixed-effect design is rank deficient or has no more rows than columns.
 
     Notes
     -----
@@ -1336,6 +1557,13 @@ def fit_mixed(
     are not nested raise :class:`UnsupportedModelError`.  Rows with a missing value in any
     model variable are dropped and counted.  Every warning raised during fitting is
     recorded in ``MixedResult.warnings`` and re-emitted once.
+
+    A formula without random terms (a two-level study's patient-level model, which has no
+    therapist term) is fitted by least squares whatever ``engine`` says, since neither
+    mixed-model fitter has anything to estimate beyond it: the result has
+    ``engine == "ols"``, lme4's REML/ML conventions for the standard errors, residual
+    variance and log-likelihood (see :class:`MixedResult`), and a rank-deficient design
+    raises :class:`ModelDataError` naming the collinear terms.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}; got {engine!r}.")
@@ -1347,7 +1575,9 @@ def fit_mixed(
                 raise ValueError(
                     f"Unknown optimiser {method!r} in {spec_text!r}; use {_KNOWN_METHODS}."
                 )
-    parsed = parse_formula(formula)
+    parsed = parse_formula(formula, require_random=False)
+    if not parsed.random_terms:
+        return _fit_ols(parsed, _prepare_data(data, parsed, data_name), reml, data_name)
     labels = parsed.group_labels
     if len(labels) > 2:
         if engine == "engine":
@@ -1531,19 +1761,7 @@ def fit_mixed(
         ],
     )
 
-    z = fe_params / se
-    crit = stats.norm.ppf(0.975)
-    fixed = pd.DataFrame(
-        {
-            "estimate": fe_params,
-            "se": se,
-            "ci_low": fe_params - crit * se,
-            "ci_high": fe_params + crit * se,
-            "z": z,
-            "p": 2 * stats.norm.sf(np.abs(z)),
-        },
-        index=pd.Index(fixed_names, name="term"),
-    )
+    fixed = _wald_table(fe_params, se, fixed_names)
     varcomp = _build_varcomp(spec, model, scale * cov_re_u, scale * vcomp_u, scale)
     ngroups = {label: int(frame[label].nunique()) for label in labels}
 
@@ -1649,7 +1867,9 @@ def likelihood_ratio_test(
     Parameters
     ----------
     restricted : MixedResult
-        The smaller model.
+        The smaller model.  It may have no random terms (a least-squares fit,
+        ``engine == "ols"``): ``y ~ x`` against ``y ~ x + (1 | g)`` is the boundary test of
+        the one added variance (df 1), under REML as well since the fixed effects agree.
     full : MixedResult
         The larger model (it adds ``df`` parameters).
     boundary : bool, default True
@@ -1731,10 +1951,17 @@ def icc_from_null(result: MixedResult) -> pd.DataFrame:
     Raises
     ------
     ValueError
-        If the model has random slopes (the ICC then depends on the covariates).
+        If the model has no random effects (a formula without random terms, fitted by
+        least squares) or has random slopes (the ICC then depends on the covariates).
     """
     variances = result.varcomp[result.varcomp["term2"] == ""]
     random_rows = variances[variances["group"] != "Residual"]
+    if random_rows.empty:
+        raise ValueError(
+            f"icc_from_null needs a model with a random intercept, e.g. 'y ~ 1 + (1 | "
+            f"patient_id)'; {result.formula!r} has no random effects (fitted by least "
+            "squares), so there is no grouping factor to share variance."
+        )
     if (random_rows["term"] != "Intercept").any():
         raise ValueError(
             "icc_from_null needs a random-intercept-only model; this one has random slopes "

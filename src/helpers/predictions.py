@@ -56,7 +56,7 @@ import patsy
 from scipy import stats
 from statsmodels.regression.mixed_linear_model import MixedLMParams
 
-from helpers.models import MixedResult, names_in_code
+from helpers.models import MixedResult, ModelDataError, names_in_code
 
 __all__ = [
     "ALLIANCE_LEVEL_LABELS",
@@ -94,6 +94,11 @@ def _check_result(result: Any, func: str) -> MixedResult:
             f"helpers.effects.fit_quietly), got {type(result).__name__}."
         )
     return result
+
+
+def _grouping_factors(result: MixedResult) -> list[str]:
+    """The model's grouping factors, outer first (none for a fit without random terms)."""
+    return [g for g in dict.fromkeys(result.varcomp["group"]) if g != "Residual"]
 
 
 def _residual_variance(result: MixedResult) -> float:
@@ -155,7 +160,7 @@ def _engine_groups(result: MixedResult) -> list[_Group]:
     """
     fit = result.engine_result
     frame = result.model_frame
-    factors = [g for g in dict.fromkeys(result.varcomp["group"]) if g != "Residual"]
+    factors = _grouping_factors(result)
     outer, inner = factors[0], (factors[1] if len(factors) > 1 else None)
     sigma2 = float(fit.sigma2)
     lams = {g: _factor(fit.covariance[g].to_numpy(dtype=float) / sigma2) for g in factors}
@@ -301,8 +306,13 @@ def random_effects_table(
 
     Raises
     ------
+    ModelDataError
+        If the model has no random effects (a formula without random terms, fitted by least
+        squares), or ``group`` is not one of its grouping factors, e.g. ``"therapist_id"``
+        for a two-level study's model with ``patient_id`` only (the message names the
+        factors the model has).  A subclass of ``ValueError``.
     ValueError
-        If ``group`` is not a grouping factor of the model, or ``level`` is not in (0, 1).
+        If ``level`` is not in (0, 1).
 
     Notes
     -----
@@ -318,11 +328,18 @@ def random_effects_table(
     """
     func = "random_effects_table"
     result = _check_result(result, func)
-    factors = [g for g in dict.fromkeys(result.varcomp["group"]) if g != "Residual"]
+    factors = _grouping_factors(result)
+    if not factors:
+        raise ModelDataError(
+            f"{func}: the model {result.formula!r} has no random effects (no random terms: "
+            "it was fitted by least squares), so there are no conditional modes to tabulate. "
+            "Its fitted values and residuals are in residuals_table."
+        )
     if group not in factors:
-        raise ValueError(
+        raise ModelDataError(
             f"{func}: {group!r} is not a grouping factor of the model {result.formula!r}; "
-            f"its grouping factors are {factors}."
+            f"its grouping factors are {factors}. (A study without {group!r} fits no random "
+            "effect for it: ask for one of those factors instead.)"
         )
     z_crit = _critical_value(level, func)
     sigma2 = _residual_variance(result)
@@ -363,7 +380,8 @@ def residuals_table(result: MixedResult) -> pd.DataFrame:
     """Conditional fitted values and residuals, one row per row the model used.
 
     ``fitted = X beta_hat + Z b_hat`` (fixed effects plus the conditional modes of every
-    grouping factor) and ``residual = y - fitted``, at the reported estimates.
+    grouping factor) and ``residual = y - fitted``, at the reported estimates.  For a fit
+    without random terms (least squares) ``fitted`` is the fixed part ``X beta_hat``.
 
     Parameters
     ----------
@@ -380,8 +398,9 @@ def residuals_table(result: MixedResult) -> pd.DataFrame:
     result = _check_result(result, "residuals_table")
     beta = _beta(result)
     y = np.asarray(result.response_values, dtype=float)
-    fitted = np.empty(len(y))
-    for g in _groups(result):
+    fitted = result.design.to_numpy(dtype=float) @ beta  # fixed part; modes added below
+    groups = _groups(result) if _grouping_factors(result) else []  # none: least squares
+    for g in groups:
         a = g.z_lambda.T @ g.z_lambda + np.eye(g.lam.shape[0])
         u = np.linalg.solve(a, g.z_lambda.T @ (g.y - g.x @ beta))
         fitted[g.rows] = g.x @ beta + g.z_lambda @ u
