@@ -458,3 +458,17 @@ def test_cli_reports_unparseable_dates(tmp_path):
     assert "session dates written as YYYY-MM-DD (ISO 8601)" in proc.stderr
     assert "set read.date_format: '%d.%m.%Y'" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_processed_schema_accepts_no_therapist_and_refuses_dates(dated):
+    result, _ = dated
+    sessions = result.sessions
+    schema.validate_processed(sessions.drop(columns="therapist_id"))  # a two-level frame
+    for dated_frame in (
+        sessions.assign(session_date=pd.Timestamp(2024, 3, 5)),
+        sessions.assign(visit=pd.Timestamp(2024, 3, 5)),  # a date column under any name
+    ):
+        with pytest.raises(StudyDataError, match="no dates in the processed data"):
+            schema.validate_processed(dated_frame)
+    with pytest.raises(StudyDataError, match="days_since_first"):
+        schema.validate_processed(sessions.assign(days_since_first=-1))
