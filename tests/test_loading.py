@@ -732,7 +732,7 @@ def test_a_format_that_fits_every_date_is_suggested(tmp_path: Path):
     assert "'%d/%m/%Y'" in problem.fix and "also fit '%m/%d/%Y'" in problem.fix
 
 
-def test_native_dates_from_excel_and_parquet(tmp_path: Path):
+def test_native_dates_from_excel_parquet_spss_and_stata(tmp_path: Path):
     workbook = openpyxl.Workbook()
     sheet = workbook.active
     sheet.append(["therapist", "patient", "visit", "wai", "phq"])
@@ -752,7 +752,10 @@ def test_native_dates_from_excel_and_parquet(tmp_path: Path):
         }
     )
     table.to_parquet(tmp_path / "d.parquet")
-    assert read_study(tmp_path / "d.parquet", dated_config())["session"].tolist() == [1, 0]
+    pyreadstat.write_sav(table, tmp_path / "d.sav")
+    pyreadstat.write_dta(table, tmp_path / "d.dta")
+    for name in ("d.parquet", "d.sav", "d.dta"):
+        assert read_study(tmp_path / name, dated_config())["session"].tolist() == [1, 0], name
 
 
 def test_excel_numbers_in_a_date_column_are_reported(tmp_path: Path):
