@@ -170,3 +170,62 @@ def test_ledger_always_reconciles(rows, dup_policy, multi_policy):
     assert not df.duplicated(["patient_id", "session"]).any()
     assert (df.groupby("patient_id")["therapist_id"].nunique() <= 1).all()
     assert (df["session"] >= 1).all()
+
+
+def test_two_level_study_skips_the_therapist_rule_and_leaves_therapists_out():
+    df = _frame([("T1", "P1", 1, 3, 10), (None, "P1", 2, 3, 9), ("T1", None, 1, 3, 9)])
+    df = df.drop(columns="therapist_id")
+    log = cl.CleaningLog(len(df), therapists=False)
+    log.record_step("records read", df)
+    kept = cl.exclude_missing_ids(df, log)
+    assert kept["source_row"].tolist() == [2, 3]  # a missing therapist is not missing
+    kept = cl.resolve_multiple_therapists(kept, log, "exclude")
+    assert kept["source_row"].tolist() == [2, 3]
+    flow = log.flow_frame()
+    assert flow["step"].tolist() == [
+        "records read",
+        "missing identifiers",
+        "patients under several therapists: not applicable (no therapist column)",
+    ]
+    assert flow["therapists_kept"].isna().all()
+    assert flow["patients_kept"].tolist() == [1, 1, 1]
+    ledger = log.ledger_frame()
+    assert "therapist_id" not in ledger.columns
+    assert ledger[["source_row", "reason"]].values.tolist() == [[4, "missing patient_id"]]
+
+
+def _dated(rows: list[tuple]) -> pd.DataFrame:
+    """Records (therapist, patient, session, session_date, alliance_client_item01, outcome)."""
+    df = _frame([(t, p, s, a, o) for t, p, s, _, a, o in rows])
+    df.insert(4, "session_date", pd.to_datetime([r[3] for r in rows]))
+    return df
+
+
+def test_missing_session_date_is_named():
+    df = _dated([("T1", "P1", 1, "2024-03-05", 3, 10), ("T1", "P1", np.nan, None, 3, 9)])
+    log = cl.CleaningLog(2)
+    kept = cl.exclude_missing_ids(df, log)
+    assert kept["source_row"].tolist() == [2]
+    assert log.ledger_frame()["reason"].tolist() == ["missing session_date"]
+
+
+def test_records_on_the_same_date_go_through_the_duplicate_rules():
+    df = _dated(
+        [
+            ("T1", "P1", 1, "2024-03-05", 3, 10),
+            ("T1", "P1", 1, "2024-03-05", 3, 10),  # the same record again
+            ("T1", "P1", 2, "2024-03-12", 3, 10),
+            ("T1", "P1", 2, "2024-03-12", 4, 10),  # same date, another rating
+        ]
+    )
+    log = cl.CleaningLog(4)
+    kept = cl.exclude_exact_duplicates(df, log)
+    kept = cl.resolve_conflicting_duplicates(kept, log, "exclude")
+    assert kept["source_row"].tolist() == [2]
+    assert log.ledger_frame()["reason"].tolist() == [
+        "exact duplicate of row 2, same session date",
+        "same session date as row(s) 5 of the same patient, other values (exclude)",
+        "same session date as row(s) 4 of the same patient, other values (exclude)",
+    ]
+    with pytest.raises(StudyDataError, match="share a patient and session date"):
+        cl.resolve_conflicting_duplicates(df.iloc[2:], cl.CleaningLog(2), "error")

@@ -98,13 +98,15 @@ def test_every_template_key_is_known_to_the_checker_and_vice_versa():
     paths = {p for p in paths if len(p) > 1}
     assert {p[1] for p in paths if p[0] == "read"} == set(cfgmod.READ_KEYS)
     assert {p[1] for p in paths if p[0] == "cleaning"} == set(cfgmod.CLEANING_KEYS)
-    assert {p[1] for p in paths if p[0] == "columns"} == set(cfgmod.COLUMN_KEYS)
+    # session_date is the commented-out alternative to session.
+    columns = {p[1] for p in paths if p[0] == "columns"}
+    assert columns | {"session_date"} == set(cfgmod.COLUMN_KEYS)
     assert {p[1] for p in paths if p[0] == "wide"} == set(cfgmod.WIDE_KEYS)
     # The commented-out intake_total is the only outcome key not set in the template.
     outcome = {p[1] for p in paths if p[0] == "outcome" and len(p) == 2}
     assert outcome | {"intake_total", "items", "total"} == set(cfgmod.OUTCOME_KEYS)
     text = default_template_path().read_text(encoding="utf-8")
-    for key in (*cfgmod.MEASURE_KEYS, "intake_total"):
+    for key in (*cfgmod.MEASURE_KEYS, "intake_total", "session_date"):
         assert f"`{key}`" in text or f"{key}:" in text
 
 
@@ -433,3 +435,119 @@ def test_item_counts_agree_with_the_scoring_registry():
     assert set(cfgmod.ALLIANCE_INSTRUMENTS) | set(cfgmod.OUTCOME_INSTRUMENTS) == set(
         scoring.INSTRUMENTS
     )
+
+
+# --------------------------------------------------------------------------- two-level studies
+
+
+def test_therapist_column_is_optional():
+    cfg = config_from_dict(minimal(columns={"patient_id": "p", "session": "s"}))
+    assert not cfg.has_therapists
+    assert cfg.canonical_columns()[:3] == ["source_row", "patient_id", "session"]
+    assert "therapist_id" not in cfg.canonical_columns()
+    assert config_from_dict(cfg.to_dict()) == cfg
+    assert config_from_dict(MINIMAL).has_therapists
+
+
+# --------------------------------------------------------------------------- session dates
+
+DATED = {"patient_id": "p", "therapist_id": "t", "session_date": "visit"}
+
+
+def test_session_dates_instead_of_session_numbers():
+    cfg = config_from_dict(
+        minimal(
+            columns=DATED,
+            read={"date_format": "%d.%m.%Y"},
+            cleaning={"max_gap_days": 14, "days_since_first": True},
+        )
+    )
+    assert cfg.sessions_from_dates
+    assert cfg.read.date_format == "%d.%m.%Y"
+    assert (cfg.cleaning.max_gap_days, cfg.cleaning.days_since_first) == (14, True)
+    assert cfg.canonical_columns()[:5] == [
+        "source_row",
+        "therapist_id",
+        "patient_id",
+        "session",
+        "session_date",
+    ]
+    assert cfg.source_keys()["visit"] == "columns.session_date"
+    as_dict = cfg.to_dict()
+    assert as_dict["read"]["date_format"] == "%d.%m.%Y"
+    assert as_dict["cleaning"]["max_gap_days"] == 14
+    assert as_dict["cleaning"]["days_since_first"] is True
+    assert as_dict["columns"]["session_date"] == "visit"
+    assert config_from_dict(as_dict) == cfg
+
+
+def test_date_defaults():
+    cfg = load_config(default_template_path())
+    assert cfg.read.date_format is None
+    assert cfg.cleaning.max_gap_days == 28
+    assert cfg.cleaning.days_since_first is False
+    assert not cfg.sessions_from_dates
+    assert {"date_format": None}.items() <= cfg.to_dict()["read"].items()
+
+
+def test_session_and_session_date_both_given():
+    (problem,) = errors_of(minimal(columns={**DATED, "session": "s"})).problems
+    assert problem.column == "columns.session_date"
+    assert "columns.session (numbers) OR columns.session_date (dates)" in problem.rule
+    assert problem.found == "both session: s and session_date: visit"
+
+
+def test_neither_session_nor_session_date():
+    (problem,) = errors_of(minimal(columns={"patient_id": "p"})).problems
+    assert problem.column == "columns.session"
+    assert problem.found == "the key is missing"
+    assert "'session_date:'" in problem.fix
+
+
+def test_session_date_in_wide_layout_is_an_error():
+    data = minimal(layout="wide", columns={"patient_id": "p", "session_date": "visit"})
+    (problem,) = errors_of(data).problems
+    assert problem.column == "columns.session_date"
+    assert "long layout only" in problem.rule
+
+
+@pytest.mark.parametrize("fmt", ["%Y-%m", "dd.mm.yyyy", "%d.%m"])
+def test_date_format_needs_day_month_and_year(fmt):
+    (problem,) = errors_of(minimal(columns=DATED, read={"date_format": fmt})).problems
+    assert problem.column == "read.date_format"
+    assert problem.values == [fmt]
+    assert "'%d.%m.%Y' for 05.03.2024" in problem.fix
+
+
+@pytest.mark.parametrize("fmt", ["%d.%m.%Y", "%m/%d/%y", "%Y%m%d", "%d.%m.%Y %H:%M"])
+def test_date_formats_that_read_back(fmt):
+    assert config_from_dict(minimal(read={"date_format": fmt})).read.date_format == fmt
+
+
+def test_options_that_need_session_dates():
+    data = minimal(cleaning={"days_since_first": True})
+    (problem,) = errors_of(data).problems
+    assert problem.column == "cleaning.days_since_first"
+    assert "columns.session_date" in problem.rule
+    dated = minimal(
+        columns=DATED, outcome={"instrument": "phq9", "total": "q", "intake_session": 1}
+    )
+    (problem,) = errors_of(dated).problems
+    assert problem.column == "outcome.intake_session"
+    assert problem.found == "intake_session: 1"
+    ok = minimal(columns=DATED, outcome={"instrument": "phq9", "total": "q", "intake_session": 0})
+    assert config_from_dict(ok).outcome.intake_session == 0
+
+
+def test_bad_date_cleaning_values():
+    data = minimal(columns=DATED, cleaning={"days_since_first": "yes", "max_gap_days": 0})
+    problems = {p.column: p for p in errors_of(data).problems}
+    assert set(problems) == {"cleaning.days_since_first", "cleaning.max_gap_days"}
+    assert problems["cleaning.days_since_first"].rule == "true or false"
+    assert problems["cleaning.max_gap_days"].rule == "a whole number of at least 1"
+
+
+def test_session_date_may_not_be_a_covariate_name():
+    data = minimal(covariates={"session_date": "d", "days_since_first": "x"})
+    columns = {p.column for p in errors_of(data).problems}
+    assert columns == {"covariates.session_date", "covariates.days_since_first"}

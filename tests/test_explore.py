@@ -68,3 +68,53 @@ def test_intake_and_change_by_group():
     change = explore.change_summary(patients)
     assert change.loc["CBT", "% reliably improved"] == 50
     assert change.loc["humanistic", "improvement"] == 0
+
+
+def test_sample_overview_of_a_two_level_study(sessions):
+    table = explore.sample_overview(sessions.drop(columns="therapist_id"))["value"]
+    assert table["therapists"] == "not identified (two-level study)"
+    assert "patients per therapist" not in table.index
+    assert table["patients"] == "3" and table["sessions"] == "11"
+    assert table["sessions per patient"] == "3 [2.5–4.5], range 2–6"
+
+
+@pytest.fixture
+def patients_without_groups():
+    return pd.DataFrame(
+        {
+            "outcome_intake": [20.0, 10.0, 15.0],
+            "n_sessions": [10, 4, 6],
+            "outcome_last": [8.0, 9.0, 15.0],
+            "improvement": [12.0, 1.0, 0.0],
+            "change_category": ["recovered", "no reliable change", "improved"],
+        }
+    )
+
+
+def test_group_tables_without_modality_or_therapists_give_one_overall_row(
+    patients_without_groups,
+):
+    intake = explore.intake_by_group(patients_without_groups)
+    assert intake.index.tolist() == ["all patients"]
+    assert list(intake.columns) == ["patients", "intake mean", "intake SD", "sessions (mean)"]
+    assert intake.loc["all patients"].tolist() == [3, 15.0, 5.0, round(20 / 3, 2)]
+    change = explore.change_summary(patients_without_groups)
+    assert change.index.tolist() == ["all patients"]
+    # 2 of 3 patients recovered or improved; mean improvement (12 + 1 + 0) / 3
+    assert change.loc["all patients", "% reliably improved"] == round(200 / 3, 2)
+    assert change.loc["all patients", "improvement"] == round(13 / 3, 2)
+
+
+def test_group_tables_by_none_and_a_misspelt_column(patients_without_groups):
+    with_modality = patients_without_groups.assign(modality=["CBT", "CBT", "humanistic"])
+    overall = explore.intake_by_group(with_modality, by=None)
+    assert overall.index.tolist() == ["all patients"]
+    assert explore.change_summary(with_modality, by=None).index.tolist() == ["all patients"]
+    with pytest.raises(KeyError, match="no column 'modalty'"):
+        explore.intake_by_group(with_modality, by="modalty")
+
+
+def test_mean_by_session_by_modality_without_modality(sessions):
+    table = explore.mean_by_session(sessions, "outcome", by="modality", min_n=3)
+    pd.testing.assert_frame_equal(table, explore.mean_by_session(sessions, "outcome", min_n=3))
+    assert "modality" not in table.columns

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from helpers.features import (
     MODEL_FEATURE_COLUMNS,
+    THERAPIST_FEATURE_COLUMNS,
     add_model_features,
     early_value,
     grand_mean_center,
@@ -116,6 +117,19 @@ def test_add_model_features_other_source_columns_and_early_session():
     assert_values(out["alliance_between"], HAND_EXPECTED["alliance_between"])
     # session 2: A = 6, B = 5, C unrated
     assert_values(out["alliance_early"], [6, 6, 5, 6, NAN, 5, 6, NAN, 5, 6])
+
+
+def test_add_model_features_two_level_leaves_out_the_therapist_split():
+    frame = hand_frame().drop(columns="therapist_id")
+    out = add_model_features(frame, therapist=None)
+    two_level = [c for c in MODEL_FEATURE_COLUMNS if c not in THERAPIST_FEATURE_COLUMNS]
+    assert THERAPIST_FEATURE_COLUMNS == ("alliance_therapist_mean", "alliance_patient_dev")
+    assert list(out.columns) == list(frame.columns) + two_level
+    for name in two_level:  # the other features do not depend on therapists
+        assert_values(out[name], HAND_EXPECTED[name])
+    # without therapist=None a missing therapist column is an error, not a silent two-level run
+    with pytest.raises(ValueError, match=r"no column\(s\) \['therapist_id'\]"):
+        add_model_features(frame)
 
 
 def test_person_mean_center_hand():

@@ -7,6 +7,7 @@ the standard library's csv module), never from the code under test.
 from __future__ import annotations
 
 import csv
+import datetime
 import hashlib
 import subprocess
 import sys
@@ -641,3 +642,128 @@ def test_text_in_a_score_column_is_always_reported(text):
     (problem,) = info.value.problems
     assert problem.rows == [3]
     assert problem.values == [text]
+
+
+# ------------------------------------------------------------- two-level studies, session dates
+
+
+def test_two_level_file_maps_without_a_therapist_column(tmp_path: Path):
+    text = "patient,session,wai,phq\nP,1,40,12\nQ,1,41,9\n"
+    cfg = totals_config(columns={"patient_id": "patient", "session": "session"})
+    frame = read_study(write_text(tmp_path, "s.csv", text), cfg)
+    assert list(frame.columns) == [
+        "source_row",
+        "patient_id",
+        "session",
+        "alliance_client",
+        "outcome",
+    ]
+    assert frame["patient_id"].tolist() == ["P", "Q"]
+
+
+DATED = {"therapist_id": "therapist", "patient_id": "patient", "session_date": "visit"}
+
+
+def dated_config(**read):
+    return totals_config(
+        columns=DATED,
+        read=read,
+        outcome={"instrument": "phq9", "total": "phq", "intake_session": 0},
+    )
+
+
+def test_session_dates_number_each_patients_sessions(tmp_path: Path):
+    # P: intake 01.02.2024, then 08.02 (twice), 29.02; Q: 15.01.2024 only; row 7 has no date
+    text = (
+        "therapist,patient,visit,wai,phq\n"
+        "T,P,29.02.2024,40,5\n"
+        "T,P,01.02.2024,,20\n"
+        "T,P,08.02.2024,38,12\n"
+        "T,Q,15.01.2024,,14\n"
+        "T,P,08.02.2024,39,11\n"
+        "T,Q,,30,9\n"
+    )
+    frame = read_study(write_text(tmp_path, "d.csv", text), dated_config(date_format="%d.%m.%Y"))
+    assert list(frame.columns)[:5] == [
+        "source_row",
+        "therapist_id",
+        "patient_id",
+        "session",
+        "session_date",
+    ]
+    assert frame["source_row"].tolist() == [2, 3, 4, 5, 6, 7]
+    assert frame["session"].tolist()[:5] == [2, 0, 1, 0, 1]
+    assert frame["session"].isna().tolist() == [False] * 5 + [True]
+    assert frame["session_date"].iloc[0] == pd.Timestamp(2024, 2, 29)
+    assert frame["session_date"].isna().tolist() == [False] * 5 + [True]
+
+
+def test_session_dates_without_intake_start_at_one(tmp_path: Path):
+    text = "therapist,patient,visit,wai,phq\nT,P,2024-03-12,40,5\nT,P,2024-03-05,41,6\n"
+    cfg = totals_config(columns=DATED)
+    frame = read_study(write_text(tmp_path, "d.csv", text), cfg)
+    assert frame["session"].tolist() == [2, 1]
+
+
+def test_unparseable_session_dates_name_rows_values_and_the_format(tmp_path: Path):
+    text = (
+        "therapist,patient,visit,wai,phq\n"
+        "T,P,2024-03-05,40,5\n"
+        "T,P,12.03.2024,41,6\n"
+        "T,Q,19.03.2024,42,7\n"
+    )
+    err = load_error(write_text(tmp_path, "d.csv", text), dated_config())
+    (problem,) = err.problems
+    assert problem.column == "visit"
+    assert problem.rows == [3, 4]
+    assert problem.values == ["12.03.2024", "19.03.2024"]
+    assert problem.rule == "session dates written as YYYY-MM-DD (ISO 8601)"
+    assert problem.found == "2 values that are not a date in that format"
+    # no single format reads every date of the column (the first is ISO): a general fix
+    assert "set read.date_format to the format of these cells" in problem.fix
+
+
+def test_a_format_that_fits_every_date_is_suggested(tmp_path: Path):
+    text = "therapist,patient,visit,wai,phq\nT,P,31/01/2024,40,5\nT,P,07/02/2024,41,6\n"
+    (problem,) = load_error(write_text(tmp_path, "d.csv", text), dated_config()).problems
+    assert problem.fix == "set read.date_format: '%d/%m/%Y' under read: in the config"
+    text = "therapist,patient,visit,wai,phq\nT,P,03/01/2024,40,5\nT,P,07/02/2024,41,6\n"
+    (problem,) = load_error(write_text(tmp_path, "e.csv", text), dated_config()).problems
+    assert "'%d/%m/%Y'" in problem.fix and "also fit '%m/%d/%Y'" in problem.fix
+
+
+def test_native_dates_from_excel_parquet_spss_and_stata(tmp_path: Path):
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["therapist", "patient", "visit", "wai", "phq"])
+    sheet.append(["T", "P", datetime.datetime(2024, 3, 12), 40, 5])
+    sheet.append(["T", "P", datetime.datetime(2024, 3, 5), 41, 6])
+    sheet.append(["T", "P", "2024-03-19", 42, 7])  # a date typed as text
+    workbook.save(tmp_path / "d.xlsx")
+    frame = read_study(tmp_path / "d.xlsx", dated_config())
+    assert frame["session"].tolist() == [1, 0, 2]
+    table = pd.DataFrame(
+        {
+            "therapist": ["T", "T"],
+            "patient": ["P", "P"],
+            "visit": [datetime.date(2024, 3, 12), datetime.date(2024, 3, 5)],
+            "wai": [40, 41],
+            "phq": [5, 6],
+        }
+    )
+    table.to_parquet(tmp_path / "d.parquet")
+    pyreadstat.write_sav(table, tmp_path / "d.sav")
+    pyreadstat.write_dta(table, tmp_path / "d.dta")
+    for name in ("d.parquet", "d.sav", "d.dta"):
+        assert read_study(tmp_path / name, dated_config())["session"].tolist() == [1, 0], name
+
+
+def test_excel_numbers_in_a_date_column_are_reported(tmp_path: Path):
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["therapist", "patient", "visit", "wai", "phq"])
+    sheet.append(["T", "P", 45356, 40, 5])  # a serial day number, not formatted as a date
+    workbook.save(tmp_path / "d.xlsx")
+    (problem,) = load_error(tmp_path / "d.xlsx", dated_config()).problems
+    assert problem.column == "visit" and problem.rows == [2] and problem.values == [45356]
+    assert "not formatted as dates" in problem.fix

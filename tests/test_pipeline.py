@@ -250,3 +250,225 @@ def test_logged_problems_give_a_clear_reason(data, where, expected):
     table = result.value_changes if where == "values" else result.ledger
     assert table["reason"].str.contains(expected, regex=False).any(), table["reason"].tolist()
     assert sha256_file(BAD / data) == before
+
+
+# ------------------------------------------------------------------ two-level studies
+
+
+def _config_without(tmp_path, source, *lines: str):
+    """A copy of a config with the given lines (exactly as written) deleted."""
+    text = source.read_text(encoding="utf-8")
+    for line in lines:
+        assert line + "\n" in text, line
+        text = text.replace(line + "\n", "")
+    path = tmp_path / source.name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+THERAPIST_COLUMNS = ["therapist_id", "alliance_therapist_mean", "alliance_patient_dev"]
+
+
+@pytest.fixture(scope="module")
+def two_level(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("two_level")
+    config = _config_without(tmp, GOOD / "long.yml", "  therapist_id: therapist")
+    result = run_cleaning(GOOD / "long.csv", config, tmp / "out")
+    return result, tmp / "out"
+
+
+def test_two_level_study_cleans_without_therapist_columns(two_level):
+    result, out = two_level
+    three_level = run_cleaning(GOOD / "long.csv", GOOD / "long.yml")
+    for table in ("sessions", "patients"):
+        got = getattr(result, table)
+        assert not set(THERAPIST_COLUMNS) & set(got.columns), table
+        # the same data as the three-level study, less the therapist columns
+        expected = getattr(three_level, table).drop(columns=THERAPIST_COLUMNS)
+        pd.testing.assert_frame_equal(got, expected)
+    assert len(result.sessions) == 8 and result.sessions["patient_id"].nunique() == 3
+    assert "therapist_id" not in result.ledger.columns
+    assert result.ledger["source_row"].tolist() == [2, 6, 9]  # the intake rows
+    header, first, *_ = (out / "flow.csv").read_text().splitlines()
+    assert header.split(",")[3] == "therapists_kept"
+    assert first == "records read,11,3,,0,0,0"  # therapists not identified: empty, not 0
+    assert "patients under several therapists: not applicable (no therapist column)" in set(
+        result.flow["step"]
+    )
+    assert result.summary().splitlines()[0] == (
+        "study tiny_long: 11 records in; 8 sessions of 3 patients kept; therapists not "
+        "identified (two-level study); 3 intake records; 0 records excluded; "
+        "1 values set to missing."
+    )
+
+
+def test_two_level_wide_file_gives_the_same_sessions(two_level, tmp_path):
+    long_result, _ = two_level
+    config = _config_without(tmp_path, GOOD / "wide.yml", "  therapist_id: therapist")
+    result = run_cleaning(GOOD / "wide.xlsx", config)
+    assert "therapist_id" not in result.sessions.columns
+    columns = [c for c in long_result.sessions.columns if c != "source_row"]
+    pd.testing.assert_frame_equal(result.sessions[columns], long_result.sessions[columns])
+
+
+def test_study_without_therapists_or_modality_explores(tmp_path):
+    from helpers import explore
+
+    config = _config_without(
+        tmp_path, GOOD / "long.yml", "  therapist_id: therapist", "  modality: modality"
+    )
+    result = run_cleaning(GOOD / "long.csv", config)
+    assert "modality" not in result.patients.columns
+    overview = explore.sample_overview(result.sessions)["value"]
+    assert overview["therapists"] == "not identified (two-level study)"
+    intake = explore.intake_by_group(result.patients)
+    # intake PHQ-9 totals by hand from the file's session-0 rows: 6, 11, 15
+    assert intake.index.tolist() == ["all patients"]
+    assert intake.loc["all patients", "intake mean"] == round((6 + 11 + 15) / 3, 2)
+    assert "therapists" not in intake.columns
+    change = explore.change_summary(result.patients)
+    assert change.index.tolist() == ["all patients"]
+
+
+# ------------------------------------------------------------------ session dates
+
+DATED_CSV = """therapist,patient,visit,wai,phq
+T1,P1,01.02.2024,,20
+T1,P1,08.02.2024,40,15
+T1,P1,15.02.2024,42,12
+T1,P1,15.02.2024,42,12
+T1,P1,30.04.2024,45,8
+T1,P2,10.01.2024,,18
+T1,P2,17.01.2024,35,17
+T1,P2,24.01.2024,36,16
+T1,P2,24.01.2024,30,16
+T1,P2,31.01.2024,37,14
+T2,P3,,33,10
+T2,P3,05.03.2024,,22
+T2,P3,12.03.2024,30,21
+T2,P3,19.03.2024,31,19
+"""
+DATED_YML = """study: dated
+read:
+  date_format: "%d.%m.%Y"
+layout: long
+columns:
+  therapist_id: therapist
+  patient_id: patient
+  session_date: visit
+alliance:
+  client:
+    instrument: wai_sr
+    total: wai
+outcome:
+  instrument: phq9
+  total: phq
+  intake_session: 0
+cleaning:
+  max_gap_days: 28
+  days_since_first: true
+"""
+
+
+@pytest.fixture(scope="module")
+def dated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dated")
+    (tmp / "dated.csv").write_text(DATED_CSV, encoding="utf-8")
+    (tmp / "dated.yml").write_text(DATED_YML, encoding="utf-8")
+    result = run_cleaning(tmp / "dated.csv", tmp / "dated.yml", tmp / "out")
+    return result, tmp / "out"
+
+
+def test_sessions_are_numbered_by_date(dated):
+    result, _ = dated
+    s = result.sessions.set_index("source_row")
+    # P1: intake 01.02 (line 2); 08.02 -> 1, 15.02 -> 2, 30.04 -> 3; P2: intake 10.01;
+    # 17.01 -> 1, 24.01 (twice, conflicting) -> 2, 31.01 -> 3; P3: intake 05.03; 12.03 -> 1 ...
+    assert s["session"].to_dict() == {3: 1, 4: 2, 6: 3, 8: 1, 11: 3, 14: 1, 15: 2}
+    # days since the first treatment session; 08.02 -> 30.04.2024 is 21 + 31 + 30 = 82 days
+    assert s["days_since_first"].to_dict() == {3: 0, 4: 7, 6: 82, 8: 0, 11: 14, 14: 0, 15: 7}
+    assert s["days_since_first"].dtype == "int64"
+    assert s.loc[[3, 4, 6], "outcome_intake"].tolist() == [20.0] * 3
+    ledger = result.ledger.set_index("source_row")
+    assert ledger["fate"].to_dict() == {
+        2: "intake",
+        5: "excluded",
+        7: "intake",
+        9: "excluded",
+        10: "excluded",
+        12: "excluded",
+        13: "intake",
+    }
+    assert ledger.loc[5, "reason"] == "exact duplicate of row 4, same session date"
+    assert ledger.loc[9, "reason"] == (
+        "same session date as row(s) 10 of the same patient, other values (exclude)"
+    )
+    assert ledger.loc[12, "reason"] == "missing session_date"
+
+
+def test_session_dates_summary(dated):
+    result, out = dated
+    summary = result.session_dates.set_index("measure")["value"]
+    # intervals: P1 7 and 75 days, P2 7 and 7, P3 7 -> 5 intervals, 1 over 28, median 7
+    assert summary.tolist() == [13, 1, 3, 4, 5, 1, 7]
+    assert (out / "session_dates.csv").read_text().splitlines()[6:8] == [
+        "intervals longer than 28 days,1",
+        "median days between consecutive treatment sessions,7",
+    ]
+    assert result.summary().splitlines()[1] == (
+        "session numbers from dates: 13 dated records of 3 patients; 4 records on the same "
+        "date as another of the patient's; 1 of 5 intervals between sessions longer than "
+        "28 days; median interval 7 days."
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "session_dates.csv" in {o["path"] for o in manifest["outputs"]}
+
+
+def test_no_output_holds_a_session_date(dated):
+    result, out = dated
+    days = {line.split(",")[2] for line in DATED_CSV.splitlines()[1:]} - {""}
+    assert len(days) == 11
+    forms = set()
+    for day in days:
+        d, m, y = day.split(".")
+        forms |= {day, f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{d}/{m}/{y}", f"{y}{m}{d}"}
+    files = sorted(out.iterdir())
+    assert {f.name for f in files} >= {"sessions.csv", "sessions.parquet", "session_dates.csv"}
+    for path in files:
+        content = path.read_bytes().decode("utf-8", errors="replace")
+        leaked = sorted(f for f in forms if f in content)
+        assert not leaked, f"{path.name} holds {leaked}"
+    tables = [result.sessions, result.patients, result.ledger, result.value_changes]
+    tables += [result.flow, result.session_dates, pd.read_parquet(out / "sessions.parquet")]
+    for table in tables:
+        assert "session_date" not in table.columns
+        assert not any(table[c].dtype.kind in "mM" for c in table.columns)
+
+
+def test_cli_reports_unparseable_dates(tmp_path):
+    (tmp_path / "dated.csv").write_text(DATED_CSV, encoding="utf-8")
+    config = tmp_path / "dated.yml"
+    config.write_text(DATED_YML.replace('  date_format: "%d.%m.%Y"\n', ""), encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers", "clean", "--input", str(tmp_path / "dated.csv"),
+         "--config", str(config), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "session dates written as YYYY-MM-DD (ISO 8601)" in proc.stderr
+    assert "set read.date_format: '%d.%m.%Y'" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_processed_schema_accepts_no_therapist_and_refuses_dates(dated):
+    result, _ = dated
+    sessions = result.sessions
+    schema.validate_processed(sessions.drop(columns="therapist_id"))  # a two-level frame
+    for dated_frame in (
+        sessions.assign(session_date=pd.Timestamp(2024, 3, 5)),
+        sessions.assign(visit=pd.Timestamp(2024, 3, 5)),  # a date column under any name
+    ):
+        with pytest.raises(StudyDataError, match="no dates in the processed data"):
+            schema.validate_processed(dated_frame)
+    with pytest.raises(StudyDataError, match="days_since_first"):
+        schema.validate_processed(sessions.assign(days_since_first=-1))

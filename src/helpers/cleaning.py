@@ -12,20 +12,25 @@ altered value is listed with its original.  Nothing is dropped silently.
 The rules, in the order :func:`helpers.pipeline.run_cleaning` applies them:
 
 1. :func:`exclude_missing_ids` — a record without therapist, patient or session
-   cannot be placed in the design.
+   (or session date) cannot be placed in the design.
 2. :func:`exclude_exact_duplicates` — a record identical to an earlier one in
    every column (a double export or double entry) is excluded; the first copy
    is kept.
 3. :func:`resolve_conflicting_duplicates` — two or more records of the same
    patient and session that disagree.  Policy ``exclude`` (default) excludes
    every copy, since there is no way to know which is right; ``keep_first``
-   keeps the first in file order; ``error`` stops with a report.
+   keeps the first in file order; ``error`` stops with a report.  When
+   sessions are numbered from dates, two records of a patient on one date
+   share a number and meet here (the reason says "same session date as row
+   …", never the date itself).
 4. :func:`resolve_multiple_therapists` — a patient who appears under more than
    one therapist.  ``keep_majority`` (default) keeps the records under the
    therapist who holds a strict majority of the patient's records (the usual
    cause is a mistyped therapist id on a few rows) and excludes the others; with
    no strict majority the patient is excluded.  ``exclude`` excludes the
-   patient; ``error`` stops with a report.
+   patient; ``error`` stops with a report.  In a two-level study (no
+   ``therapist_id`` column) the rule does not apply; the flow records the step
+   as "patients under several therapists: not applicable (no therapist column)".
 5. :func:`set_out_of_range_missing` — an item or total outside its instrument's
    range is set to missing and logged with its original value (the record is
    kept: its other values are still valid).  ``error`` stops instead.
@@ -50,7 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from helpers.schema import PATIENT_ID, SESSION, SOURCE_ROW, THERAPIST_ID
+from helpers.schema import PATIENT_ID, SESSION, SESSION_DATE, SOURCE_ROW, THERAPIST_ID
 from helpers.validation import Problem, StudyDataError
 
 #: Columns of the exclusion ledger (one row per excluded or intake record).
@@ -83,6 +88,10 @@ class CleaningLog:
         frame; in a long file these are the file's data rows).
     source
         The input file, relative to the project root, for messages.
+    therapists
+        Whether the study identifies therapists.  In a two-level study
+        (``False``) the ledger has no ``therapist_id`` column and the flow's
+        ``therapists_kept`` is missing (empty in ``flow.csv``), not 0.
     """
 
     n_records_in: int
@@ -90,6 +99,7 @@ class CleaningLog:
     ledger: list[dict] = field(default_factory=list)
     value_changes: list[dict] = field(default_factory=list)
     flow: list[dict] = field(default_factory=list)
+    therapists: bool = True
 
     def exclude(self, rows: pd.DataFrame, step: str, reasons: str | Iterable[str]) -> None:
         """Log ``rows`` as excluded at ``step`` with one reason or one per row."""
@@ -144,7 +154,7 @@ class CleaningLog:
                 "step": step,
                 "records_kept": len(kept),
                 "patients_kept": kept[PATIENT_ID].nunique(),
-                "therapists_kept": kept[THERAPIST_ID].nunique(),
+                "therapists_kept": kept[THERAPIST_ID].nunique() if self.therapists else pd.NA,
                 "records_excluded_here": sum(
                     1 for e in self.ledger if e["step"] == step and e["fate"] == "excluded"
                 ),
@@ -171,6 +181,8 @@ class CleaningLog:
     def ledger_frame(self) -> pd.DataFrame:
         """The exclusion ledger as a DataFrame, in input order."""
         frame = pd.DataFrame(self.ledger, columns=LEDGER_COLUMNS)
+        if not self.therapists:
+            frame = frame.drop(columns=THERAPIST_ID)
         return frame.sort_values([SOURCE_ROW, SESSION, "step"], kind="stable").reset_index(
             drop=True
         )
@@ -212,9 +224,16 @@ def _problem_rows(df: pd.DataFrame, mask: pd.Series) -> list[int]:
 
 
 def exclude_missing_ids(df: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
-    """Exclude records without a therapist id, patient id or session number."""
+    """Exclude records without a therapist id, patient id or session number.
+
+    The therapist id is checked only when the frame has the column (not in a
+    two-level study).  When sessions are given by date (a ``session_date``
+    column), the date is checked instead of the number derived from it.
+    """
     step = "missing identifiers"
-    missing = df[[THERAPIST_ID, PATIENT_ID, SESSION]].isna()
+    ids = [c for c in (THERAPIST_ID, PATIENT_ID) if c in df.columns]
+    ids.append(SESSION_DATE if SESSION_DATE in df.columns else SESSION)
+    missing = df[ids].isna()
     bad = missing.any(axis=1)
     reasons = [
         "missing " + ", ".join(c for c in missing.columns if missing.loc[i, c])
@@ -233,9 +252,10 @@ def exclude_exact_duplicates(df: pd.DataFrame, log: CleaningLog) -> pd.DataFrame
     dup = content.duplicated(keep="first")
     first_row = {}
     reasons = []
+    dated = ", same session date" if SESSION_DATE in df.columns else ""
     for i, key in zip(df.index, map(tuple, content.astype(str).to_numpy()), strict=True):
         if dup.loc[i]:
-            reasons.append(f"exact duplicate of row {first_row[key]}")
+            reasons.append(f"exact duplicate of row {first_row[key]}{dated}")
         else:
             first_row.setdefault(key, int(df.loc[i, SOURCE_ROW]))
     log.exclude(df.loc[dup], step, reasons)
@@ -270,8 +290,9 @@ def resolve_conflicting_duplicates(
                         for p, s in zip(rows[PATIENT_ID], rows[SESSION], strict=True)
                     ],
                     rule="one record per patient and session",
-                    found=f"{int(dup.sum())} records share a patient and session "
-                    "but differ in other values",
+                    found=f"{int(dup.sum())} records share a patient and session"
+                    + (" date" if SESSION_DATE in df.columns else "")
+                    + " but differ in other values",
                     fix="correct the records in the source, or set "
                     "cleaning.conflicting_duplicates: exclude | keep_first",
                 )
@@ -285,10 +306,15 @@ def resolve_conflicting_duplicates(
         raise ValueError(f"unknown conflicting_duplicates policy {policy!r}")
     groups = df.loc[dup].groupby([PATIENT_ID, SESSION], sort=False)[SOURCE_ROW]
     rows_of = {key: sorted(int(r) for r in s) for key, s in groups}
+    template = (
+        "same session date as row(s) {rows} of the same patient, other values ({policy})"
+        if SESSION_DATE in df.columns
+        else "conflicts with row(s) {rows} for the same patient and session ({policy})"
+    )
     reasons = [
-        f"conflicts with row(s) "
-        f"{', '.join(str(r) for r in rows_of[(p, s)] if r != int(src))} "
-        f"for the same patient and session ({policy})"
+        template.format(
+            rows=", ".join(str(r) for r in rows_of[(p, s)] if r != int(src)), policy=policy
+        )
         for p, s, src in zip(
             df.loc[drop, PATIENT_ID], df.loc[drop, SESSION], df.loc[drop, SOURCE_ROW], strict=True
         )
@@ -313,6 +339,9 @@ def resolve_multiple_therapists(
         exclude the patient.  ``error``: stop with a report.
     """
     step = "patients under several therapists"
+    if THERAPIST_ID not in df.columns:
+        log.record_step(f"{step}: not applicable (no therapist column)", df)
+        return df
     counts = df.groupby([PATIENT_ID, THERAPIST_ID]).size().rename("n").reset_index()
     n_ther = counts.groupby(PATIENT_ID)[THERAPIST_ID].transform("size")
     multi = counts.loc[n_ther > 1]

@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import codecs
+import datetime
 import difflib
 import re
 from collections.abc import Mapping
@@ -73,6 +74,7 @@ READ_KEYS: tuple[str, ...] = (
     "format",
     "sheet",
     "header_row",
+    "date_format",
     "delimiter",
     "encoding",
     "missing_codes",
@@ -82,6 +84,7 @@ COLUMN_KEYS: tuple[str, ...] = (
     schema.THERAPIST_ID,
     schema.PATIENT_ID,
     schema.SESSION,
+    schema.SESSION_DATE,
     schema.MODALITY,
 )
 MEASURE_KEYS: tuple[str, ...] = ("instrument", "items", "item_pattern", "total")
@@ -92,6 +95,8 @@ CLEANING_KEYS: tuple[str, ...] = (
     "multiple_therapists",
     "min_sessions_within",
     "early_session",
+    "max_gap_days",
+    "days_since_first",
 )
 _DELIMITER_WORDS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -110,6 +115,10 @@ class ReadConfig:
         Excel sheet name or 0-based index; ``None`` = the first sheet.
     header_row : int
         1-based row holding the column names (CSV/TSV/Excel).
+    date_format : str or None
+        ``strftime`` format of session dates written as text (e.g.
+        ``"%d.%m.%Y"``); ``None`` = ISO 8601 (``YYYY-MM-DD``).  Native date
+        cells (Excel, SPSS, Stata, Parquet) are taken as they are.
     delimiter : str or None
         CSV field separator; ``None`` = ``","`` for .csv and tab for .tsv.
     encoding : str
@@ -122,6 +131,7 @@ class ReadConfig:
     format: str | None = None
     sheet: str | int | None = None
     header_row: int = 1
+    date_format: str | None = None
     delimiter: str | None = None
     encoding: str = "utf-8"
     missing_codes: tuple[str, ...] = DEFAULT_MISSING_CODES
@@ -201,13 +211,19 @@ class OutcomeConfig(MeasureConfig):
 
 @dataclass(frozen=True)
 class CleaningConfig:
-    """Cleaning policies (config section ``cleaning``); see the template."""
+    """Cleaning policies (config section ``cleaning``); see the template.
+
+    ``max_gap_days`` and ``days_since_first`` apply to studies whose sessions
+    are given by date (``columns.session_date``).
+    """
 
     out_of_range: str = "set_missing"
     conflicting_duplicates: str = "exclude"
     multiple_therapists: str = "exclude"
     min_sessions_within: int = 3
     early_session: int = 3
+    max_gap_days: int = 28
+    days_since_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -221,7 +237,9 @@ class StudyConfig:
     layout : str
         ``"long"`` (one row per patient-session) or ``"wide"`` (one row per patient).
     columns : dict of str to str
-        Canonical identifier/design name -> the user's column.
+        Canonical identifier/design name -> the user's column.  Without
+        ``therapist_id`` the study is two-level; in long layout exactly one of
+        ``session`` and ``session_date`` is set.
     alliance : dict of str to MeasureConfig
         Rater (``client``, ``therapist``, ``observer``) -> where the ratings are.
     primary_alliance : str
@@ -254,6 +272,20 @@ class StudyConfig:
     modality_labels: dict[str, str] = field(default_factory=dict)
     cleaning: CleaningConfig = field(default_factory=CleaningConfig)
     path: Path | None = None
+
+    @property
+    def has_therapists(self) -> bool:
+        """Whether patients are identified by therapist (``columns.therapist_id`` set).
+
+        Without it the study is two-level (sessions within patients): the
+        processed data have no ``therapist_id`` and no therapist-level features.
+        """
+        return schema.THERAPIST_ID in self.columns
+
+    @property
+    def sessions_from_dates(self) -> bool:
+        """Whether sessions are given by date (``columns.session_date``), not by number."""
+        return schema.SESSION_DATE in self.columns
 
     @property
     def folder(self) -> Path | None:
@@ -390,12 +422,17 @@ class StudyConfig:
         ]
 
     def canonical_columns(self) -> list[str]:
-        """Columns of the frame :func:`helpers.loading.map_to_canonical` returns, in order."""
-        return [schema.SOURCE_ROW, schema.THERAPIST_ID, schema.PATIENT_ID, schema.SESSION] + [
-            c
-            for c in self.source_columns().values()
-            if c not in (schema.THERAPIST_ID, schema.PATIENT_ID, schema.SESSION)
-        ]
+        """Columns of the frame :func:`helpers.loading.map_to_canonical` returns, in order.
+
+        ``therapist_id`` only when configured; ``session_date`` (after
+        ``session``) only when sessions are given by date.
+        """
+        ids = [schema.SOURCE_ROW, schema.THERAPIST_ID, schema.PATIENT_ID, schema.SESSION]
+        if not self.has_therapists:
+            ids.remove(schema.THERAPIST_ID)
+        if self.sessions_from_dates:
+            ids.append(schema.SESSION_DATE)
+        return ids + [c for c in self.source_columns().values() if c not in ids]
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a plain mapping in the template's shape (for manifests).
@@ -558,6 +595,15 @@ class _Checker:
             return None
         return value
 
+    def boolean(self, data: Mapping, key: tuple[str, ...], default: bool) -> bool:
+        value = data.get(key[-1])
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        self.add(key, "true or false", _type_name(value), f"set {key[-1]}: true or false", value)
+        return default
+
     def integer(
         self, data: Mapping, key: tuple[str, ...], minimum: int | None, default: int | None
     ) -> int | None:
@@ -614,6 +660,7 @@ def _check_read(c: _Checker, data: Mapping) -> ReadConfig:
         )
         sheet = None
     header_row = c.integer(sec, ("read", "header_row"), 1, 1)
+    date_format = _check_date_format(c, sec)
     delimiter = sec.get("delimiter")
     if delimiter is not None:
         delimiter = _DELIMITER_WORDS.get(str(delimiter).lower(), str(delimiter))
@@ -656,10 +703,34 @@ def _check_read(c: _Checker, data: Mapping) -> ReadConfig:
         format=fmt,
         sheet=sheet,
         header_row=header_row if header_row is not None else 1,
+        date_format=date_format,
         delimiter=delimiter,
         encoding=encoding,
         missing_codes=missing_codes,
     )
+
+
+def _check_date_format(c: _Checker, sec: Mapping) -> str | None:
+    """A strftime format that writes and reads back day, month and year."""
+    fmt = c.text(sec, ("read", "date_format"), False, "a date format such as '%d.%m.%Y'")
+    if fmt is None:
+        return None
+    sample = datetime.date(2024, 3, 5)
+    try:
+        back = datetime.datetime.strptime(sample.strftime(fmt), fmt).date()
+    except ValueError:
+        back = None
+    if "%" in fmt and back == sample:
+        return fmt
+    c.add(
+        ("read", "date_format"),
+        "a date format with day, month and year, written with % codes",
+        f"'{fmt}'",
+        "for example date_format: '%d.%m.%Y' for 05.03.2024, '%m/%d/%Y' for 03/05/2024 "
+        "(delete the key for 2024-03-05)",
+        fmt,
+    )
+    return None
 
 
 def _check_measure(
@@ -784,6 +855,7 @@ def _check_covariates(c: _Checker, data: Mapping) -> dict[str, str]:
     sec = c.section(data, "covariates", None)
     out = _check_names(c, sec, "covariates", None)
     reserved = {schema.SOURCE_ROW, *schema.ID_COLUMNS, schema.MODALITY}
+    reserved |= {schema.SESSION_DATE, schema.DAYS_SINCE_FIRST}
     for name in list(out):
         bad_name = not _IDENTIFIER.match(name)
         clash = name in reserved or name.startswith(("alliance", "outcome"))
@@ -807,7 +879,69 @@ def _check_cleaning(c: _Checker, data: Mapping) -> CleaningConfig:
         values[key] = c.choice(sec, ("cleaning", key), choices, False) or getattr(defaults, key)
     for key in ("min_sessions_within", "early_session"):
         values[key] = c.integer(sec, ("cleaning", key), 1, getattr(defaults, key))
+    values["max_gap_days"] = c.integer(sec, ("cleaning", "max_gap_days"), 1, defaults.max_gap_days)
+    values["days_since_first"] = c.boolean(
+        sec, ("cleaning", "days_since_first"), defaults.days_since_first
+    )
     return CleaningConfig(**values)
+
+
+def _check_session_keys(c: _Checker, sec: Any, columns: dict[str, str], layout) -> None:
+    """Long layout: exactly one of columns.session and columns.session_date; wide: neither."""
+    numbers, dates = schema.SESSION, schema.SESSION_DATE
+    if layout == "wide" and dates in columns:
+        c.add(
+            ("columns", dates),
+            "session dates in long layout only (in wide layout sessions come from "
+            "wide.session_pattern)",
+            f"session_date: {columns[dates]}",
+            "delete columns.session_date, or set layout: long if the file has one row per session",
+        )
+        del columns[dates]
+    if layout != "long" or not isinstance(sec, Mapping):
+        return  # a missing or malformed columns block is reported already
+    if numbers in columns and dates in columns:
+        c.add(
+            ("columns", dates),
+            "the session given one way: columns.session (numbers) OR columns.session_date (dates)",
+            f"both session: {columns[numbers]} and session_date: {columns[dates]}",
+            "delete one: session if your column holds session numbers, session_date if it "
+            "holds the dates of the sessions",
+        )
+        del columns[dates]
+    elif sec.get(numbers) is None and sec.get(dates) is None:
+        c.add(
+            ("columns", numbers),
+            "the column holding session numbers (columns.session) or session dates "
+            "(columns.session_date)",
+            "the key is missing",
+            "add 'session:' under 'columns' for session numbers, or 'session_date:' for "
+            "session dates (see the template)",
+        )
+
+
+def _check_dated_options(
+    c: _Checker, columns: dict[str, str], outcome: OutcomeConfig | None, cleaning: CleaningConfig
+) -> None:
+    """Options that only make sense with session dates, and the intake they imply."""
+    dated = schema.SESSION_DATE in columns
+    if cleaning.days_since_first and not dated:
+        c.add(
+            ("cleaning", "days_since_first"),
+            "days_since_first only with session dates (columns.session_date)",
+            "days_since_first: true, but sessions are given by number",
+            "delete cleaning.days_since_first, or give session dates with columns.session_date",
+        )
+    if dated and outcome is not None and outcome.intake_session not in (None, 0):
+        c.add(
+            ("outcome", "intake_session"),
+            "with session dates the intake is the patient's first dated record: "
+            "intake_session 0, or no intake_session",
+            f"intake_session: {outcome.intake_session}",
+            "set outcome.intake_session: 0 if each patient's first record is the intake "
+            "assessment; delete it otherwise",
+            outcome.intake_session,
+        )
 
 
 def _check_wide(c: _Checker, data: Mapping, layout: str | None) -> WideConfig:
@@ -886,9 +1020,7 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
     if "columns" not in data:
         c.add(("columns",), "a 'columns' block", "the key is missing", _fix_add(("columns",)))
     columns = _check_names(c, columns_sec, "columns", COLUMN_KEYS)
-    required = [schema.THERAPIST_ID, schema.PATIENT_ID] + (
-        [schema.SESSION] if layout == "long" else []
-    )
+    required = [schema.PATIENT_ID]
     for key in required:
         if (
             key not in columns
@@ -901,6 +1033,7 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
                 "the key is missing",
                 _fix_add(("columns", key)),
             )
+    _check_session_keys(c, data.get("columns"), columns, layout)
     if layout == "wide" and schema.SESSION in columns:
         c.add(
             ("columns", schema.SESSION),
@@ -954,6 +1087,7 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
 
     outcome = _check_outcome(c, data)
     cleaning = _check_cleaning(c, data)
+    _check_dated_options(c, columns, outcome, cleaning)
 
     if not c.problems:
         config = StudyConfig(

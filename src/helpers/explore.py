@@ -3,6 +3,10 @@
 Every function returns a tidy, rounded DataFrame with no patient or therapist
 identifiers, so the tables can be stored in notebook outputs and compared by
 the regression tests.
+
+A two-level study has no ``therapist_id`` and a study may have no
+``modality``: the tables then leave out what needs them (the therapist counts)
+and the group tables show one row for all patients instead of one per modality.
 """
 
 from __future__ import annotations
@@ -18,39 +22,64 @@ def _spread(values: pd.Series) -> str:
     return f"{med:g} [{q1:g}–{q3:g}], range {values.min():g}–{values.max():g}"
 
 
+#: Row label of the group tables when there are no groups.
+ALL_PATIENTS = "all patients"
+
+
 def sample_overview(sessions: pd.DataFrame) -> pd.DataFrame:
     """Counts of therapists, patients and sessions, with the spread of caseloads.
 
-    Spreads are written as ``median [quartiles], range``.
+    Spreads are written as ``median [quartiles], range``.  Without a
+    ``therapist_id`` column (a two-level study) the therapists row reads "not
+    identified (two-level study)" and there is no patients-per-therapist row.
     """
     per_patient = sessions.groupby(PATIENT_ID).size()
-    per_therapist = sessions.groupby(THERAPIST_ID)[PATIENT_ID].nunique()
     rows = [
-        ("therapists", f"{sessions[THERAPIST_ID].nunique()}"),
+        ("therapists", "not identified (two-level study)"),
         ("patients", f"{sessions[PATIENT_ID].nunique()}"),
         ("sessions", f"{len(sessions)}"),
-        ("patients per therapist", _spread(per_therapist)),
         ("sessions per patient", _spread(per_patient)),
     ]
+    if THERAPIST_ID in sessions:
+        per_therapist = sessions.groupby(THERAPIST_ID)[PATIENT_ID].nunique()
+        rows[0] = ("therapists", f"{sessions[THERAPIST_ID].nunique()}")
+        rows.insert(3, ("patients per therapist", _spread(per_therapist)))
     if "within_eligible" in sessions:
         eligible = sessions.groupby(PATIENT_ID)["within_eligible"].first()
         rows.append(("patients eligible for within-patient models", f"{int(eligible.sum())}"))
     return pd.DataFrame(rows, columns=["", "value"]).set_index("")
 
 
-def intake_by_group(patients: pd.DataFrame, by: str = MODALITY) -> pd.DataFrame:
-    """Patients, intake severity (mean, SD) and sessions attended per group."""
-    grouped = patients.groupby(by, dropna=False)
-    table = pd.DataFrame(
-        {
-            "therapists": grouped[THERAPIST_ID].nunique(),
-            "patients": grouped.size(),
-            "intake mean": grouped[OUTCOME_INTAKE].mean(),
-            "intake SD": grouped[OUTCOME_INTAKE].std(),
-            "sessions (mean)": grouped["n_sessions"].mean(),
-        }
-    )
-    return table.round(2)
+def _groups(patients: pd.DataFrame, by: str | None) -> pd.Series:
+    """Group label of each patient: the ``by`` column, or one overall group.
+
+    One overall group (:data:`ALL_PATIENTS`) when ``by`` is ``None``, or is
+    ``"modality"`` and the study has no modality column.  Any other absent
+    column is an error, so that a misspelt name does not pass unnoticed.
+    """
+    if by is None or (by == MODALITY and by not in patients.columns):
+        return pd.Series(ALL_PATIENTS, index=patients.index, name=None)
+    if by not in patients.columns:
+        raise KeyError(f"no column {by!r} to group by; the columns are {list(patients.columns)}")
+    return patients[by]
+
+
+def intake_by_group(patients: pd.DataFrame, by: str | None = MODALITY) -> pd.DataFrame:
+    """Patients, intake severity (mean, SD) and sessions attended per group.
+
+    Without ``by`` (``None``, or no modality column) one row for all
+    patients; without ``therapist_id`` no therapists column.
+    """
+    grouped = patients.groupby(_groups(patients, by), dropna=False)
+    columns = {
+        "patients": grouped.size(),
+        "intake mean": grouped[OUTCOME_INTAKE].mean(),
+        "intake SD": grouped[OUTCOME_INTAKE].std(),
+        "sessions (mean)": grouped["n_sessions"].mean(),
+    }
+    if THERAPIST_ID in patients:
+        columns = {"therapists": grouped[THERAPIST_ID].nunique(), **columns}
+    return pd.DataFrame(columns).round(2)
 
 
 def missingness_table(sessions: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -78,8 +107,11 @@ def mean_by_session(
     """Mean, SD, n and a normal-approximation 95% CI of ``column`` at each session.
 
     Sessions with fewer than ``min_n`` scores (per group) are left out: their
-    means are too noisy to show.
+    means are too noisy to show.  ``by="modality"`` in a study without a
+    modality column gives the overall table (as ``by=None``).
     """
+    if by == MODALITY and by not in sessions.columns:
+        by = None
     keys = [SESSION] if by is None else [by, SESSION]
     grouped = sessions.groupby(keys, observed=True)[column]
     table = grouped.agg(n="count", mean="mean", sd="std").reset_index()
@@ -90,9 +122,13 @@ def mean_by_session(
     return table.round(3).reset_index(drop=True)
 
 
-def change_summary(patients: pd.DataFrame, by: str = MODALITY) -> pd.DataFrame:
-    """Mean intake, last and improvement per group, with the share reliably improved."""
-    grouped = patients.groupby(by, dropna=False)
+def change_summary(patients: pd.DataFrame, by: str | None = MODALITY) -> pd.DataFrame:
+    """Mean intake, last and improvement per group, with the share reliably improved.
+
+    Without ``by`` (``None``, or no modality column) one row for all patients.
+    """
+    groups = _groups(patients, by)
+    grouped = patients.groupby(groups, dropna=False)
     table = pd.DataFrame(
         {
             "intake": grouped[OUTCOME_INTAKE].mean(),
@@ -102,5 +138,5 @@ def change_summary(patients: pd.DataFrame, by: str = MODALITY) -> pd.DataFrame:
     )
     if "change_category" in patients:
         improved = patients["change_category"].isin(["recovered", "improved"])
-        table["% reliably improved"] = 100 * improved.groupby(patients[by]).mean()
+        table["% reliably improved"] = 100 * improved.groupby(groups).mean()
     return table.round(2)

@@ -70,6 +70,10 @@ MODEL_FEATURE_COLUMNS: tuple[str, ...] = (
     "session_c",
 )
 
+#: The columns of :data:`MODEL_FEATURE_COLUMNS` that need therapists; a two-level
+#: study (``add_model_features(..., therapist=None)``) has none of them.
+THERAPIST_FEATURE_COLUMNS: tuple[str, ...] = ("alliance_therapist_mean", "alliance_patient_dev")
+
 #: How many offending rows an error message lists.
 _MAX_ROWS_REPORTED = 5
 
@@ -534,15 +538,18 @@ def add_model_features(
     alliance: str = "alliance",
     outcome: str = OUTCOME,
     early_session: int = 3,
+    therapist: str | None = THERAPIST_ID,
 ) -> pd.DataFrame:
     """Add every derived column the mixed models use.
 
-    The input must hold ``therapist_id``, ``patient_id``, ``session`` (whole
-    numbers from 1, one row per patient and session), the alliance and outcome
-    columns, and ``outcome_intake``.  The input is not modified.  The result is
-    a copy with the same rows, order and index, plus exactly the columns below
-    (:data:`MODEL_FEATURE_COLUMNS`).  Output names always start with
-    ``alliance_`` / ``outcome_``, whichever source columns were chosen.
+    The input must hold ``therapist_id`` (unless ``therapist=None``),
+    ``patient_id``, ``session`` (whole numbers from 1, one row per patient and
+    session), the alliance and outcome columns, and ``outcome_intake``.  The
+    input is not modified.  The result is a copy with the same rows, order and
+    index, plus exactly the columns below (:data:`MODEL_FEATURE_COLUMNS`; with
+    ``therapist=None`` those without :data:`THERAPIST_FEATURE_COLUMNS`).
+    Output names always start with ``alliance_`` / ``outcome_``, whichever
+    source columns were chosen.
 
     Parameters
     ----------
@@ -554,6 +561,10 @@ def add_model_features(
         Column holding the outcome total.
     early_session : int, default 3
         Session whose alliance is the early alliance.
+    therapist : str or None, default "therapist_id"
+        The therapist column; ``None`` for a two-level study (patients not
+        identified by therapist), which leaves out the Baldwin–Wampold–Imel
+        split (``alliance_therapist_mean``, ``alliance_patient_dev``).
 
     Returns
     -------
@@ -589,9 +600,10 @@ def add_model_features(
         (:func:`grand_mean_center`).
     alliance_therapist_mean
         Mean of the therapist's patient means (each patient counted once;
-        :func:`therapist_mean_disaggregate`).
+        :func:`therapist_mean_disaggregate`).  Absent with ``therapist=None``.
     alliance_patient_dev
-        ``alliance_between`` minus ``alliance_therapist_mean``.
+        ``alliance_between`` minus ``alliance_therapist_mean``.  Absent with
+        ``therapist=None``.
     alliance_early
         The patient's alliance at session ``early_session`` on every row of the
         patient; NaN if that session is absent or unrated
@@ -615,21 +627,25 @@ def add_model_features(
         the first session.
     """
     where = "add_model_features"
-    required = [THERAPIST_ID, PATIENT_ID, SESSION, alliance, outcome, OUTCOME_INTAKE]
-    require_frame(df, required, where)
+    ids = [PATIENT_ID] if therapist is None else [therapist, PATIENT_ID]
+    require_frame(df, [*ids, SESSION, alliance, outcome, OUTCOME_INTAKE], where)
+    names = [
+        c
+        for c in MODEL_FEATURE_COLUMNS
+        if therapist is not None or c not in THERAPIST_FEATURE_COLUMNS
+    ]
     clash = [c for c in MODEL_FEATURE_COLUMNS if c in df.columns]
     if clash:
         raise ValueError(
             f"{where}: the frame already has the output column(s) {clash}. Drop them (or start "
             "from the cleaned data) so that no stale feature is mistaken for a fresh one."
         )
-    _check_no_missing(df, [THERAPIST_ID, PATIENT_ID], where)
+    _check_no_missing(df, ids, where)
     sessions = _session_numbers(df, SESSION, where, minimum=1)
     _check_unique_sessions(df, PATIENT_ID, sessions, where)
 
     work = pd.DataFrame(
         {
-            THERAPIST_ID: df[THERAPIST_ID].to_numpy(),
             PATIENT_ID: df[PATIENT_ID].to_numpy(),
             SESSION: sessions,
             "alliance": _numeric(df, alliance, where),
@@ -639,7 +655,9 @@ def add_model_features(
     )
     work = person_mean_center(work, "alliance")
     work = person_mean_center(work, "outcome")
-    work = therapist_mean_disaggregate(work, "alliance")
+    if therapist is not None:
+        work[THERAPIST_ID] = df[therapist].to_numpy()
+        work = therapist_mean_disaggregate(work, "alliance")
 
     features = {
         "alliance_between": work["alliance_between"],
@@ -647,8 +665,7 @@ def add_model_features(
         "alliance_lag": lag_within_patient(work, "alliance"),
         "alliance_within_lag": lag_within_patient(work, "alliance_within"),
         "alliance_between_c": grand_mean_center(work["alliance_between"], by=work[PATIENT_ID]),
-        "alliance_therapist_mean": work["alliance_therapist_mean"],
-        "alliance_patient_dev": work["alliance_patient_dev"],
+        **{c: work[c] for c in THERAPIST_FEATURE_COLUMNS if c in work},
         "alliance_early": early_value(work, "alliance", session=early_session),
         "outcome_lag": lag_within_patient(work, "outcome"),
         "outcome_within": work["outcome_within"],
@@ -658,7 +675,7 @@ def add_model_features(
         "session_c": pd.Series(sessions - 1),
     }
     out = df.copy()
-    for name in MODEL_FEATURE_COLUMNS:
+    for name in names:
         out[name] = features[name].to_numpy()
     return out
 

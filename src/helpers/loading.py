@@ -42,6 +42,11 @@ from helpers.config import (
     StudyConfig,
 )
 from helpers.reshape import match_session_columns, wide_to_long
+from helpers.session_dates import (
+    number_sessions_by_date,
+    parse_session_dates,
+    suggest_date_formats,
+)
 from helpers.validation import Problem, StudyDataError, display_path
 
 #: File extension -> format read by :func:`read_table`.
@@ -63,6 +68,9 @@ _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 _DELIMITER_SETTING = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
 _HEADER_SCAN_ROWS = 30
+# Working columns of a dated long file (names no file column is expected to have).
+_PARSED_DATE = "<session date, parsed>"
+_DATED_SESSION = "<session number, from the dates>"
 
 
 @dataclass
@@ -892,6 +900,50 @@ def _missing_column_problems(
     return problems
 
 
+def _date_problem(raw: RawTable, frame: pd.DataFrame, column: str, bad, date_format) -> Problem:
+    rows, values = _unique_rows(
+        frame[schema.SOURCE_ROW].to_numpy()[bad], list(frame[column].to_numpy(dtype=object)[bad])
+    )
+    texts = [v for v in frame[column].dropna().to_numpy(dtype=object) if isinstance(v, str)]
+    fits = [f for f in suggest_date_formats(texts) if f != date_format]
+    if fits:
+        fix = f"set read.date_format: '{fits[0]}' under read: in the config"
+        if len(fits) > 1:
+            fix += f" (the cells also fit '{fits[1]}': choose the one your file uses)"
+    else:
+        fix = (
+            "set read.date_format to the format of these cells (e.g. '%d.%m.%Y' for "
+            "05.03.2024), or correct them; numbers in a spreadsheet mean the column is "
+            "not formatted as dates"
+        )
+    expected = f"'{date_format}' (read.date_format)" if date_format else "YYYY-MM-DD (ISO 8601)"
+    n = len(rows)
+    return Problem(
+        file=raw.path,
+        column=column,
+        rows=rows,
+        values=values,
+        rule=f"session dates written as {expected}",
+        found=f"{n} {'value' if n == 1 else 'values'} that {'is' if n == 1 else 'are'} "
+        "not a date in that format",
+        fix=fix,
+    )
+
+
+def _number_by_date(
+    raw: RawTable, data: pd.DataFrame, config: StudyConfig, problems: list[Problem]
+) -> pd.DataFrame:
+    """``data`` with the parsed dates and the session numbers derived from them."""
+    column = config.columns[schema.SESSION_DATE]
+    dates, bad = parse_session_dates(data[column], config.read.date_format)
+    if bad.any():
+        problems.append(_date_problem(raw, data, column, bad, config.read.date_format))
+    patients = _text_column(data[config.columns[schema.PATIENT_ID]])
+    first = 0 if config.outcome.intake_session == 0 else 1
+    numbers_ = number_sessions_by_date(patients, dates, first).astype("float64")
+    return data.assign(**{_PARSED_DATE: dates, _DATED_SESSION: numbers_})
+
+
 def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
     """Rename, reshape and type a raw table into the canonical long schema.
 
@@ -911,9 +963,15 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
         - ``source_row`` (int): row number in the file (for wide files, the
           patient's row);
         - ``therapist_id``, ``patient_id`` (str): stripped text, ``101.0``
-          written as ``"101"``;
+          written as ``"101"`` (no ``therapist_id`` in a two-level study);
         - ``session`` (Int64): as in the file (0, negative or repeated
-          sessions are kept for the cleaning step to log);
+          sessions are kept for the cleaning step to log); with
+          ``columns.session_date``, numbered per patient in date order
+          (:func:`helpers.session_dates.number_sessions_by_date`: 1 = first
+          date, or 0 for the first when ``outcome.intake_session`` is 0;
+          records on one date share a number; ``<NA>`` without a date);
+        - ``session_date`` (datetime64, only with ``columns.session_date``):
+          the day of the session, for the cleaning step, which drops it;
         - ``modality`` (str): SPSS/Stata value labels applied, then
           ``modality_labels``;
         - covariates: labelled codes as their labels (str), otherwise numbers
@@ -928,7 +986,9 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
         Configured columns missing from the file (with the closest names in
         its header, or the row where the header probably is), text in a
         score or session column (file, column, rows, values), fractional
-        session numbers, modality labels not listed under ``modality_labels``,
+        session numbers, session dates not in ``read.date_format`` (with a
+        format that fits them, when one does), modality labels not listed
+        under ``modality_labels``,
         and the wide-file problems of :func:`helpers.reshape.wide_to_long`.
     """
     problems: list[Problem] = []
@@ -958,6 +1018,9 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
                 data[column] = values
         frame = wide_to_long(data, config, file=raw.path)
         session_column = schema.SESSION
+    elif config.sessions_from_dates:
+        frame = _number_by_date(raw, data, config, problems)
+        session_column = _DATED_SESSION
     else:
         frame = data
         session_column = config.columns[schema.SESSION]
@@ -968,6 +1031,8 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
             out[canonical] = _text_column(frame[user])
         elif canonical == schema.SESSION:
             continue
+        elif canonical == schema.SESSION_DATE:
+            out[canonical] = frame[_PARSED_DATE]
         elif canonical == schema.MODALITY:
             out[canonical] = _modality_column(raw, frame, user, config, problems)
         elif canonical in config.covariates:

@@ -29,7 +29,18 @@ Outputs (in ``out_dir``)
     Every value the cleaning altered (out-of-range values set to missing),
     with its original.
 ``flow.csv``
-    Records, patients and therapists after each step (CONSORT-style).
+    Records, patients and therapists after each step (CONSORT-style).  In a
+    two-level study (no ``columns.therapist_id``) ``therapists_kept`` is
+    empty (not identified, rather than 0) and the multiple-therapists step
+    reads "patients under several therapists: not applicable (no therapist
+    column)".
+``session_dates.csv``
+    Only when sessions are given by date (``columns.session_date``): counts
+    of dated records, same-date records, intervals between sessions and
+    intervals longer than ``cleaning.max_gap_days``, and the median interval
+    (:func:`helpers.session_dates.session_date_summary`).  It holds no date,
+    and neither does any other output: the dates are dropped once the
+    duplicate rules have used them.
 ``manifest.json``
     Input and output SHA-256, the config, package versions and the commit.
 """
@@ -49,6 +60,7 @@ from helpers.features import add_model_features
 from helpers.loading import map_to_canonical, read_table
 from helpers.provenance import write_manifest
 from helpers.scoring import classify_change, get_instrument, score_items
+from helpers.session_dates import days_since_first_session, session_date_summary
 from helpers.validation import display_path
 
 
@@ -70,6 +82,10 @@ class CleaningResult:
         Records that entered cleaning.
     outputs
         Output name → path of every file written (empty when nothing was written).
+    session_dates
+        When sessions are given by date: the table of
+        :func:`helpers.session_dates.session_date_summary` (no dates in it);
+        ``None`` when sessions are numbered in the file.
     """
 
     config: StudyConfig
@@ -78,6 +94,7 @@ class CleaningResult:
     log: cl.CleaningLog
     n_records_in: int
     outputs: dict[str, Path] = field(default_factory=dict)
+    session_dates: pd.DataFrame | None = None
 
     @property
     def flow(self) -> pd.DataFrame:
@@ -107,17 +124,36 @@ class CleaningResult:
     def summary(self) -> str:
         """A few lines for the command line."""
         s = self.sessions
+        kept = f"{len(s)} sessions of {s[schema.PATIENT_ID].nunique()} patients"
+        if schema.THERAPIST_ID in s.columns:
+            kept += f" and {s[schema.THERAPIST_ID].nunique()} therapists kept"
+        else:
+            kept += " kept; therapists not identified (two-level study)"
         lines = [
-            f"study {self.config.study}: {self.n_records_in} records in; "
-            f"{len(s)} sessions of {s[schema.PATIENT_ID].nunique()} patients and "
-            f"{s[schema.THERAPIST_ID].nunique()} therapists kept; "
+            f"study {self.config.study}: {self.n_records_in} records in; {kept}; "
             f"{self.log.n_fate('intake')} intake records; "
             f"{self.log.n_fate('excluded')} records excluded; "
             f"{len(self.value_changes)} values set to missing.",
         ]
+        if self.session_dates is not None:
+            lines.append(self._session_dates_line())
         for name, path in self.outputs.items():
             lines.append(f"  {name}: {display_path(path)}")
         return "\n".join(lines)
+
+    def _session_dates_line(self) -> str:
+        """One line on the session dates (empty when sessions are numbered in the file)."""
+        table = self.session_dates
+        if table is None:
+            return ""
+        dated, _, patients, same_date, intervals, long, median = table["value"]
+        gap = self.config.cleaning.max_gap_days
+        return (
+            f"session numbers from dates: {dated} dated records of {patients} patients; "
+            f"{same_date} records on the same date as another of the patient's; "
+            f"{long} of {intervals} intervals between sessions longer than {gap} days"
+            + ("." if median is None else f"; median interval {median:g} days.")
+        )
 
 
 def value_ranges(config: StudyConfig) -> dict[str, tuple[float, float]]:
@@ -186,10 +222,7 @@ def patient_table(sessions: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
     scored = s.loc[s[schema.OUTCOME].notna()]
     last = scored.groupby(schema.PATIENT_ID).tail(1).set_index(schema.PATIENT_ID)
     first = s.groupby(schema.PATIENT_ID).head(1).set_index(schema.PATIENT_ID)
-    keep = [schema.THERAPIST_ID]
-    if schema.MODALITY in s.columns:
-        keep.append(schema.MODALITY)
-    keep += [c for c in config.covariates if c in s.columns]
+    keep = [schema.THERAPIST_ID, schema.MODALITY, *config.covariates]
     keep += [
         schema.OUTCOME_INTAKE,
         "alliance_between",
@@ -198,9 +231,11 @@ def patient_table(sessions: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
         "alliance_patient_dev",
         "within_eligible",
     ]
+    keep = [c for c in keep if c in s.columns]  # two-level: no therapist columns
     table = first[keep].rename(columns={"alliance_between": "alliance_mean"})
-    table.insert(1, "n_sessions", s.groupby(schema.PATIENT_ID).size())
-    table.insert(2, "last_session", s.groupby(schema.PATIENT_ID)[schema.SESSION].max())
+    at = int(schema.THERAPIST_ID in table.columns)
+    table.insert(at, "n_sessions", s.groupby(schema.PATIENT_ID).size())
+    table.insert(at + 1, "last_session", s.groupby(schema.PATIENT_ID)[schema.SESSION].max())
     table["outcome_last"] = last[schema.OUTCOME]
     table["outcome_last_session"] = last[schema.SESSION]
     table["improvement"] = table[schema.OUTCOME_INTAKE] - table["outcome_last"]
@@ -250,11 +285,13 @@ def clean_study(canonical: pd.DataFrame, config: StudyConfig, source: str = "") 
         The input file's name, for messages and the ledger.
     """
     policy = config.cleaning
-    log = cl.CleaningLog(len(canonical), source=source)
-    log.record_step("records read", canonical)
-    df = cl.exclude_missing_ids(canonical, log)
+    log = cl.CleaningLog(len(canonical), source=source, therapists=config.has_therapists)
+    dates, frame = _session_dates(canonical, config)
+    log.record_step("records read", frame)
+    df = cl.exclude_missing_ids(frame, log)
     df = cl.exclude_exact_duplicates(df, log)
     df = cl.resolve_conflicting_duplicates(df, log, policy.conflicting_duplicates)
+    df = df.drop(columns=[schema.SESSION_DATE], errors="ignore")  # no date goes further
     df = cl.resolve_multiple_therapists(df, log, policy.multiple_therapists)
     df = cl.set_out_of_range_missing(df, log, value_ranges(config), policy.out_of_range)
     df = score_measures(df, config)
@@ -265,13 +302,36 @@ def clean_study(canonical: pd.DataFrame, config: StudyConfig, source: str = "") 
     df = cl.exclude_patients_without_outcome(df, log, schema.OUTCOME)
     df = _attach_intake(df, intake, config, log)
     df = cl.flag_few_sessions(df, log, policy.min_sessions_within)
-    df = df.astype({schema.SESSION: "int64"})
-    df = df.sort_values([schema.THERAPIST_ID, schema.PATIENT_ID, schema.SESSION], kind="stable")
-    df = add_model_features(df, early_session=policy.early_session).reset_index(drop=True)
+    whole = [c for c in (schema.SESSION, schema.DAYS_SINCE_FIRST) if c in df.columns]
+    df = df.astype(dict.fromkeys(whole, "int64"))
+    keys = [c for c in (schema.THERAPIST_ID, schema.PATIENT_ID, schema.SESSION) if c in df]
+    df = df.sort_values(keys, kind="stable")
+    therapist = schema.THERAPIST_ID if config.has_therapists else None
+    df = add_model_features(df, early_session=policy.early_session, therapist=therapist)
+    df = df.reset_index(drop=True)
     schema.validate_processed(df, source=source)
     patients = patient_table(df, config)
     log.reconcile(len(df))
-    return CleaningResult(config, df, patients, log, len(canonical))
+    return CleaningResult(config, df, patients, log, len(canonical), session_dates=dates)
+
+
+def _session_dates(
+    canonical: pd.DataFrame, config: StudyConfig
+) -> tuple[pd.DataFrame | None, pd.DataFrame]:
+    """The session-date summary, and the frame with ``days_since_first`` if asked for.
+
+    Both ``(None, canonical)`` when sessions are numbered in the file.
+    """
+    if not config.sessions_from_dates:
+        return None, canonical
+    ids = canonical[schema.PATIENT_ID], canonical[schema.SESSION], canonical[schema.SESSION_DATE]
+    summary = session_date_summary(*ids, max_gap_days=config.cleaning.max_gap_days)
+    if not config.cleaning.days_since_first:
+        return summary, canonical
+    frame = canonical.copy()
+    at = frame.columns.get_loc(schema.SESSION) + 1
+    frame.insert(at, schema.DAYS_SINCE_FIRST, days_since_first_session(*ids))
+    return summary, frame
 
 
 def write_outputs(result: CleaningResult, out_dir: Path, inputs: list[Path]) -> dict[str, Path]:
@@ -292,6 +352,9 @@ def write_outputs(result: CleaningResult, out_dir: Path, inputs: list[Path]) -> 
     result.ledger.to_csv(outputs["exclusion_ledger.csv"], **csv)
     result.value_changes.to_csv(outputs["value_changes.csv"], **csv)
     result.flow.to_csv(outputs["flow.csv"], **csv)
+    if result.session_dates is not None:
+        outputs["session_dates.csv"] = out_dir / "session_dates.csv"
+        result.session_dates.to_csv(outputs["session_dates.csv"], **csv)
     outputs["manifest.json"] = out_dir / "manifest.json"
     write_manifest(
         outputs["manifest.json"],

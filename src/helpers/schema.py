@@ -8,11 +8,18 @@ Column families
 ---------------
 Identifiers
     ``therapist_id``, ``patient_id`` (strings) and ``session`` (positive integer,
-    1 = first treatment session).  ``source_row`` is the row number a user sees in
-    the input file (CSV line or Excel sheet row, counting the header, so the
-    first record of a file with a one-line header is row 2; the case number in
-    SPSS/Stata/Parquet; the patient's row in a wide file), kept so every record
-    can be traced through the exclusion ledger.
+    1 = first treatment session).  ``therapist_id`` is absent in a two-level
+    study (config without ``columns.therapist_id``): patients are then not
+    grouped by therapist.  When the config gives session dates
+    (``columns.session_date``) instead of numbers, ``session`` is derived from
+    the date order and the dates themselves (``session_date``) live only in the
+    canonical frame; the cleaning step drops them, so no date reaches the
+    processed data (``days_since_first``, optional, is a whole number of days).
+    ``source_row`` is the row number a user sees in the input file (CSV line or
+    Excel sheet row, counting the header, so the first record of a file with a
+    one-line header is row 2; the case number in SPSS/Stata/Parquet; the
+    patient's row in a wide file), kept so every record can be traced through
+    the exclusion ledger.
 Alliance items, per rater (``client``, ``therapist``, ``observer``)
     ``alliance_<rater>_item01`` … ``alliance_<rater>_itemNN`` before scoring.
 Alliance scores
@@ -35,6 +42,8 @@ RATERS: tuple[str, ...] = ("client", "therapist", "observer")
 THERAPIST_ID = "therapist_id"
 PATIENT_ID = "patient_id"
 SESSION = "session"
+SESSION_DATE = "session_date"
+DAYS_SINCE_FIRST = "days_since_first"
 SOURCE_ROW = "source_row"
 MODALITY = "modality"
 ALLIANCE = "alliance"
@@ -78,20 +87,29 @@ def processed_schema():
     identifiers present; sessions whole numbers from 1, one row per patient
     and session; each patient under one therapist; ``alliance`` and
     ``outcome`` numeric (missing allowed); the within-patient flag boolean.
-    Instrument ranges were enforced earlier (values outside them were set to
-    missing and logged).
+    ``therapist_id`` may be absent (a two-level study); ``days_since_first``
+    is optional (whole days, from 0).  No column may hold dates (the
+    ``session_date`` column or any date/time dtype).  Instrument ranges were
+    enforced earlier (values outside them were set to missing and logged).
     """
     import pandera.pandas as pa
 
     def one_therapist_per_patient(df):
+        if THERAPIST_ID not in df.columns:
+            return True
         return bool((df.groupby(PATIENT_ID)[THERAPIST_ID].nunique() <= 1).all())
+
+    def no_dates(df):
+        kinds = [df[c].dtype.kind for c in df.columns]
+        return SESSION_DATE not in df.columns and "M" not in kinds and "m" not in kinds
 
     return pa.DataFrameSchema(
         {
             SOURCE_ROW: pa.Column("int64", pa.Check.ge(1)),
-            THERAPIST_ID: pa.Column(str, nullable=False),
+            THERAPIST_ID: pa.Column(str, nullable=False, required=False),
             PATIENT_ID: pa.Column(str, nullable=False),
             SESSION: pa.Column("int64", pa.Check.ge(1)),
+            DAYS_SINCE_FIRST: pa.Column("int64", pa.Check.ge(0), required=False),
             ALLIANCE: pa.Column(float, nullable=True),
             OUTCOME: pa.Column(float, nullable=True),
             OUTCOME_INTAKE: pa.Column(float, nullable=True),
@@ -105,6 +123,7 @@ def processed_schema():
                 error="one row per patient and session",
             ),
             pa.Check(one_therapist_per_patient, error="each patient under one therapist"),
+            pa.Check(no_dates, error="no dates in the processed data"),
         ],
         strict=False,
         coerce=False,
