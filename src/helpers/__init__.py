@@ -18,6 +18,7 @@ One module per stage of the analysis:
 - :mod:`helpers.ruptures` — rupture–repair detection and summaries (notebook 04);
 - :mod:`helpers.benchmarks` — effect-size conversions and the meta-analytic benchmark;
 - :mod:`helpers.style` and :mod:`helpers.plots` — one figure style, plot functions, save_figure;
+- :mod:`helpers.present` — the one presentation layer: tables as display strings;
 - :mod:`helpers.provenance` — hashes, versions, commit;
 - :mod:`helpers.runner` and :mod:`helpers.report` — ``make all`` and its HTML report;
 - :mod:`helpers.cli` — ``python -m helpers …``.
