@@ -116,8 +116,12 @@ def fake_suite(tmp_path):
     """Three tiny numbered notebooks (the second fails) and a study's two input files."""
     suite = tmp_path / "suite"
     suite.mkdir()
-    progress = "from tqdm import tqdm\nfor _ in tqdm(range(3)):\n    pass"
-    _write_notebook(suite / "01_first.ipynb", progress, "import os\nos.environ['TQDM_DISABLE']")
+    progress = (
+        "import sys\nfrom tqdm import tqdm\nfor _ in tqdm(range(3)):\n    pass\n"
+        "for _ in tqdm(range(3), disable=False, file=sys.stdout):\n    pass"
+    )
+    environment = "import os\nos.environ['TQDM_DISABLE']"
+    _write_notebook(suite / "01_first.ipynb", progress, environment)
     _write_notebook(suite / "02_second.ipynb", "raise ValueError('boom')")
     _write_notebook(suite / "03_third.ipynb", "print('three')")
     for name in ("data.csv", "study.yml"):
@@ -153,7 +157,8 @@ def test_a_fixed_notebook_removes_its_failed_copy_and_the_terminal_shows_only_st
     assert "TQDM_DISABLE" not in os.environ  # set for the kernel only
 
 
-def test_executed_notebooks_store_no_progress_bars(fake_suite, tmp_path):
+def test_executed_notebooks_store_no_progress_bars(fake_suite, tmp_path, monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
     out = tmp_path / "run"
     run_notebooks(tmp_path / "data.csv", tmp_path / "study.yml", out, only=["01"],
                   notebooks_dir=fake_suite)  # fmt: skip
@@ -161,6 +166,7 @@ def test_executed_notebooks_store_no_progress_bars(fake_suite, tmp_path):
     progress_cell, env_cell = executed.cells[-2], executed.cells[-1]
     assert progress_cell.outputs == []
     assert env_cell.outputs[0]["data"]["text/plain"] == "'1'"
+    assert "TQDM_DISABLE" not in os.environ  # set for the kernel only
 
 
 def test_the_manifest_lists_only_the_runs_executed_notebooks(fake_suite, tmp_path):

@@ -28,8 +28,8 @@ times in them.
 
 On the terminal each notebook prints one line, its step and wall time
 (``[3/6] 03_alliance_outcome_models  12.4 s``); times are never written into
-outputs.  The kernels run with ``TQDM_DISABLE=1`` (no progress bars stored in
-executed notebooks) and with CurveZMQ transport encryption where libzmq has
+outputs.  The kernels run with ``TQDM_DISABLE=1`` and ``TQDM_DELAY=inf`` (no
+progress bars stored in executed notebooks) and with CurveZMQ transport encryption where libzmq has
 it (no "running over TCP without encryption" warning per notebook).  A
 notebook that fails leaves ``<name>.failed.ipynb``; its next successful run
 deletes it.
@@ -80,8 +80,11 @@ def notebook_parameters(data: Path, config: Path, out: Path, seed: int) -> dict[
 FAILED_SUFFIX = ".failed.ipynb"
 
 #: Environment variables added to the kernel of each executed notebook: no
-#: progress bars (tqdm reads ``TQDM_DISABLE``), so no timing text in outputs.
-KERNEL_ENVIRONMENT: dict[str, str] = {"TQDM_DISABLE": "1"}
+#: progress bars, so no timing text in outputs.  tqdm takes its defaults from
+#: ``TQDM_*`` variables: ``TQDM_DISABLE`` turns bars off, but a caller that
+#: passes ``disable=False`` (``effects.parametric_bootstrap(progress=True)``)
+#: overrides it; ``TQDM_DELAY=inf`` then keeps such a bar from ever drawing.
+KERNEL_ENVIRONMENT: dict[str, str] = {"TQDM_DISABLE": "1", "TQDM_DELAY": "inf"}
 
 
 def failed_copy(executed: Path) -> Path:
