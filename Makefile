@@ -53,18 +53,20 @@ RUN_NB     = $(PY) -m helpers run-notebooks --data $(DATA) --config $(CONFIG) --
 all: $(OUT)/report/index.html ## Run the notebooks in order on DATA/CONFIG into OUT (default: demo study → runs/demo)
 	@echo "done: $(OUT) (report: $(OUT)/report/index.html)"
 
+# quiet recipes: each notebook prints its own "[step/total] name  time" line;
+# the manifest and report steps print only errors (to stderr)
 $(OUT)/notebooks/%.ipynb: notebooks/%.ipynb $(SRC) $(DATA) $(CONFIG) | $(BIN)/activate
-	$(RUN_NB) --only $*
+	@$(RUN_NB) --only $*
 
 # later notebooks read the cleaning step's output; the figure notebook reads every result
 $(filter-out $(FIRST),$(EXECUTED)): $(FIRST)
 $(FIGURE_NB): $(filter-out $(FIGURE_NB),$(EXECUTED))
 
 $(OUT)/manifest.json: $(EXECUTED)
-	$(RUN_NB) --manifest
+	@$(RUN_NB) --manifest >/dev/null
 
 $(OUT)/report/index.html: $(OUT)/manifest.json
-	$(PY) -m helpers report --out $(OUT)
+	@$(PY) -m helpers report --out $(OUT) >/dev/null
 
 $(DATA) $(CONFIG):
 	@echo "error: '$@' does not exist: set DATA=path/to/export and CONFIG=path/to/study.yml" >&2; exit 2

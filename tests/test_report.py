@@ -39,3 +39,49 @@ def test_index_links_notebooks_figures_and_headline_numbers(tmp_path):
     assert "session_c" not in text
     assert "../figures/02_trajectories.png" in text
     assert "abc123" in text and "data/x.csv" in text
+
+
+def _minimal_run(folder, notebooks):
+    (folder / "notebooks").mkdir(parents=True)
+    for name in notebooks:
+        shutil.copy(NOTEBOOKS_DIR / "01_clean.ipynb", folder / "notebooks" / name)
+
+
+def test_a_failed_notebooks_partial_copy_is_never_listed(tmp_path):
+    _minimal_run(tmp_path, ["01_clean.ipynb", "02_explore.ipynb", "02_explore.failed.ipynb"])
+    text = write_report(tmp_path).read_text()
+    assert text.count("02 · Explore the sample") == 1
+    assert "failed" not in text
+    assert not (tmp_path / "report" / "02_explore.failed.html").exists()
+
+
+def test_the_notebook_list_comes_from_the_manifest(tmp_path):
+    _minimal_run(tmp_path, ["01_clean.ipynb", "02_explore.ipynb", "03_stale.ipynb"])
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"executed_notebooks": ["runs/x/notebooks/01_clean.ipynb", "02_explore.ipynb"]})
+    )
+    text = write_report(tmp_path).read_text()
+    assert 'href="01_clean.html"' in text and 'href="02_explore.html"' in text
+    assert "03_stale" not in text
+
+
+def test_headline_tables_are_formatted_by_the_presentation_layer(tmp_path):
+    (tmp_path / "results").mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "label": ["r"],
+            "r": [0.341845],
+            "n": [332],
+            "n_patients": [float("nan")],
+            "df": [330],
+            "p": [0.0],
+        }
+    ).to_csv(tmp_path / "results" / "03_patient_level_r.csv")
+    pd.DataFrame(
+        {"label": ["Eubanks et al. (2018)", "this study"], "r": [0.29, 0.341845],
+         "k": [11, 1], "N": [1314.0, float("nan")]}
+    ).to_csv(tmp_path / "results" / "05_benchmark.csv", index=False)  # fmt: skip
+    text = write_report(tmp_path).read_text()
+    assert "<td>0.342</td>" in text and "<td>332</td>" in text and "<td>1314</td>" in text
+    assert "<td>&lt; .001</td>" in text
+    assert "1314.000" not in text and "0.000" not in text and ">nan<" not in text

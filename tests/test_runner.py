@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 
+import nbformat
 import pytest
 
 from helpers.paths import PROJECT_ROOT
-from helpers.runner import compare_runs, numbered_notebooks, run_notebooks, write_run_manifest
+from helpers.runner import (
+    NotebookFailedError,
+    compare_runs,
+    failed_copy,
+    numbered_notebooks,
+    run_notebooks,
+    step_line,
+    write_run_manifest,
+)
 
 SAV = PROJECT_ROOT / "tests" / "data" / "demo_exports" / "demo.sav"
 SAV_CONFIG = PROJECT_ROOT / "tests" / "data" / "demo_exports" / "demo.yml"
@@ -58,6 +69,7 @@ def test_a_failing_notebook_is_reported_and_not_left_as_up_to_date(tmp_path):
     assert "empty file" in proc.stderr
     assert not (tmp_path / "notebooks" / "01_clean.ipynb").exists()
     assert (tmp_path / "notebooks" / "01_clean.failed.ipynb").exists()
+    assert "TCP" not in proc.stdout + proc.stderr  # no kernel transport warning
 
 
 def test_truth_is_passed_only_for_a_study_that_ships_one(tmp_path):
@@ -68,3 +80,102 @@ def test_truth_is_passed_only_for_a_study_that_ships_one(tmp_path):
     assert demo["TRUTH_PATH"] == str(DEMO_DIR / "truth.json")
     other = notebook_parameters(SAV, SAV_CONFIG, tmp_path, 1)
     assert other["TRUTH_PATH"] == ""
+
+
+def test_step_line_shows_position_name_and_time():
+    assert (
+        step_line(3, 6, "03_alliance_outcome_models", 12.43, width=26)
+        == "[3/6] 03_alliance_outcome_models  12.4 s"
+    )
+    assert step_line(1, 6, "01_clean", 3.21, width=12) == "[1/6] 01_clean       3.2 s"
+
+
+def test_failed_copies_are_named_beside_the_target_and_are_not_notebooks(tmp_path):
+    assert failed_copy(tmp_path / "02_explore.ipynb") == tmp_path / "02_explore.failed.ipynb"
+    for name in ("01_a.ipynb", "01_a.failed.ipynb", "02_b.ipynb", "notes.ipynb"):
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in numbered_notebooks(tmp_path)] == ["01_a.ipynb", "02_b.ipynb"]
+
+
+def _write_notebook(path, *sources):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("SEED = 0")]
+    notebook.cells[0].metadata["tags"] = ["parameters"]
+    notebook.cells += [nbformat.v4.new_code_cell(s) for s in sources]
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    notebook.metadata["language_info"] = {"name": "python"}
+    nbformat.write(notebook, path)
+
+
+@pytest.fixture
+def fake_suite(tmp_path):
+    """Three tiny numbered notebooks (the second fails) and a study's two input files."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    progress = (
+        "import sys\nfrom tqdm import tqdm\nfor _ in tqdm(range(3)):\n    pass\n"
+        "for _ in tqdm(range(3), disable=False, file=sys.stdout):\n    pass"
+    )
+    environment = "import os\nos.environ['TQDM_DISABLE']"
+    _write_notebook(suite / "01_first.ipynb", progress, environment)
+    _write_notebook(suite / "02_second.ipynb", "raise ValueError('boom')")
+    _write_notebook(suite / "03_third.ipynb", "print('three')")
+    for name in ("data.csv", "study.yml"):
+        (tmp_path / name).write_text("x\n")
+    return suite
+
+
+def test_a_fixed_notebook_removes_its_failed_copy_and_the_terminal_shows_only_steps(
+    fake_suite, tmp_path, capfd, monkeypatch
+):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    data, config, out = tmp_path / "data.csv", tmp_path / "study.yml", tmp_path / "run"
+    with pytest.raises(NotebookFailedError, match=r"02_second\.ipynb stopped at cell"):
+        run_notebooks(data, config, out, notebooks_dir=fake_suite)
+    assert (out / "notebooks" / "02_second.failed.ipynb").exists()
+
+    # the notebook is fixed and re-run on its own, as make does
+    _write_notebook(fake_suite / "02_second.ipynb", "print('fixed')")
+    run_notebooks(data, config, out, only=["02_second"], notebooks_dir=fake_suite)
+    assert (out / "notebooks" / "02_second.ipynb").exists()
+    assert not (out / "notebooks" / "02_second.failed.ipynb").exists()
+
+    captured = capfd.readouterr()
+    assert "TCP" not in captured.out + captured.err
+    assert captured.err == ""
+    step = r"\[(\d)/3\] (0\d_\w+) +\d+\.\d s"
+    lines = captured.out.splitlines()
+    assert all(re.fullmatch(step, line) for line in lines), lines
+    assert [re.fullmatch(step, line).groups() for line in lines] == [
+        ("1", "01_first"),
+        ("2", "02_second"),  # its position in the suite, though run alone
+    ]
+    assert "TQDM_DISABLE" not in os.environ  # set for the kernel only
+
+
+def test_executed_notebooks_store_no_progress_bars(fake_suite, tmp_path, monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    out = tmp_path / "run"
+    run_notebooks(tmp_path / "data.csv", tmp_path / "study.yml", out, only=["01"],
+                  notebooks_dir=fake_suite)  # fmt: skip
+    executed = nbformat.read(out / "notebooks" / "01_first.ipynb", as_version=4)
+    progress_cell, env_cell = executed.cells[-2], executed.cells[-1]
+    assert progress_cell.outputs == []
+    assert env_cell.outputs[0]["data"]["text/plain"] == "'1'"
+    assert "TQDM_DISABLE" not in os.environ  # set for the kernel only
+
+
+def test_the_manifest_lists_only_the_runs_executed_notebooks(fake_suite, tmp_path):
+    out = tmp_path / "run"
+    (out / "notebooks").mkdir(parents=True)
+    for name in ("01_first.ipynb", "02_second.failed.ipynb", "03_third.ipynb", "09_gone.ipynb"):
+        (out / "notebooks" / name).write_text("{}")
+    path = write_run_manifest(
+        tmp_path / "data.csv", tmp_path / "study.yml", out, 0, notebooks_dir=fake_suite
+    )
+    listed = json.loads(path.read_text())["executed_notebooks"]
+    assert listed == ["01_first.ipynb", "03_third.ipynb"]

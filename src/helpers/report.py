@@ -3,18 +3,26 @@
 :func:`write_report` renders each executed notebook of ``<out>/notebooks/`` to
 HTML in ``<out>/report/`` and writes ``index.html``: the study's headline
 results (read from the saved result tables, not recomputed), every figure, and
-links to the rendered notebooks and the run's manifest.
+links to the rendered notebooks and the run's manifest.  Tables are shown
+through :func:`helpers.present.format_table`, like the notebooks show them.
+The notebooks listed are those of the latest successful run: the manifest's
+``executed_notebooks`` when the run has a manifest, never the partly executed
+copies (``*.failed.ipynb``) failed notebooks leave behind.
 """
 
 from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from helpers.paths import resolve_path
+from helpers.present import format_table
+from helpers.runner import is_failed_copy
 
 _TITLES = {
     "01": "Load, validate, score and clean",
@@ -38,7 +46,7 @@ figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; }
 
 def _table_html(table: pd.DataFrame) -> str:
     show_index = not isinstance(table.index, pd.RangeIndex)
-    return table.to_html(border=0, na_rep="", index=show_index, float_format=lambda v: f"{v:.3f}")
+    return format_table(table).to_html(border=0, index=show_index)
 
 
 def headline_tables(results_dir: Path) -> list[tuple[str, pd.DataFrame]]:
@@ -66,6 +74,32 @@ def headline_tables(results_dir: Path) -> list[tuple[str, pd.DataFrame]]:
     return shown
 
 
+def report_notebooks(out: Path, manifest: Mapping[str, Any]) -> list[Path]:
+    """The executed notebooks the report renders and lists, in numbered order.
+
+    Parameters
+    ----------
+    out : Path
+        The run's output folder.
+    manifest : mapping
+        The run's manifest (empty if it has none).  Its ``executed_notebooks``
+        names the notebooks of the latest successful run; without it, every
+        ``NN_name.ipynb`` of ``<out>/notebooks`` is taken.
+
+    Returns
+    -------
+    list of Path
+        Existing executed notebooks, never a failed notebook's partial copy.
+    """
+    folder = out / "notebooks"
+    listed = manifest.get("executed_notebooks")
+    if listed is None:
+        candidates = list(folder.glob("[0-9][0-9]_*.ipynb"))
+    else:
+        candidates = [folder / Path(p).name for p in listed]
+    return sorted(p for p in candidates if p.is_file() and not is_failed_copy(p))
+
+
 def write_report(out: str | Path) -> Path:
     """Render a run's executed notebooks and write ``<out>/report/index.html``."""
     from nbconvert import HTMLExporter
@@ -73,9 +107,11 @@ def write_report(out: str | Path) -> Path:
     out = resolve_path(out)
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     exporter = HTMLExporter()
     links = []
-    for notebook in sorted((out / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for notebook in report_notebooks(out, manifest):
         body, _ = exporter.from_filename(str(notebook))
         target = report / f"{notebook.stem}.html"
         target.write_text(body, encoding="utf-8")
@@ -83,8 +119,6 @@ def write_report(out: str | Path) -> Path:
         number = notebook.name[:2]
         links.append(f'<li><a href="{target.name}">{number} · {html.escape(title)}</a></li>')
 
-    manifest_path = out / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     params = manifest.get("parameters", {})
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",

@@ -25,19 +25,39 @@ records the run (commit, package versions, parameters, and the SHA-256 of
 every input and output file) in ``<out>/manifest.json``.  The executed
 notebooks themselves are listed without hashes: papermill stores execution
 times in them.
+
+On the terminal each notebook prints one line, its step and wall time
+(``[3/6] 03_alliance_outcome_models  12.4 s``); times are never written into
+outputs.  The kernels run with ``TQDM_DISABLE=1`` and ``TQDM_DELAY=inf`` (no
+progress bars stored in executed notebooks) and with CurveZMQ transport encryption where libzmq has
+it (no "running over TCP without encryption" warning per notebook).  A
+notebook that fails leaves ``<name>.failed.ipynb``; its next successful run
+deletes it.
 """
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from helpers.paths import NOTEBOOKS_DIR, relative_to_root, resolve_path
 from helpers.provenance import describe_files, git_commit, package_versions
 
+if TYPE_CHECKING:
+    from traitlets.config import Config
+
 
 def numbered_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
-    """The notebooks ``NN_name.ipynb`` of ``folder``, in their numbered order."""
-    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    """The notebooks ``NN_name.ipynb`` of ``folder``, in their numbered order.
+
+    Partly executed copies of failed notebooks (``NN_name.failed.ipynb``) are
+    not notebooks of the suite.
+    """
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if not is_failed_copy(p))
 
 
 def notebook_parameters(data: Path, config: Path, out: Path, seed: int) -> dict[str, object]:
@@ -56,6 +76,107 @@ def notebook_parameters(data: Path, config: Path, out: Path, seed: int) -> dict[
     }
 
 
+#: Name suffix of the partly executed copy a failed notebook leaves for inspection.
+FAILED_SUFFIX = ".failed.ipynb"
+
+#: Environment variables added to the kernel of each executed notebook: no
+#: progress bars, so no timing text in outputs.  tqdm takes its defaults from
+#: ``TQDM_*`` variables: ``TQDM_DISABLE`` turns bars off, but a caller that
+#: passes ``disable=False`` (``effects.parametric_bootstrap(progress=True)``)
+#: overrides it; ``TQDM_DELAY=inf`` then keeps such a bar from ever drawing.
+KERNEL_ENVIRONMENT: dict[str, str] = {"TQDM_DISABLE": "1", "TQDM_DELAY": "inf"}
+
+
+def failed_copy(executed: Path) -> Path:
+    """Where the partly executed copy of a failed notebook is kept."""
+    return executed.with_name(executed.name.removesuffix(".ipynb") + FAILED_SUFFIX)
+
+
+def is_failed_copy(path: Path) -> bool:
+    """Whether ``path`` is a partly executed copy left by a failed notebook."""
+    return path.name.endswith(FAILED_SUFFIX)
+
+
+def step_line(step: int, total: int, name: str, seconds: float, width: int = 0) -> str:
+    """The terminal line of one executed notebook, e.g. ``[3/6] 03_models  12.4 s``.
+
+    Parameters
+    ----------
+    step, total
+        The notebook's position among all numbered notebooks, and their number.
+    name
+        The notebook's name without ``.ipynb``.
+    seconds
+        Wall time of the notebook (shown on the terminal only, never saved).
+    width
+        Pad the name to this many characters, so the times line up.
+    """
+    return f"[{step}/{total}] {name:<{width}}  {seconds:4.1f} s"
+
+
+@contextmanager
+def _environment(extra: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables while a kernel is started, then restore them.
+
+    jupyter_client starts the kernel with a copy of this process's
+    environment, so this is how a variable reaches the kernel only.
+    """
+    saved = {name: os.environ.get(name) for name in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _kernel_config() -> Config:
+    """Kernel-manager settings: encrypt the kernel's ZeroMQ sockets where possible.
+
+    Over plain TCP, ipykernel ≥ 7 logs "Kernel is running over TCP without
+    encryption" to the terminal for every notebook.  With
+    ``transport_encryption = "auto"`` jupyter_client provisions CurveZMQ keys
+    for kernels whose kernelspec declares support (ipykernel's does), which
+    removes the cause of that warning rather than hiding warnings.  Without
+    CurveZMQ in libzmq, the default (plain TCP) is kept and ipykernel's
+    warning stays true and visible.
+    """
+    import zmq
+    from traitlets.config import Config
+
+    if not zmq.has("curve"):
+        return Config()
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
+def _execute(notebook: Path, target: Path, parameters: dict[str, object]) -> None:
+    """Execute one notebook into ``target``; a failure leaves ``<name>.failed.ipynb``."""
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(notebook))
+    wanted = {k: v for k, v in parameters.items() if k in declared}
+    try:
+        with _environment(KERNEL_ENVIRONMENT):
+            pm.execute_notebook(
+                str(notebook),
+                str(target),
+                parameters=wanted,
+                cwd=str(notebook.parent),
+                kernel_name="python3",
+                progress_bar=False,
+                config=_kernel_config(),
+            )
+    except pm.PapermillExecutionError as err:
+        # keep the partial notebook for inspection, but not under the target's name:
+        # make must not take a failed run for an up-to-date one
+        failed = failed_copy(target)
+        target.replace(failed)
+        raise NotebookFailedError(notebook.name, err, failed) from None
+
+
 def run_notebooks(
     data: str | Path,
     config: str | Path,
@@ -63,8 +184,13 @@ def run_notebooks(
     *,
     seed: int = 2026,
     only: list[str] | None = None,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
 ) -> list[Path]:
     """Execute the numbered notebooks in order; return the executed copies' paths.
+
+    Prints one line per notebook (:func:`step_line`): its position among all
+    numbered notebooks and its wall time.  After a notebook succeeds, the
+    partly executed copy of an earlier failed run of it is deleted.
 
     Parameters
     ----------
@@ -77,36 +203,25 @@ def run_notebooks(
     only
         Run only the notebooks whose file names start with one of these
         prefixes (e.g. ``["01"]``).
+    notebooks_dir
+        Folder of the numbered notebooks (the suite's ``notebooks/``).
     """
-    import papermill as pm
-
     data, config, out = (resolve_path(p).resolve() for p in (data, config, out))
     executed_dir = out / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
     params = notebook_parameters(data, config, out, seed)
+    notebooks = numbered_notebooks(notebooks_dir)
+    width = max((len(nb.stem) for nb in notebooks), default=0)
     executed = []
-    for notebook in numbered_notebooks():
+    for step, notebook in enumerate(notebooks, start=1):
         if only and not any(notebook.name.startswith(p) for p in only):
             continue
-        declared = pm.inspect_notebook(str(notebook))
-        wanted = {k: v for k, v in params.items() if k in declared}
         target = executed_dir / notebook.name
-        print(f"running {notebook.name}")
-        try:
-            pm.execute_notebook(
-                str(notebook),
-                str(target),
-                parameters=wanted,
-                cwd=str(notebook.parent),
-                kernel_name="python3",
-                progress_bar=False,
-            )
-        except pm.PapermillExecutionError as err:
-            # keep the partial notebook for inspection, but not under the target's name:
-            # make must not take a failed run for an up-to-date one
-            failed = target.with_suffix(".failed.ipynb")
-            target.replace(failed)
-            raise NotebookFailedError(notebook.name, err, failed) from None
+        start = time.perf_counter()
+        _execute(notebook, target, params)
+        failed_copy(target).unlink(missing_ok=True)
+        seconds = time.perf_counter() - start
+        print(step_line(step, len(notebooks), notebook.stem, seconds, width), flush=True)
         executed.append(target)
     return executed
 
@@ -138,8 +253,24 @@ def run_output_files(out: Path) -> list[Path]:
     return sorted(files)
 
 
-def write_run_manifest(data: Path, config: Path, out: Path, seed: int) -> Path:
-    """Write ``<out>/manifest.json``: commit, versions, parameters, input and output hashes."""
+def executed_notebooks(out: Path, notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """The run's executed copies of the suite's numbered notebooks, in order.
+
+    Partly executed copies of failed notebooks (``*.failed.ipynb``) and copies
+    of notebooks the suite no longer has are not part of the run.
+    """
+    copies = [out / "notebooks" / nb.name for nb in numbered_notebooks(notebooks_dir)]
+    return [p for p in copies if p.is_file()]
+
+
+def write_run_manifest(
+    data: Path, config: Path, out: Path, seed: int, *, notebooks_dir: Path = NOTEBOOKS_DIR
+) -> Path:
+    """Write ``<out>/manifest.json``: commit, versions, parameters, input and output hashes.
+
+    ``executed_notebooks`` lists the run's executed notebooks
+    (:func:`executed_notebooks`); the report reads its notebook list from it.
+    """
     import json
 
     data, config, out = (resolve_path(p).resolve() for p in (data, config, out))
@@ -152,9 +283,7 @@ def write_run_manifest(data: Path, config: Path, out: Path, seed: int) -> Path:
         },
         "inputs": describe_files([data, config]),
         "outputs": describe_files(run_output_files(out), base=out),
-        "executed_notebooks": sorted(
-            relative_to_root(p) for p in (out / "notebooks").glob("*.ipynb")
-        ),
+        "executed_notebooks": [relative_to_root(p) for p in executed_notebooks(out, notebooks_dir)],
     }
     path = out / "manifest.json"
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
