@@ -455,3 +455,20 @@ def test_cli_reports_a_column_of_item_means_without_traceback(tmp_path):
     assert re.search(r"column 'wai', rows 2, 3, 4, 5, 6", proc.stderr)
     assert "5 of 5 values (100%) outside that range" in proc.stderr
     assert "set `alliance.client.total_scale: mean`" in proc.stderr
+
+
+def test_a_european_export_of_item_means_cleans_to_the_same_sessions(mean_export, tmp_path):
+    # The same export as a European spreadsheet saves it: ';' between fields and
+    # decimal commas ("3,5833333333333335").
+    path, configs, *_ = mean_export
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert table["wai_mean"].str.contains(".", regex=False).any()
+    table["wai_mean"] = table["wai_mean"].str.replace(".", ",", regex=False)
+    european = tmp_path / "european.csv"
+    table.to_csv(european, sep=";", index=False)
+    study = yaml.safe_load(configs["mean"].read_text())
+    study["read"].update(delimiter=";", decimal=",")
+    config = tmp_path / "european.yml"
+    config.write_text(yaml.safe_dump(study))
+    expected = run_cleaning(path, configs["mean"]).sessions
+    pd.testing.assert_frame_equal(run_cleaning(european, config).sessions, expected)
