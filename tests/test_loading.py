@@ -615,6 +615,9 @@ def test_unquoted_decimal_comma_gives_too_many_fields():
     assert problem.rows == [3]
     assert problem.values == ["5"]
     assert "1 row with more fields" in problem.found
+    assert problem.fix.endswith(
+        "(or save the file ';'-separated and set read.delimiter: ';' and read.decimal: ',')"
+    )
 
 
 def test_unsupported_extension():

@@ -378,7 +378,13 @@ def _read_text(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
             f"{len(too_long)} {'row' if len(too_long) == 1 else 'rows'} with more fields "
             "than the header",
             f"a {_DELIMITER_NAMES.get(delimiter, repr(delimiter))} inside a cell splits it: "
-            "quote such cells, or use a decimal point instead of a decimal comma",
+            "quote such cells, or use a decimal point instead of a decimal comma"
+            + (
+                " (or save the file ';'-separated and set read.delimiter: ';' and "
+                "read.decimal: ',')"
+                if delimiter == ","
+                else ""
+            ),
             rows=numbers_,
             values=extra,
         )
