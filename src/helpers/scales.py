@@ -180,24 +180,8 @@ def _other_instrument(values: pd.Series, column: ScoreColumn) -> tuple[Instrumen
     return None if best is None else best[1:]
 
 
-def likely_cause(values: pd.Series, column: ScoreColumn) -> str:
-    """What a column whose values are mostly out of range probably holds, as a fix.
-
-    Parameters
-    ----------
-    values : pandas.Series
-        The column's non-missing values.
-    column : ScoreColumn
-        What the config says the column holds.
-
-    Returns
-    -------
-    str
-        Decimals in an item column, an item mean given as a total (or the
-        reverse), totals in an item column, another instrument's range,
-        percentages, or else a plain request to check the instrument and the
-        column mapping.
-    """
+def _wrong_kind(values: pd.Series, column: ScoreColumn) -> str | None:
+    """The fix when the values are of another kind: means, totals or decimals in items."""
     inst = column.instrument
     name = SHORT_NAMES[inst.key]
     items = (inst.item_min, inst.item_max)
@@ -225,6 +209,30 @@ def likely_cause(values: pd.Series, column: ScoreColumn) -> str:
             f"this looks like a total, not {noun}: {_counted(values, *totals)} values lie "
             f"within the {name} total range {totals[0]}–{totals[1]}; {fix}"
         )
+    return None
+
+
+def likely_cause(values: pd.Series, column: ScoreColumn) -> str:
+    """What a column whose values are mostly out of range probably holds, as a fix.
+
+    Parameters
+    ----------
+    values : pandas.Series
+        The column's non-missing values.
+    column : ScoreColumn
+        What the config says the column holds.
+
+    Returns
+    -------
+    str
+        Decimals in an item column, an item mean given as a total (or the
+        reverse), totals in an item column, another instrument's range,
+        percentages, or else a plain request to check the instrument and the
+        column mapping.
+    """
+    wrong_kind = _wrong_kind(values, column)
+    if wrong_kind is not None:
+        return wrong_kind
     other = _other_instrument(values, column)
     if other is not None:
         inst2, low, high = other
@@ -240,8 +248,8 @@ def likely_cause(values: pd.Series, column: ScoreColumn) -> str:
             f"column mapping (`{column.key}`)"
         )
     return (
-        f"check the instrument (`{column.block}.instrument: {inst.key}`) and the column "
-        f"mapping (`{column.key}`)"
+        f"check the instrument (`{column.block}.instrument: {column.instrument.key}`) and the "
+        f"column mapping (`{column.key}`)"
     )
 
 
