@@ -99,6 +99,30 @@ def test_out_of_range_error_policy_reports_rows():
     assert "alliance_client_item01" in text and "1 to 5" in text and "a.csv" in text
 
 
+def test_out_of_range_after_conversion_reports_the_value_in_the_file():
+    # Item means 3.5, 6 and 0.5 became totals x 12 = 42, 72 and 6 before the check.
+    df = _frame([("T1", "P1", 1, 3, 10), ("T1", "P1", 2, 3, 10), ("T1", "P1", 3, 3, 10)])
+    df["alliance_client"] = [42.0, 72.0, 6.0]
+    how = "item mean: allowed 1–5, converted × 12"
+    originals = {"alliance_client": (pd.Series([3.5, 6.0, 0.5], index=df.index), how)}
+    ranges = {"alliance_client": (12, 60)}
+    log = cl.CleaningLog(3)
+    out = cl.set_out_of_range_missing(df, log, ranges, originals=originals)
+    assert out["alliance_client"].isna().tolist() == [False, True, True]
+    changes = log.value_changes_frame()
+    assert changes[["source_row", "original_value", "reason"]].values.tolist() == [
+        [3, "6", f"outside the allowed range 12–60 ({how})"],
+        [4, "0.5", f"outside the allowed range 12–60 ({how})"],
+    ]
+    with pytest.raises(StudyDataError) as err:
+        cl.set_out_of_range_missing(
+            df, cl.CleaningLog(3, "a.csv"), ranges, "error", originals=originals
+        )
+    (problem,) = err.value.problems
+    assert problem.values == [6.0, 0.5]
+    assert problem.rows == [3, 4]
+
+
 def test_intake_split_and_invalid_sessions():
     df = _frame([("T1", "P1", 0, np.nan, 15), ("T1", "P1", 1, 3, 12), ("T1", "P1", -1, 3, 12)])
     log = cl.CleaningLog(3)

@@ -102,12 +102,16 @@ def test_every_template_key_is_known_to_the_checker_and_vice_versa():
     columns = {p[1] for p in paths if p[0] == "columns"}
     assert columns | {"session_date"} == set(cfgmod.COLUMN_KEYS)
     assert {p[1] for p in paths if p[0] == "wide"} == set(cfgmod.WIDE_KEYS)
-    # The commented-out intake_total is the only outcome key not set in the template.
+    # intake_total, total and total_scale are commented out under outcome (they
+    # conflict with item_pattern); total_scale is set under alliance.therapist.
     outcome = {p[1] for p in paths if p[0] == "outcome" and len(p) == 2}
-    assert outcome | {"intake_total", "items", "total"} == set(cfgmod.OUTCOME_KEYS)
+    assert outcome | {"intake_total", "items", "total", "total_scale"} == set(cfgmod.OUTCOME_KEYS)
+    assert ("alliance", "therapist", "total_scale") in paths
     text = default_template_path().read_text(encoding="utf-8")
     for key in (*cfgmod.MEASURE_KEYS, "intake_total", "session_date"):
         assert f"`{key}`" in text or f"{key}:" in text
+    for line in ("# intake_total:", "# total:", "# total_scale:"):
+        assert line in text
 
 
 def test_template_choices_match_the_checker():
@@ -184,6 +188,22 @@ def test_to_dict_round_trips():
     assert "path" not in cfg.to_dict()
 
 
+def test_to_dict_holds_the_number_format_and_total_scale():
+    cfg = config_from_dict(
+        minimal(
+            read={"delimiter": ";", "decimal": ",", "thousands": "."},
+            alliance={"client": {"instrument": "wai_sr", "total": "wai", "total_scale": "mean"}},
+        )
+    )
+    data = cfg.to_dict()
+    assert (data["read"]["decimal"], data["read"]["thousands"]) == (",", ".")
+    assert data["alliance"]["client"]["total_scale"] == "mean"
+    assert data["outcome"]["total_scale"] == "sum"  # the default, written out
+    assert config_from_dict(data) == cfg
+    items = config_from_dict(minimal(outcome={"instrument": "gad7", "item_pattern": "g{i}"}))
+    assert "total_scale" not in items.to_dict()["outcome"]
+
+
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path):
     path = write_yaml(tmp_path, yaml.safe_dump(MINIMAL))
     cfg = load_config(path)
@@ -217,6 +237,83 @@ def test_item_pattern_with_zero_padding_and_explicit_items():
     assert cfg.item_columns("outcome") == ["a", "b", "c", "d", "e", "f", "g"]
     with pytest.raises(KeyError, match="observer"):
         cfg.item_columns("observer")
+
+
+def test_number_separators_default_to_a_decimal_point_without_thousands():
+    cfg = config_from_dict(MINIMAL)
+    assert (cfg.read.decimal, cfg.read.thousands) == (".", None)
+    cfg = config_from_dict(minimal(read={"decimal": None, "thousands": None}))
+    assert (cfg.read.decimal, cfg.read.thousands) == (".", None)
+
+
+@pytest.mark.parametrize(
+    ("read", "expected"),
+    [
+        ({"delimiter": ";", "decimal": ","}, (",", None)),
+        ({"delimiter": ";", "decimal": ",", "thousands": "."}, (",", ".")),
+        ({"delimiter": ";", "decimal": "comma", "thousands": "space"}, (",", " ")),
+        ({"delimiter": ";", "decimal": ",", "thousands": " "}, (",", " ")),
+        ({"decimal": ".", "thousands": "'"}, (".", "'")),
+        ({"format": "tsv", "thousands": ","}, (".", ",")),
+    ],
+)
+def test_decimal_and_thousands_separators(read, expected):
+    cfg = config_from_dict(minimal(read=read))
+    assert (cfg.read.decimal, cfg.read.thousands) == expected
+
+
+def test_bad_number_separators_are_config_errors():
+    problems = {p.column: p for p in errors_of(minimal(read={"decimal": ";"})).problems}
+    assert set(problems) == {"read.decimal"}
+    assert problems["read.decimal"].rule == "the decimal separator: '.' or ','"
+    problems = errors_of(minimal(read={"thousands": "_"})).problems
+    assert [p.column for p in problems] == ["read.thousands"]
+    (same,) = errors_of(minimal(read={"delimiter": ";", "decimal": ",", "thousands": ","})).problems
+    assert same.column == "read.thousands"
+    assert same.found == "both are ','"
+    assert "decimal separator" in same.rule
+    (point,) = errors_of(minimal(read={"thousands": "."})).problems  # decimal "." by default
+    assert point.found == "both are '.'"
+    for read in ({"delimiter": ",", "thousands": ","}, {"format": "csv", "thousands": ","}):
+        (clash,) = errors_of(minimal(read=read)).problems
+        assert clash.column == "read.thousands"
+        assert "field separator (read.delimiter)" in clash.rule
+
+
+def test_total_scale_defaults_to_sum_and_accepts_mean_next_to_a_total():
+    cfg = config_from_dict(MINIMAL)
+    assert cfg.alliance["client"].total_scale == "sum"
+    assert cfg.outcome.total_scale == "sum"
+    cfg = config_from_dict(
+        minimal(
+            alliance={"client": {"instrument": "wai_sr", "total": "wai", "total_scale": "mean"}},
+            outcome={
+                "instrument": "phq9",
+                "total": "phq",
+                "intake_total": "phq0",
+                "total_scale": "mean",
+            },
+        )
+    )
+    assert cfg.alliance["client"].total_scale == "mean"
+    assert cfg.outcome.total_scale == "mean"
+    assert cfg.outcome.intake_total == "phq0"
+
+
+def test_total_scale_with_item_columns_or_a_bad_value_is_an_error():
+    data = minimal(
+        alliance={
+            "client": {"instrument": "wai_sr", "item_pattern": "w{i}", "total_scale": "mean"}
+        },
+        outcome={"instrument": "phq9", "total": "phq", "total_scale": "average"},
+    )
+    problems = {p.column: p for p in errors_of(data).problems}
+    assert set(problems) == {"alliance.client.total_scale", "outcome.total_scale"}
+    assert (
+        problems["alliance.client.total_scale"].found == "total_scale: mean next to 'item_pattern'"
+    )
+    assert "only together with 'total'" in problems["alliance.client.total_scale"].rule
+    assert problems["outcome.total_scale"].rule == "one of: sum, mean"
 
 
 def test_delimiter_words_and_numeric_missing_codes():

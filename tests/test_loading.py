@@ -423,8 +423,100 @@ def test_non_numeric_scores():
     assert set(problems) == {"wai", "phq"}
     assert problems["wai"].rows == [3] and problems["wai"].values == ["abc"]
     assert problems["phq"].rows == [3] and problems["phq"].values == ["3,5"]
-    assert "not a comma" in problems["phq"].fix
+    assert problems["phq"].fix.startswith(
+        "'3,5' is a number written with a decimal comma: set read.decimal: ',' under read:"
+    )
+    assert "read.decimal" not in problems["wai"].fix  # 'abc' is no number in any format
     assert "alliance_client" in problems["wai"].rule
+    # With the suggested setting the decimal comma reads as 3.5; 'abc' is still reported.
+    err = load_error(BAD / "non_numeric.csv", totals_config(read={"decimal": ","}))
+    assert [p.column for p in err.problems] == ["wai"]
+
+
+NUMBER_CSV = "therapist;patient;session;wai;phq;age\n{rows}"
+
+
+@pytest.mark.parametrize(
+    ("read", "cell", "expected"),
+    [
+        ({"delimiter": ";", "decimal": ","}, "3,25", 3.25),
+        ({"delimiter": ";", "decimal": ","}, "-0,5", -0.5),
+        ({"delimiter": ";", "decimal": ",", "thousands": "."}, "1.234,5", 1234.5),
+        ({"delimiter": ";", "decimal": ",", "thousands": "."}, "1234,5", 1234.5),
+        ({"delimiter": ";", "decimal": ",", "thousands": " "}, "1 234,5", 1234.5),
+        ({"delimiter": ";", "decimal": ",", "thousands": " "}, "1\u00a0234,5", 1234.5),
+        ({"delimiter": ";", "thousands": ","}, "1,234.5", 1234.5),
+        ({"delimiter": ";", "thousands": "'"}, "1'234'567", 1234567.0),
+    ],
+)
+def test_decimal_and_thousands_separators_in_text_cells(tmp_path: Path, read, cell, expected):
+    rows = f"T1;P01;1;{cell};12;34\n"
+    path = write_text(tmp_path, "n.csv", NUMBER_CSV.format(rows=rows))
+    frame = read_study(path, totals_config(read=read))
+    assert frame["alliance_client"].tolist() == [expected]
+
+
+def test_european_csv_loads_with_semicolons_and_decimal_commas(tmp_path: Path):
+    # As a spreadsheet set to German/French/… conventions saves "CSV": ';' between
+    # fields, decimal commas, ids that look like numbers.
+    rows = "1.001;P01;1;3,5;12;34,5\n1.001;P01;2;4;9,5;34,5\n"
+    path = write_text(tmp_path, "eu.csv", NUMBER_CSV.format(rows=rows))
+    config = totals_config(
+        read={"delimiter": ";", "decimal": ",", "thousands": "."},
+        covariates={"age": "age"},
+    )
+    frame = read_study(path, config)
+    assert frame["alliance_client"].tolist() == [3.5, 4.0]
+    assert frame["outcome"].tolist() == [12.0, 9.5]
+    assert frame["age"].tolist() == [34.5, 34.5]
+    assert frame["therapist_id"].tolist() == ["1.001", "1.001"]  # never a number
+    assert frame["session"].tolist() == [1, 2]
+
+
+def test_excel_text_cells_use_the_decimal_setting(tmp_path: Path):
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["therapist", "patient", "session", "wai", "phq"])
+    sheet.append(["T1", "P01", 1, "3,25", 12])  # typed as text
+    sheet.append(["T1", "P01", 2, 41, "1.234,5"])  # a real number; text with thousands
+    path = tmp_path / "text_numbers.xlsx"
+    book.save(path)
+    frame = read_study(path, totals_config(read={"decimal": ",", "thousands": "."}))
+    assert frame["alliance_client"].tolist() == [3.25, 41.0]
+    assert frame["outcome"].tolist() == [12.0, 1234.5]
+
+
+def test_a_cell_in_another_number_format_suggests_the_setting(tmp_path: Path):
+    rows = "T1;P01;1;3.5;1.234,5;34\n"
+    path = write_text(tmp_path, "n.csv", NUMBER_CSV.format(rows=rows))
+    err = load_error(path, totals_config(read={"delimiter": ";", "decimal": ","}))
+    problems = {p.column: p for p in err.problems}
+    assert problems["wai"].fix.startswith(
+        "'3.5' is a number written with a decimal point: set read.decimal: '.'"
+    )
+    assert problems["phq"].fix.startswith(
+        "'1.234,5' is a number written with a decimal comma and '.' between thousands: "
+        "set read.thousands: '.'"
+    )
+
+
+def test_thousands_separator_equal_to_the_default_delimiter(tmp_path: Path):
+    path = write_text(tmp_path, "n.csv", "therapist,patient,session,wai,phq\nT1,P01,1,40,12\n")
+    (problem,) = load_error(path, totals_config(read={"thousands": ","})).problems
+    assert "other than the field separator" in problem.rule
+    assert problem.found.startswith("both are ','")
+    assert "read.delimiter" in problem.fix
+
+
+def test_item_pattern_with_a_format_spec(tmp_path: Path):
+    header = ",".join(["therapist", "patient", "session", *[f"WAI{i:02d}" for i in range(1, 13)]])
+    row = ",".join(["T1", "P01", "1", *[str(1 + i % 5) for i in range(12)]])
+    path = write_text(tmp_path, "w.csv", f"{header},phq\n{row},7\n")
+    alliance = {"client": {"instrument": "wai_sr", "item_pattern": "WAI{i:02d}"}}
+    frame = read_study(path, totals_config(alliance=alliance))
+    # WAI01..WAI12 hold 1,2,3,4,5,1,2,3,4,5,1,2 (written above, item by item)
+    items = [frame[f"alliance_client_item{i:02d}"].item() for i in range(1, 13)]
+    assert items == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2]
 
 
 def test_fractional_session_numbers():
@@ -524,6 +616,9 @@ def test_unquoted_decimal_comma_gives_too_many_fields():
     assert problem.rows == [3]
     assert problem.values == ["5"]
     assert "1 row with more fields" in problem.found
+    assert problem.fix.endswith(
+        "(or save the file ';'-separated and set read.delimiter: ';' and read.decimal: ',')"
+    )
 
 
 def test_unsupported_extension():

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from helpers import schema
 from helpers.paths import DEMO_DIR, PROJECT_ROOT
@@ -28,6 +31,10 @@ def demo(tmp_path_factory):
     result = run_cleaning(DEMO_DATA, DEMO_CONFIG, out)
     assert sha256_file(DEMO_DATA) == before, "the raw demo file was modified"
     return result, out
+
+
+def _non_missing(column: pd.Series) -> int:
+    return int(column.notna().sum())
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +132,7 @@ def test_outputs_are_byte_identical_across_runs(demo, tmp_path):
         "exclusion_ledger.csv",
         "value_changes.csv",
         "flow.csv",
+        "conversions.csv",
         "manifest.json",
     ]:
         assert (first / name).read_bytes() == (tmp_path / name).read_bytes(), name
@@ -139,6 +147,7 @@ def test_manifest_records_hashes_without_absolute_paths(demo):
     )
     # outputs are named relative to the output folder, so the manifest does not depend on it
     assert sorted(o["path"] for o in manifest["outputs"]) == [
+        "conversions.csv",
         "exclusion_ledger.csv",
         "flow.csv",
         "patients.csv",
@@ -169,6 +178,20 @@ def test_cli_cleans_the_demo_study(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "4584 records in" in proc.stdout
     assert (tmp_path / "sessions.parquet").exists()
+    # the values set to missing, after the summary: one line per column and reason
+    lost = proc.stdout.split("values set to missing:\n", 1)[1].splitlines()
+    header = "column  source column  reason  values set to missing  share of non-missing values"
+    assert lost[0].split() == header.split()
+    n_wai_11 = _non_missing(pd.read_csv(DEMO_DATA, na_values=["NA", "."])["wai_11"])
+    assert lost[1].split() == [
+        "alliance_client_item11",
+        "wai_11",
+        *"outside the allowed range 1–5".split(),
+        "1",
+        f"{1 / n_wai_11:.2%}",
+    ]
+    assert lost[2].split()[:2] == ["outcome_item01", "phq_1"]
+    assert len(lost) == 3
 
 
 @pytest.mark.parametrize(
@@ -262,6 +285,37 @@ def _config_without(tmp_path, source, *lines: str):
         assert line + "\n" in text, line
         text = text.replace(line + "\n", "")
     path = tmp_path / source.name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------- values lost, item means
+
+
+def test_values_lost_of_the_demo_are_its_out_of_range_faults(demo, truth):
+    result, _ = demo
+    raw = pd.read_csv(DEMO_DATA, na_values=["NA", "."])
+    faults = [f for f in truth["faults"] if f["type"] == "out_of_range"]
+    assert [f["column"] for f in faults] == ["wai_11", "phq_1"]
+    lost = result.values_lost()
+    assert list(lost.columns) == [
+        "column",
+        "source column",
+        "reason",
+        "values set to missing",
+        "share of non-missing values",
+    ]
+    assert lost.iloc[:, :4].values.tolist() == [
+        ["alliance_client_item11", "wai_11", "outside the allowed range 1–5", 1],
+        ["outcome_item01", "phq_1", "outside the allowed range 0–3", 1],
+    ]
+    assert lost["values set to missing"].dtype == "int64"
+    shares = [1 / _non_missing(raw["wai_11"]), 1 / _non_missing(raw["phq_1"])]
+    assert lost["share of non-missing values"].tolist() == pytest.approx(shares)
+
+
+def _write(tmp_path, name: str, text: str):
+    path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -472,3 +526,171 @@ def test_processed_schema_accepts_no_therapist_and_refuses_dates(dated):
             schema.validate_processed(dated_frame)
     with pytest.raises(StudyDataError, match="days_since_first"):
         schema.validate_processed(sessions.assign(days_since_first=-1))
+
+
+CLEAN_TOTALS = "therapist,patient,session,wai,phq\n" + "".join(
+    f"T1,P01,{s},{40 + s},{12 - s}\n" for s in range(1, 5)
+)
+
+
+def test_values_lost_is_empty_with_its_columns_when_nothing_was_lost(tmp_path):
+    result = run_cleaning(_write(tmp_path, "ok.csv", CLEAN_TOTALS), BAD / "totals.yml")
+    lost = result.values_lost()
+    assert lost.empty
+    assert list(lost.columns)[3:] == ["values set to missing", "share of non-missing values"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers", "clean", "--input", str(tmp_path / "ok.csv"),
+         "--config", str(BAD / "totals.yml"), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().endswith("no values were set to missing")
+
+
+def test_values_lost_counts_each_column_and_reason(tmp_path):
+    # wai: 61 and 70 above 60 (2 of 5 values); phq: 30 above 27 (1 of 4; one cell empty)
+    text = "therapist,patient,session,wai,phq\n" + (
+        "T1,P01,1,40,12\nT1,P01,2,61,30\nT1,P01,3,41,\nT1,P01,4,70,9\nT1,P01,5,42,8\n"
+    )
+    result = run_cleaning(_write(tmp_path, "r.csv", text), BAD / "totals.yml")
+    assert result.values_lost().values.tolist() == [
+        ["alliance_client", "wai", "outside the allowed range 12–60", 2, 2 / 5],
+        ["outcome", "phq", "outside the allowed range 0–27", 1, 1 / 4],
+    ]
+
+
+@pytest.fixture(scope="module")
+def mean_export(tmp_path_factory, truth):
+    """The demo exported with the client WAI-SR as an item mean (one mean set to 5.5).
+
+    The rows of the duplicate and mistyped-therapist faults are left out, so no
+    record is excluded before the range check.
+    """
+    folder = tmp_path_factory.mktemp("means")
+    raw = pd.read_csv(DEMO_DATA, dtype=str, keep_default_na=False)
+    raw.index = range(2, len(raw) + 2)  # file line numbers
+    kinds = {"exact_duplicate", "conflicting_duplicate", "mistyped_therapist_id"}
+    faulty = {r for f in truth["faults"] if f["type"] in kinds
+              for r in (f["row"], f.get("row_original")) if r}  # fmt: skip
+    raw = raw.drop(index=sorted(faulty)).reset_index(drop=True)
+    items = raw[[f"wai_{i}" for i in range(1, 13)]].apply(pd.to_numeric, errors="coerce")
+    mean = items.sum(axis=1) / 12
+    mean[items.isna().any(axis=1)] = np.nan
+    first = int(np.flatnonzero(mean.notna())[0])
+    mean.iloc[first] = 5.5  # above the item range 1-5
+    export = raw.drop(columns=items.columns).assign(wai_mean=mean)
+    path = folder / "wai_means.csv"
+    export.to_csv(path, index=False, na_rep="NA")
+    configs = {}
+    for scale in ("sum", "mean"):
+        study = yaml.safe_load(DEMO_CONFIG.read_text())
+        study["alliance"]["client"] = {"instrument": "wai_sr", "total": "wai_mean"}
+        if scale == "mean":
+            study["alliance"]["client"]["total_scale"] = "mean"
+        configs[scale] = folder / f"{scale}.yml"
+        configs[scale].write_text(yaml.safe_dump(study))
+    sums = items.sum(axis=1).where(items.notna().all(axis=1) & (items <= 5).all(axis=1))
+    return path, configs, mean, sums, first + 2
+
+
+def test_a_total_column_holding_item_means_stops_instead_of_being_blanked(mean_export, tmp_path):
+    path, configs, mean, _, _ = mean_export
+    n = _non_missing(mean)
+    with pytest.raises(StudyDataError) as err:
+        run_cleaning(path, configs["sum"], tmp_path)
+    (problem,) = err.value.problems
+    assert problem.column == "wai_mean"
+    assert "named by alliance.client.total" in problem.rule
+    assert problem.found.startswith(f"{n:,} of {n:,} values (100%) outside that range")
+    assert problem.fix == (
+        f"this looks like an item mean, not a total: {n - 1:,} of {n:,} values lie within "
+        "the WAI-SR item range 1–5; set `alliance.client.total_scale: mean`"
+    )
+    assert not any(tmp_path.iterdir()), "nothing is written"
+    policy = yaml.safe_load(configs["sum"].read_text())
+    policy["cleaning"]["out_of_range"] = "error"
+    configs_error = tmp_path / "error.yml"
+    configs_error.write_text(yaml.safe_dump(policy))
+    with pytest.raises(StudyDataError, match="this looks like an item mean"):
+        run_cleaning(path, configs_error)
+
+
+def test_item_means_are_converted_to_totals(mean_export, tmp_path):
+    path, configs, mean, sums, row_55 = mean_export
+    n = _non_missing(mean)
+    result = run_cleaning(path, configs["mean"], tmp_path)
+    conversion = {
+        "column": "alliance_client",
+        "source column": "wai_mean",
+        "config key": "alliance.client.total_scale",
+        "from": "item mean (1–5)",
+        "to": "total (12–60)",
+        "factor": 12,
+        "values converted": n,
+    }
+    assert result.conversions.to_dict("records") == [conversion]
+    written = pd.read_csv(tmp_path / "conversions.csv")
+    assert written.to_dict("records") == [conversion]
+    # a mean of 5.5 is out of range, and is reported as 5.5, not as the total 66
+    changes = result.value_changes.set_index(schema.SOURCE_ROW)
+    assert changes.loc[row_55, "column"] == "alliance_client"
+    assert changes.loc[row_55, "original_value"] == "5.5"
+    assert changes.loc[row_55, "reason"] == (
+        "outside the allowed range 12–60 (item mean: allowed 1–5, converted × 12)"
+    )
+    lost = result.values_lost()
+    assert lost.iloc[0].tolist() == [
+        "alliance_client",
+        "wai_mean",
+        "outside the allowed range 12–60 (item mean: allowed 1–5, converted × 12)",
+        1,
+        pytest.approx(1 / n),
+    ]
+    # totals: mean x 12 equals the sum of the 12 items wherever the items are complete
+    s = result.sessions.set_index(schema.SOURCE_ROW)["alliance_client"]
+    expected = sums.set_axis(range(2, len(sums) + 2)).dropna().drop(index=row_55)
+    both = expected.index.intersection(s.index)
+    assert len(both) > 3000
+    assert s.loc[both].to_numpy() == pytest.approx(expected.loc[both].to_numpy())
+    summary = result.summary()
+    assert summary.splitlines()[0].endswith("; 1 column converted from item means to totals.")
+    assert (
+        f"  wai_mean (alliance.client.total_scale: mean): item mean (1–5) × 12 = total (12–60), "
+        f"{n:,} values converted" in summary
+    )
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["parameters"]["config"]["alliance"]["client"]["total_scale"] == "mean"
+
+
+def test_cli_reports_a_column_of_item_means_without_traceback(tmp_path):
+    text = "therapist,patient,session,wai,phq\n" + "".join(
+        f"T1,P01,{s},{m},{9}\n" for s, m in enumerate([3.5, 4.25, 2.0, 1.0, 5.0], start=1)
+    )
+    path = _write(tmp_path, "m.csv", text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers", "clean", "--input", str(path), "--config",
+         str(BAD / "totals.yml"), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert re.search(r"column 'wai', rows 2, 3, 4, 5, 6", proc.stderr)
+    assert "5 of 5 values (100%) outside that range" in proc.stderr
+    assert "set `alliance.client.total_scale: mean`" in proc.stderr
+
+
+def test_a_european_export_of_item_means_cleans_to_the_same_sessions(mean_export, tmp_path):
+    # The same export as a European spreadsheet saves it: ';' between fields and
+    # decimal commas ("3,5833333333333335").
+    path, configs, *_ = mean_export
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert table["wai_mean"].str.contains(".", regex=False).any()
+    table["wai_mean"] = table["wai_mean"].str.replace(".", ",", regex=False)
+    european = tmp_path / "european.csv"
+    table.to_csv(european, sep=";", index=False)
+    study = yaml.safe_load(configs["mean"].read_text())
+    study["read"].update(delimiter=";", decimal=",")
+    config = tmp_path / "european.yml"
+    config.write_text(yaml.safe_dump(study))
+    expected = run_cleaning(path, configs["mean"]).sessions
+    pd.testing.assert_frame_equal(run_cleaning(european, config).sessions, expected)

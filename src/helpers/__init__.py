@@ -10,6 +10,7 @@ One module per stage of the analysis:
 - :mod:`helpers.validation` — readable reports of what is wrong with an input;
 - :mod:`helpers.scoring` — instrument scoring and reliable change;
 - :mod:`helpers.cleaning` — logged cleaning rules and the exclusion ledger;
+- :mod:`helpers.scales` — item means converted to totals; columns on the wrong scale stopped;
 - :mod:`helpers.features` — within/between disaggregation, lags, early alliance;
 - :mod:`helpers.pipeline` — the whole cleaning step, as run by notebook 01 and the CLI;
 - :mod:`helpers.explore` — descriptive tables (notebook 02);

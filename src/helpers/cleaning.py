@@ -404,6 +404,8 @@ def set_out_of_range_missing(
     log: CleaningLog,
     ranges: Mapping[str, tuple[float, float]],
     policy: str = "set_missing",
+    *,
+    originals: Mapping[str, tuple[pd.Series, str]] | None = None,
 ) -> pd.DataFrame:
     """Set values outside their allowed range to missing and log the originals.
 
@@ -415,6 +417,11 @@ def set_out_of_range_missing(
         counts as out of range.
     policy
         ``set_missing`` (default) or ``error``.
+    originals
+        Columns converted before this check (item means turned into totals,
+        :func:`helpers.scales.convert_item_means`) → (their values before the
+        conversion, how they were converted): these values are logged and
+        reported, and the reason says how the column was converted.
     """
     step = "out-of-range values"
     out = df.copy()
@@ -428,15 +435,22 @@ def set_out_of_range_missing(
             bad |= values.notna() & (np.floor(values) != values)
         if not bad.any():
             continue
+        shown = out.loc[bad]
+        note = ""
+        if originals is not None and column in originals:
+            before, how = originals[column]
+            shown = shown.assign(**{column: before.loc[shown.index]})
+            note = f" ({how})"
         if policy == "error":
             problems.append(
                 Problem(
                     file=log.source,
                     column=column,
                     rows=_problem_rows(out, bad),
-                    values=out.loc[bad, column].tolist(),
+                    values=shown[column].tolist(),
                     rule=f"values from {low:g} to {high:g}"
-                    + (" in whole numbers" if "_item" in column else ""),
+                    + (" in whole numbers" if "_item" in column else "")
+                    + note,
                     found=f"{int(bad.sum())} value(s) outside that range",
                     fix="correct the values in the source, or set "
                     "cleaning.out_of_range: set_missing",
@@ -444,11 +458,11 @@ def set_out_of_range_missing(
             )
             continue
         log.change_value(
-            out.loc[bad],
+            shown,
             column,
             None,
             step,
-            f"outside the allowed range {low:g}–{high:g}",
+            f"outside the allowed range {low:g}–{high:g}{note}",
         )
         out.loc[bad, column] = np.nan
     if problems:

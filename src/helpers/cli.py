@@ -25,6 +25,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -61,6 +65,36 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def values_lost_text(lost: pd.DataFrame) -> str:
+    """The table of :meth:`helpers.pipeline.CleaningResult.values_lost` as plain text.
+
+    Parameters
+    ----------
+    lost : pandas.DataFrame
+        One row per column and reason (may be empty).
+
+    Returns
+    -------
+    str
+        An aligned table (counts as whole numbers, shares as percentages),
+        or ``"no values were set to missing"``.
+    """
+    if lost.empty:
+        return "no values were set to missing"
+    share = "share of non-missing values"
+    shown = lost.assign(**{share: lost[share].map(lambda x: f"{x:.2%}")})
+    header = [str(c) for c in shown.columns]
+    cells = [[str(v) for v in row] for row in shown.itertuples(index=False)]
+    widths = [max(len(h), *(len(row[j]) for row in cells)) for j, h in enumerate(header)]
+    numeric = [c in ("values set to missing", share) for c in header]
+
+    def line(values: list[str]) -> str:
+        padded = zip(values, widths, numeric, strict=True)
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in padded).rstrip()
+
+    return "\n".join(["values set to missing:", line(header), *map(line, cells)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     args = _build_parser().parse_args(argv)
@@ -77,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             result = run_cleaning(args.input, args.config, args.out)
             print(result.summary())
+            print(values_lost_text(result.values_lost()))
         elif args.command == "run-notebooks":
             from helpers.runner import run_notebooks, write_run_manifest
 

@@ -50,6 +50,12 @@ SUPPORTED_FORMATS: tuple[str, ...] = ("csv", "tsv", "xlsx", "sav", "dta", "parqu
 LAYOUTS: tuple[str, ...] = ("long", "wide")
 DEFAULT_MISSING_CODES: tuple[str, ...] = ("", "NA", "N/A", ".")
 DEFAULT_SESSION_PATTERN = r"^(?P<var>.+)_s(?P<session>\d+)$"
+#: Decimal separators of numbers typed as text (``read.decimal``).
+DECIMAL_SEPARATORS: tuple[str, ...] = (".", ",")
+#: Thousands separators (``read.thousands``); ``None`` = numbers have none.
+THOUSANDS_SEPARATORS: tuple[str | None, ...] = (None, ".", ",", " ", "'")
+#: What a ``total`` column holds (``total_scale``): the instrument total or the item mean.
+TOTAL_SCALES: tuple[str, ...] = ("sum", "mean")
 CLEANING_CHOICES: dict[str, tuple[str, ...]] = {
     "out_of_range": ("set_missing", "error"),
     "conflicting_duplicates": ("exclude", "keep_first", "error"),
@@ -78,6 +84,8 @@ READ_KEYS: tuple[str, ...] = (
     "delimiter",
     "encoding",
     "missing_codes",
+    "decimal",
+    "thousands",
 )
 WIDE_KEYS: tuple[str, ...] = ("session_pattern",)
 COLUMN_KEYS: tuple[str, ...] = (
@@ -87,7 +95,7 @@ COLUMN_KEYS: tuple[str, ...] = (
     schema.SESSION_DATE,
     schema.MODALITY,
 )
-MEASURE_KEYS: tuple[str, ...] = ("instrument", "items", "item_pattern", "total")
+MEASURE_KEYS: tuple[str, ...] = ("instrument", "items", "item_pattern", "total", "total_scale")
 OUTCOME_KEYS: tuple[str, ...] = (*MEASURE_KEYS, "intake_session", "intake_total")
 CLEANING_KEYS: tuple[str, ...] = (
     "out_of_range",
@@ -99,6 +107,8 @@ CLEANING_KEYS: tuple[str, ...] = (
     "days_since_first",
 )
 _DELIMITER_WORDS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+_DEFAULT_DELIMITERS = {"csv": ",", "tsv": "\t"}
+_SEPARATOR_WORDS = {"point": ".", "dot": ".", "comma": ",", "space": " ", "apostrophe": "'"}
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -126,6 +136,12 @@ class ReadConfig:
     missing_codes : tuple of str
         Cell values that mean "missing" (compared after stripping spaces;
         numeric codes such as ``-99`` also match numeric cells).
+    decimal : str
+        Decimal separator of numbers stored as text (CSV/TSV cells, text
+        cells of Excel/SPSS/Stata): ``"."`` or ``","``.
+    thousands : str or None
+        Thousands separator of such numbers (``"."``, ``","``, ``" "``,
+        ``"'"``), or ``None`` when numbers are written without one.
     """
 
     format: str | None = None
@@ -135,6 +151,8 @@ class ReadConfig:
     delimiter: str | None = None
     encoding: str = "utf-8"
     missing_codes: tuple[str, ...] = DEFAULT_MISSING_CODES
+    decimal: str = "."
+    thousands: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,12 +185,18 @@ class MeasureConfig:
         Item column names with ``{i}`` standing for the 1-based item number.
     total : str or None
         A column already holding the instrument total.
+    total_scale : str
+        What the ``total`` column (and, for the outcome, ``intake_total``)
+        holds: ``"sum"``, the instrument total, or ``"mean"``, the item mean
+        on the item range, which cleaning converts to the total (mean times
+        the number of items).
     """
 
     instrument: str
     items: tuple[str, ...] | None = None
     item_pattern: str | None = None
     total: str | None = None
+    total_scale: str = "sum"
 
     @property
     def n_items(self) -> int:
@@ -448,6 +472,7 @@ class StudyConfig:
                 out["item_pattern"] = m.item_pattern
             if m.total is not None:
                 out["total"] = m.total
+                out["total_scale"] = m.total_scale
             return out
 
         outcome = measure_dict(self.outcome)
@@ -699,6 +724,7 @@ def _check_read(c: _Checker, data: Mapping) -> ReadConfig:
         )
         codes_value = list(DEFAULT_MISSING_CODES)
     missing_codes = tuple(str(v).strip() for v in codes_value)
+    decimal, thousands = _check_number_format(c, sec, delimiter or _DEFAULT_DELIMITERS.get(fmt))
     return ReadConfig(
         format=fmt,
         sheet=sheet,
@@ -707,6 +733,8 @@ def _check_read(c: _Checker, data: Mapping) -> ReadConfig:
         delimiter=delimiter,
         encoding=encoding,
         missing_codes=missing_codes,
+        decimal=decimal,
+        thousands=thousands,
     )
 
 
@@ -731,6 +759,62 @@ def _check_date_format(c: _Checker, sec: Mapping) -> str | None:
         fmt,
     )
     return None
+
+
+def _separator(c: _Checker, sec: Mapping, name: str, choices: tuple, rule: str) -> Any:
+    """``read.decimal`` or ``read.thousands`` as a character (words such as 'comma' allowed)."""
+    value = sec.get(name)
+    if value is None:
+        return choices[0]
+    if isinstance(value, str):
+        value = _SEPARATOR_WORDS.get(value.strip().lower(), value)
+    if value in choices:
+        return value
+    c.add(
+        ("read", name),
+        rule,
+        _type_name(value),
+        "write the character in quotes, e.g. decimal: ',' and thousands: '.' for 1.234,5",
+        value,
+    )
+    return choices[0]
+
+
+def _check_number_format(
+    c: _Checker, sec: Mapping, delimiter: str | None
+) -> tuple[str, str | None]:
+    """The decimal and thousands separators, each different from the other and the delimiter."""
+    decimal = _separator(c, sec, "decimal", DECIMAL_SEPARATORS, "the decimal separator: '.' or ','")
+    thousands = _separator(
+        c,
+        sec,
+        "thousands",
+        THOUSANDS_SEPARATORS,
+        "the thousands separator: null (none), '.', ',', ' ' (space) or \"'\"",
+    )
+    if thousands is None:
+        return decimal, None
+    if thousands == decimal:
+        c.add(
+            ("read", "thousands"),
+            "a thousands separator other than the decimal separator (read.decimal)",
+            f"both are {thousands!r}",
+            "for 1.234,5 set decimal: ',' and thousands: '.'; "
+            "for 1,234.5 set decimal: '.' and thousands: ','",
+            thousands,
+        )
+        return decimal, None
+    if thousands == delimiter:
+        c.add(
+            ("read", "thousands"),
+            "a thousands separator other than the field separator (read.delimiter)",
+            f"both are {thousands!r}",
+            "delete read.thousands if numbers have no thousands separator, or set "
+            "read.delimiter to the file's real separator (e.g. ';')",
+            thousands,
+        )
+        return decimal, None
+    return decimal, thousands
 
 
 def _check_measure(
@@ -804,9 +888,33 @@ def _check_measure(
             return None
     else:
         total = c.text(block, (*key, "total"), True, "a column name")
+    total_scale = _check_total_scale(c, block, key, given[0])
     if instrument is None:
         return None
-    return MeasureConfig(instrument=instrument, items=items, item_pattern=pattern, total=total)
+    return MeasureConfig(
+        instrument=instrument,
+        items=items,
+        item_pattern=pattern,
+        total=total,
+        total_scale=total_scale,
+    )
+
+
+def _check_total_scale(c: _Checker, block: Mapping, key: tuple[str, ...], given: str) -> str:
+    """``total_scale``: sum or mean, and only next to ``total``."""
+    scale = c.choice(block, (*key, "total_scale"), TOTAL_SCALES, required=False)
+    if scale is None:
+        return "sum"
+    if given != "total":
+        c.add(
+            (*key, "total_scale"),
+            "total_scale only together with 'total' (a column holding a total or item mean)",
+            f"total_scale: {scale} next to '{given}'",
+            f"delete total_scale: the suite scores the item columns of '{given}' itself",
+            scale,
+        )
+        return "sum"
+    return scale
 
 
 def _check_outcome(c: _Checker, data: Mapping) -> OutcomeConfig | None:
@@ -835,6 +943,7 @@ def _check_outcome(c: _Checker, data: Mapping) -> OutcomeConfig | None:
         items=measure.items,
         item_pattern=measure.item_pattern,
         total=measure.total,
+        total_scale=measure.total_scale,
         intake_session=intake_session,
         intake_total=intake_total,
     )

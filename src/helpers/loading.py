@@ -9,7 +9,8 @@ Two steps, kept apart so each can be inspected:
    in their file (see :mod:`helpers.validation`).
 2. :func:`map_to_canonical` uses the study config to rename, reshape (wide
    files) and type the columns: identifiers become stripped text, scores
-   become numbers.  Values that cannot be numbers are reported, never
+   become numbers (text cells read with the config's ``read.decimal`` and
+   ``read.thousands`` separators).  Values that cannot be numbers are reported, never
    silently dropped; values that are numbers but implausible (session 0,
    out-of-range items, repeated sessions) are kept for the cleaning step,
    which logs what it does with them.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import functools
 import io
 import math
 import numbers
@@ -64,7 +66,20 @@ EXTENSION_FORMATS: dict[str, str] = {
     ".pq": "parquet",
 }
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+# Number formats tried, in this order, when a cell is not a number under the
+# configured one: (decimal, thousands) -> the read settings suggested.
+_OTHER_NUMBER_FORMATS: tuple[tuple[str, str | None], ...] = (
+    (",", None),
+    (",", "."),
+    (".", None),
+    (".", ","),
+    (",", " "),
+    (".", " "),
+    (",", "'"),
+    (".", "'"),
+)
+# A space as thousands separator also matches the no-break spaces spreadsheets write.
+_SPACES = " \u00a0\u202f"
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 _DELIMITER_SETTING = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
 _HEADER_SCAN_ROWS = 30
@@ -307,6 +322,15 @@ def _read_text(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
             row_label="line",
         ) from None
     delimiter = read_config.delimiter or ("\t" if fmt == "tsv" else ",")
+    if read_config.thousands == delimiter:
+        raise _fail(
+            path,
+            "a thousands separator (read.thousands) other than the field separator",
+            f"both are {delimiter!r} (a {fmt.upper()} file is "
+            f"{_DELIMITER_NAMES.get(delimiter, repr(delimiter))}-separated unless "
+            "read.delimiter says otherwise)",
+            "set read.delimiter to the file's separator (e.g. ';'), or delete read.thousands",
+        )
     records: list[tuple[int, list[str]]] = []
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     previous_line = 0
@@ -362,7 +386,13 @@ def _read_text(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
             f"{len(too_long)} {'row' if len(too_long) == 1 else 'rows'} with more fields "
             "than the header",
             f"a {_DELIMITER_NAMES.get(delimiter, repr(delimiter))} inside a cell splits it: "
-            "quote such cells, or use a decimal point instead of a decimal comma",
+            "quote such cells, or use a decimal point instead of a decimal comma"
+            + (
+                " (or save the file ';'-separated and set read.delimiter: ';' and "
+                "read.decimal: ',')"
+                if delimiter == ","
+                else ""
+            ),
             rows=numbers_,
             values=extra,
         )
@@ -639,13 +669,37 @@ def _purpose(canonical: str, config: StudyConfig) -> str:
     return canonical
 
 
-def _to_numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=16)
+def _number_pattern(decimal: str = ".", thousands: str | None = None) -> re.Pattern[str]:
+    """A number written with these separators (the default is :data:`_NUMBER`)."""
+    if decimal == "." and thousands is None:
+        return _NUMBER
+    point = re.escape(decimal)
+    whole = r"\d+"
+    if thousands is not None:
+        group = "[" + re.escape(_SPACES if thousands == " " else thousands) + "]"
+        whole = rf"(?:\d{{1,3}}(?:{group}\d{{3}})+|\d+)"
+    return re.compile(rf"^[+-]?({whole}({point}\d*)?|{point}\d+)([eE][+-]?\d+)?$")
+
+
+def _plain_number(text: str, read: ReadConfig) -> str:
+    """A number in ``read``'s format rewritten as plain ``1234.5``."""
+    if read.thousands is not None:
+        for char in _SPACES if read.thousands == " " else read.thousands:
+            text = text.replace(char, "")
+    return text.replace(read.decimal, ".")
+
+
+def _to_numbers(series: pd.Series, read: ReadConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Numeric values (NaN where missing) and a mask of cells that are not numbers.
 
-    Numbers and text holding a plain decimal number (``"3"``, ``" 2.5 "``,
-    ``"-1"``, ``"1e2"``) are accepted; everything else (``"abc"``, a decimal
-    comma ``"3,5"``, true/false, dates) is flagged, never coerced.
+    Numbers and text holding a number in ``read``'s format are accepted: by
+    default a plain decimal number (``"3"``, ``" 2.5 "``, ``"-1"``, ``"1e2"``);
+    with ``read.decimal: ","`` also ``"3,25"``, with ``read.thousands`` digits
+    grouped in threes (``"1.234,5"``).  Everything else (``"abc"``, a decimal
+    comma under the default format, true/false, dates) is flagged, never coerced.
     """
+    read = read or ReadConfig()
     if pd.api.types.is_bool_dtype(series):
         return np.full(len(series), np.nan), series.notna().to_numpy(dtype=bool)
     if pd.api.types.is_numeric_dtype(series):
@@ -653,8 +707,12 @@ def _to_numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(series.dtype, pd.StringDtype):  # CSV/TSV cells: text or missing
         text = series.str.strip()
         missing = (text.isna() | (text == "")).to_numpy(dtype=bool)
-        ok = text.str.fullmatch(_NUMBER.pattern).fillna(False).to_numpy(dtype=bool)
-        values = pd.to_numeric(text.where(ok), errors="coerce").to_numpy(dtype="float64")
+        pattern = _number_pattern(read.decimal, read.thousands).pattern
+        ok = text.str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
+        text = text.where(ok)
+        if (read.decimal, read.thousands) != (".", None):
+            text = text.map(lambda t: _plain_number(t, read), na_action="ignore")
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64")
         return values, ~missing & ~ok
     values = np.full(len(series), np.nan)
     bad = np.zeros(len(series), dtype=bool)
@@ -669,8 +727,8 @@ def _to_numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
             text = value.strip()
             if not text:
                 continue
-            if _NUMBER.match(text):
-                values[i] = float(text)
+            if _number_pattern(read.decimal, read.thousands).match(text):
+                values[i] = float(_plain_number(text, read))
             else:
                 bad[i] = True
         else:
@@ -696,17 +754,51 @@ def _unique_rows(rows: Any, values: list[Any]) -> tuple[list[int], list[Any]]:
     return kept_rows, kept_values
 
 
+_SEPARATOR_NAMES = {".": "'.'", ",": "','", " ": "spaces", "'": "apostrophes"}
+
+
+def _number_format_hint(texts: list[str], read: ReadConfig, delimiter: str | None) -> str | None:
+    """The read.decimal / read.thousands under which most of ``texts`` are numbers, as a fix."""
+    best: tuple[str, str | None] | None = None
+    best_n = 0
+    for decimal, thousands in _OTHER_NUMBER_FORMATS:
+        if (decimal, thousands) == (read.decimal, read.thousands) or (
+            thousands is not None and thousands == delimiter
+        ):
+            continue
+        n = sum(bool(_number_pattern(decimal, thousands).match(t)) for t in texts)
+        if n > best_n:
+            best, best_n = (decimal, thousands), n
+    if best is None:
+        return None
+    decimal, thousands = best
+    example = next(t for t in texts if _number_pattern(decimal, thousands).match(t))
+    words = f"a decimal {'comma' if decimal == ',' else 'point'}"
+    settings = [f"read.decimal: '{decimal}'"] if decimal != read.decimal else []
+    if thousands is not None:
+        words += f" and {_SEPARATOR_NAMES[thousands]} between thousands"
+    if thousands != read.thousands:
+        settings.append(f"read.thousands: {'null' if thousands is None else repr(thousands)}")
+    return (
+        f"{example!r} is a number written with {words}: "
+        f"set {' and '.join(settings)} under read: in the config"
+    )
+
+
 def _number_problem(
-    raw: RawTable, column: str, rows: np.ndarray, values: list[Any], purpose: str
+    raw: RawTable,
+    column: str,
+    rows: np.ndarray,
+    values: list[Any],
+    purpose: str,
+    read: ReadConfig | None = None,
 ) -> Problem:
+    read = read or ReadConfig()
     rows, values = _unique_rows(rows, values)
     texts = [str(v).strip() for v in values]
-    hints = []
-    if any(_DECIMAL_COMMA.match(t) for t in texts):
-        hints.append("write decimals with a point (3.5), not a comma (3,5)")
-    hints.append(
-        "correct these cells in the file; if a code means 'missing', add it to read.missing_codes"
-    )
+    delimiter = read.delimiter or {"csv": ",", "tsv": "\t"}.get(raw.format)
+    hint = _number_format_hint(texts, read, delimiter)
+    fix = "correct these cells in the file; if a code means 'missing', add it to read.missing_codes"
     n = len(rows)
     return Problem(
         file=raw.path,
@@ -716,14 +808,19 @@ def _number_problem(
         rule=f"numbers: {purpose}",
         found=f"{n} {'value' if n == 1 else 'values'} that {'is' if n == 1 else 'are'} "
         "not a number",
-        fix="; ".join(hints),
+        fix=fix if hint is None else f"{hint}; otherwise {fix}",
     )
 
 
 def _numeric_column(
-    raw: RawTable, frame: pd.DataFrame, column: str, purpose: str, problems: list[Problem]
+    raw: RawTable,
+    frame: pd.DataFrame,
+    column: str,
+    purpose: str,
+    problems: list[Problem],
+    read: ReadConfig | None = None,
 ) -> np.ndarray:
-    values, bad = _to_numbers(frame[column])
+    values, bad = _to_numbers(frame[column], read)
     if bad.any():
         problems.append(
             _number_problem(
@@ -732,6 +829,7 @@ def _numeric_column(
                 frame[schema.SOURCE_ROW].to_numpy()[bad],
                 list(frame[column].to_numpy(dtype=object)[bad]),
                 purpose,
+                read,
             )
         )
     return values
@@ -800,12 +898,14 @@ def _modality_column(
     )
 
 
-def _covariate_column(raw: RawTable, frame: pd.DataFrame, column: str) -> pd.Series:
+def _covariate_column(
+    raw: RawTable, frame: pd.DataFrame, column: str, read: ReadConfig | None = None
+) -> pd.Series:
     """Labelled codes -> labels (text); all-numeric -> float; otherwise stripped text."""
     labels = raw.value_labels.get(column)
     if labels:
         return _text_column(_apply_value_labels(frame[column], labels))
-    values, bad = _to_numbers(frame[column])
+    values, bad = _to_numbers(frame[column], read)
     if not bad.any():
         return pd.Series(values, index=frame.index, dtype="float64")
     return _text_column(frame[column])
@@ -1014,7 +1114,7 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
             purpose = _purpose(sources[var], config)
             for session in sorted(matched[var]):
                 column = matched[var][session]
-                values = _numeric_column(raw, data, column, purpose, problems)
+                values = _numeric_column(raw, data, column, purpose, problems, config.read)
                 data[column] = values
         frame = wide_to_long(data, config, file=raw.path)
         session_column = schema.SESSION
@@ -1036,14 +1136,14 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
         elif canonical == schema.MODALITY:
             out[canonical] = _modality_column(raw, frame, user, config, problems)
         elif canonical in config.covariates:
-            out[canonical] = _covariate_column(raw, frame, user)
+            out[canonical] = _covariate_column(raw, frame, user, config.read)
         else:
             purpose = _purpose(canonical, config)
-            values = _numeric_column(raw, frame, user, purpose, problems)
+            values = _numeric_column(raw, frame, user, purpose, problems, config.read)
             out[canonical] = pd.Series(values, index=frame.index, dtype="float64")
 
     sessions = _numeric_column(
-        raw, frame, session_column, "the session number (1 = first session)", problems
+        raw, frame, session_column, "the session number (1 = first session)", problems, config.read
     )
     fractional = np.isfinite(sessions) & (sessions != np.floor(sessions))
     if fractional.any():

@@ -5,7 +5,10 @@
 
 1. read the file (:func:`helpers.loading.read_table`) and map it onto the
    canonical long schema (:func:`helpers.loading.map_to_canonical`);
-2. apply the logged cleaning rules of :mod:`helpers.cleaning`;
+2. apply the logged cleaning rules of :mod:`helpers.cleaning`; before the
+   range check, stop when most of a score column is out of range and convert
+   item means given as totals (``total_scale: mean``) to totals
+   (:mod:`helpers.scales`);
 3. score every instrument from its items (:mod:`helpers.scoring`), or check
    the range of totals given directly;
 4. split off the intake assessment, drop unusable records, flag patients with
@@ -41,6 +44,10 @@ Outputs (in ``out_dir``)
     (:func:`helpers.session_dates.session_date_summary`).  It holds no date,
     and neither does any other output: the dates are dropped once the
     duplicate rules have used them.
+    Records, patients and therapists after each step (CONSORT-style).
+``conversions.csv``
+    Every column converted from an item mean to a total (``total_scale:
+    mean``): from, to, factor and number of values (header only when none).
 ``manifest.json``
     Input and output SHA-256, the config, package versions and the commit.
 """
@@ -54,7 +61,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import cleaning as cl
-from helpers import schema
+from helpers import scales, schema
 from helpers.config import StudyConfig, load_config
 from helpers.features import add_model_features
 from helpers.loading import map_to_canonical, read_table
@@ -86,6 +93,12 @@ class CleaningResult:
         When sessions are given by date: the table of
         :func:`helpers.session_dates.session_date_summary` (no dates in it);
         ``None`` when sessions are numbered in the file.
+    conversions
+        Columns converted from item means to totals
+        (:func:`helpers.scales.convert_item_means`); empty when none.
+    values_read
+        Canonical column → its non-missing values in the data as read (before
+        cleaning): the denominators of :meth:`values_lost`.
     """
 
     config: StudyConfig
@@ -95,6 +108,10 @@ class CleaningResult:
     n_records_in: int
     outputs: dict[str, Path] = field(default_factory=dict)
     session_dates: pd.DataFrame | None = None
+    conversions: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=scales.CONVERSION_COLUMNS)
+    )
+    values_read: dict[str, int] = field(default_factory=dict)
 
     @property
     def flow(self) -> pd.DataFrame:
@@ -121,6 +138,48 @@ class CleaningResult:
         ]
         return pd.DataFrame(rows, columns=["", "records"]).set_index("")
 
+    def values_lost(self) -> pd.DataFrame:
+        """Values set to missing, per column and reason.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (column, reason), columns :data:`VALUES_LOST_COLUMNS`:
+            the canonical column, the user's column, the reason, the number
+            of values set to missing (int) and their share of the column's
+            non-missing values in the data as read (float, 0–1).  Empty (with
+            these columns) when no value was set to missing.
+        """
+        changes = self.value_changes
+        lost = changes.loc[changes["new_value"].isna()]
+        counts = lost.groupby(["column", "reason"], sort=False).size()
+        user = {canonical: name for name, canonical in self.config.source_columns().items()}
+        rows = []
+        for (column, reason), n in counts.items():
+            total = self.values_read.get(column, 0)
+            share = n / total if total else np.nan
+            rows.append((column, user.get(column, column), reason, int(n), share))
+        table = pd.DataFrame(rows, columns=VALUES_LOST_COLUMNS)
+        order = {c: i for i, c in enumerate(self.config.canonical_columns())}
+        table = table.sort_values("column", key=lambda c: c.map(order), kind="stable")
+        dtypes = dict(zip(VALUES_LOST_COLUMNS, VALUES_LOST_DTYPES, strict=True))
+        return table.astype(dtypes).reset_index(drop=True)
+
+    def _add_conversions(self, lines: list[str]) -> list[str]:
+        """The summary lines with the item-mean conversions said (unchanged when none)."""
+        n = len(self.conversions)
+        if not n:
+            return lines
+        first = lines[0].removesuffix(".") + (
+            f"; {n} {'column' if n == 1 else 'columns'} converted from item means to totals."
+        )
+        converted = [
+            f"  {c['source column']} ({c['config key']}: mean): {c['from']} × {c['factor']}"
+            f" = {c['to']}, {c['values converted']:,} values converted"
+            for c in self.conversions.to_dict("records")
+        ]
+        return [first, *converted, *lines[1:]]
+
     def summary(self) -> str:
         """A few lines for the command line."""
         s = self.sessions
@@ -137,6 +196,7 @@ class CleaningResult:
         ]
         if self.session_dates is not None:
             lines.append(self._session_dates_line())
+        lines = self._add_conversions(lines)
         for name, path in self.outputs.items():
             lines.append(f"  {name}: {display_path(path)}")
         return "\n".join(lines)
@@ -154,6 +214,17 @@ class CleaningResult:
             f"{long} of {intervals} intervals between sessions longer than {gap} days"
             + ("." if median is None else f"; median interval {median:g} days.")
         )
+
+
+#: Columns of :meth:`CleaningResult.values_lost`, and their dtypes.
+VALUES_LOST_COLUMNS = [
+    "column",
+    "source column",
+    "reason",
+    "values set to missing",
+    "share of non-missing values",
+]
+VALUES_LOST_DTYPES = ["str", "str", "str", "int64", "float64"]
 
 
 def value_ranges(config: StudyConfig) -> dict[str, tuple[float, float]]:
@@ -293,7 +364,12 @@ def clean_study(canonical: pd.DataFrame, config: StudyConfig, source: str = "") 
     df = cl.resolve_conflicting_duplicates(df, log, policy.conflicting_duplicates)
     df = df.drop(columns=[schema.SESSION_DATE], errors="ignore")  # no date goes further
     df = cl.resolve_multiple_therapists(df, log, policy.multiple_therapists)
-    df = cl.set_out_of_range_missing(df, log, value_ranges(config), policy.out_of_range)
+    columns = scales.score_columns(config)
+    scales.check_column_scales(df, columns, source)
+    df, conversions, originals = scales.convert_item_means(df, columns)
+    df = cl.set_out_of_range_missing(
+        df, log, value_ranges(config), policy.out_of_range, originals=originals
+    )
     df = score_measures(df, config)
     df, intake = cl.split_intake(df, log, config.outcome.intake_session, schema.OUTCOME)
     df = cl.exclude_invalid_sessions(df, log)
@@ -312,7 +388,17 @@ def clean_study(canonical: pd.DataFrame, config: StudyConfig, source: str = "") 
     schema.validate_processed(df, source=source)
     patients = patient_table(df, config)
     log.reconcile(len(df))
-    return CleaningResult(config, df, patients, log, len(canonical), session_dates=dates)
+    values_read = {c: int(n) for c, n in canonical.notna().sum().items()}
+    return CleaningResult(
+        config,
+        df,
+        patients,
+        log,
+        len(canonical),
+        conversions=conversions,
+        values_read=values_read,
+        session_dates=dates,
+    )
 
 
 def _session_dates(
@@ -345,6 +431,7 @@ def write_outputs(result: CleaningResult, out_dir: Path, inputs: list[Path]) -> 
         "exclusion_ledger.csv": out_dir / "exclusion_ledger.csv",
         "value_changes.csv": out_dir / "value_changes.csv",
         "flow.csv": out_dir / "flow.csv",
+        "conversions.csv": out_dir / "conversions.csv",
     }
     result.sessions.to_parquet(outputs["sessions.parquet"], index=False)
     result.sessions.to_csv(outputs["sessions.csv"], **csv)
@@ -355,6 +442,7 @@ def write_outputs(result: CleaningResult, out_dir: Path, inputs: list[Path]) -> 
     if result.session_dates is not None:
         outputs["session_dates.csv"] = out_dir / "session_dates.csv"
         result.session_dates.to_csv(outputs["session_dates.csv"], **csv)
+    result.conversions.to_csv(outputs["conversions.csv"], **csv)
     outputs["manifest.json"] = out_dir / "manifest.json"
     write_manifest(
         outputs["manifest.json"],
