@@ -440,7 +440,7 @@ def _delimited_text(table: pd.DataFrame, delimiter: str = ",") -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
     writer.writerow(table.columns)
-    writer.writerows(table.itertuples(index=False, name=None))
+    writer.writerows(table.to_numpy(dtype=object).tolist())
     return buffer.getvalue()
 
 
@@ -497,8 +497,10 @@ def _csv_export(
 
 def _row_code(cells: pd.DataFrame) -> pd.Series:
     """Per row, the first missing code among the cells ("" if none)."""
-    codes = cells.where(_is_code(cells))
-    return codes.bfill(axis=1).iloc[:, 0].fillna("").astype("str")
+    values = cells.to_numpy(dtype=object)
+    is_code = _is_code(cells).to_numpy()
+    first = values[np.arange(len(values)), is_code.argmax(axis=1)]
+    return pd.Series(np.where(is_code.any(axis=1), first, ""), index=cells.index, dtype="str")
 
 
 def _numbers(cells: pd.DataFrame | pd.Series) -> Any:
@@ -709,17 +711,23 @@ def _numbered_columns(stem: str, count: int) -> list[str]:
     return [f"{stem}{k}" for k in range(1, count + 1)]
 
 
-def _text_table(values: Mapping[str, Any], code: str) -> pd.DataFrame:
-    """Columns of numbers (NaN = missing) or text as the cells of a CSV."""
+def _whole_number_text(values: np.ndarray, code: str) -> np.ndarray:
+    """Whole numbers as text, NaN as ``code``."""
+    out = np.full(values.shape, code, dtype=object)
+    present = ~np.isnan(values)
+    if not np.all(values[present] == np.rint(values[present])):  # internal invariant
+        raise RuntimeError("_whole_number_text: a value is not a whole number")
+    out[present] = values[present].astype(np.int64).astype(str)
+    return out
+
+
+def _text_table(values: Mapping[str, np.ndarray], code: str) -> pd.DataFrame:
+    """Columns of whole numbers (float, NaN = missing) or text as the cells of a CSV."""
     columns = {}
     for name, column in values.items():
-        series = pd.Series(column)
-        if pd.api.types.is_numeric_dtype(series):
-            series = series.astype("float64")
-            text = series.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
-            columns[name] = text.where(series.notna(), code).astype("str")
-        else:
-            columns[name] = series.astype("str")
+        if column.dtype.kind == "f":
+            column = _whole_number_text(column, code)
+        columns[name] = pd.array(column, dtype="str")
     return pd.DataFrame(columns)
 
 
