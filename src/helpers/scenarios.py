@@ -515,10 +515,10 @@ def _format_numbers(values: pd.Series, codes: pd.Series, fmt: str, comma: bool =
     return text.where(values.notna(), codes).astype("str")
 
 
-def _patient_draws(patients: pd.Series, draws: np.ndarray) -> np.ndarray:
-    """Per row, the draw of the row's patient (patients in sorted order)."""
+def _patient_draws(patients: pd.Series, draw: Callable[[int], np.ndarray]) -> np.ndarray:
+    """Per row, the row's patient's value of ``draw(number of patients)`` (sorted ids)."""
     order = {p: k for k, p in enumerate(sorted(set(patients)))}
-    return draws[patients.map(order).to_numpy(dtype="int64")]
+    return draw(len(order))[patients.map(order).to_numpy(dtype="int64")]
 
 
 # --------------------------------------------------------------------------- #
@@ -549,8 +549,15 @@ def _instrument_items(totals: np.ndarray, propensity: np.ndarray, instrument: st
     return items.astype("float64")
 
 
+Rescale = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
 def _rescaled_items(
-    source: np.ndarray, patient_index: np.ndarray, instrument: str, rescale, rng
+    source: np.ndarray,
+    patient_index: np.ndarray,
+    instrument: str,
+    rescale: Rescale,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Items of ``instrument`` whose scored total is ``rescale(source total)``.
 
@@ -568,7 +575,9 @@ def _rescaled_items(
     return out
 
 
-def _wai_s_items(data: pd.DataFrame, patient_index: np.ndarray, rng) -> np.ndarray:
+def _wai_s_items(
+    data: pd.DataFrame, patient_index: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Client WAI-S items (1-7): the WAI-SR total stretched to 12-84, same blanks."""
     wai = data[list(WAI_CLEAN)].astype("float64").to_numpy()
 
@@ -580,7 +589,9 @@ def _wai_s_items(data: pd.DataFrame, patient_index: np.ndarray, rng) -> np.ndarr
     return items
 
 
-def _oq45_items(data: pd.DataFrame, patient_index: np.ndarray, rng) -> np.ndarray:
+def _oq45_items(
+    data: pd.DataFrame, patient_index: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """OQ-45 items (0-4): 25 + 4 x PHQ-9 total + N(0, 3); a few single blanks."""
     phq = data[list(PHQ_CLEAN)].astype("float64").to_numpy()
 
@@ -592,7 +603,9 @@ def _oq45_items(data: pd.DataFrame, patient_index: np.ndarray, rng) -> np.ndarra
     return items
 
 
-def _gad7_items(data: pd.DataFrame, patient_index: np.ndarray, rng) -> np.ndarray:
+def _gad7_items(
+    data: pd.DataFrame, patient_index: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """GAD-7 items (0-3): the PHQ-9 total times 21/27, blanks of PHQ-9 items 1-7."""
     phq = data[list(PHQ_CLEAN)].astype("float64").to_numpy()
 
@@ -873,7 +886,8 @@ def _shape_decimal_comma(data: pd.DataFrame, scenario: Scenario) -> _Export:
         "total / 12 with two decimals (e.g. 3,75).",
     )
     table, faults = _clinic_table(data, scenario)
-    tenths = _patient_draws(table["patient"], _rng(scenario, "age").integers(0, 10, 10_000))
+    rng = _rng(scenario, "age")
+    tenths = _patient_draws(table["patient"], lambda n: rng.integers(0, 10, n))
     age = table["age"].astype("int64") + tenths / 10
     therapist = _numbers(table[THERAPIST_TOTAL]) / simulate.WAI_SR_ITEMS
     table = table.assign(
@@ -902,7 +916,7 @@ def _shape_decimal_comma(data: pd.DataFrame, scenario: Scenario) -> _Export:
     return replace(export, info={**export.info, "decimal": ","})
 
 
-def _visit_dates(patients: pd.Series, sessions: pd.Series, rng) -> pd.Series:
+def _visit_dates(patients: pd.Series, sessions: pd.Series, rng: np.random.Generator) -> pd.Series:
     """ISO dates: intake on a day of the fixed year, then mostly weekly, some gaps."""
     names = sorted(set(patients))
     n_max = int(sessions.max())
