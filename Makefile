@@ -19,7 +19,7 @@ DATA   ?= data/raw/demo/sessions.csv
 CONFIG ?= data/raw/demo/study.yml
 OUT    ?= runs/demo
 
-.PHONY: help setup lock data all report refresh check-determinism test unit nbtest lint lab clean
+.PHONY: help setup lock data scenarios all report refresh check-determinism test unit nbtest lint lab clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,6 +40,11 @@ lock: ## Recompile requirements.lock from requirements.in (needs pip-tools)
 
 data: $(BIN)/activate ## Regenerate the simulated demo study in data/raw/demo/ (byte-identical)
 	$(PY) -m helpers simulate --out data/raw/demo
+
+SCENARIOS_OUT ?= runs/scenarios-data
+
+scenarios: $(BIN)/activate ## Write the simulated study shapes (scenario matrix) to runs/scenarios-data/<name>/
+	$(PY) -m helpers scenarios --out $(SCENARIOS_OUT)
 
 # ---- make all: each notebook is a file target with its real inputs, so only stale steps re-run
 SEED      ?= 2026

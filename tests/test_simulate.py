@@ -507,3 +507,54 @@ def test_small_exports_always_clean(seed, tmp_path):
     result = run_cleaning(path, DEMO_DIR / "study.yml")
     assert len(result.sessions) + len(result.ledger) == len(export)
     assert {f["type"] for f in faults} >= {"exact_duplicate", "conflicting_duplicate"}
+
+
+# --------------------------------------------------------------------------- #
+# Modality effect on the outcome (off by default)
+# --------------------------------------------------------------------------- #
+def test_modality_outcome_effects_shift_only_that_modality():
+    """Psychodynamic patients are 3 PHQ-9 points lower during treatment; nothing else moves."""
+    plain, plain_truth = simulate_study(n_therapists=30, patients_per_therapist=6, seed=5)
+    shifted, truth = simulate_study(
+        n_therapists=30,
+        patients_per_therapist=6,
+        seed=5,
+        modality_outcome_effects={"psychodynamic": -3.0},
+    )
+    assert "modality_outcome_effects" not in plain_truth["effects"]
+    assert truth["effects"]["modality_outcome_effects"] == {
+        "CBT": 0.0,
+        "psychodynamic": -3.0,
+        "humanistic": 0.0,
+    }
+    assert truth["population"]["alliance_outcome_r_patient"] is None
+    keep = shifted[schema.MODALITY] != "psychodynamic"
+    pd.testing.assert_frame_equal(shifted[keep], plain[keep])
+    unchanged = [c for c in shifted.columns if c not in PHQ]
+    pd.testing.assert_frame_equal(shifted[unchanged], plain[unchanged])
+    psy = ~keep
+    intake = psy & (shifted[schema.SESSION] == 0)
+    pd.testing.assert_frame_equal(shifted.loc[intake, PHQ], plain.loc[intake, PHQ])
+    treat = psy & (shifted[schema.SESSION] >= 1)
+    difference = complete_total(shifted[treat], PHQ) - complete_total(plain[treat], PHQ)
+    # -3 exactly unless the floor of 0 clips the shifted score
+    assert difference.dropna().between(-3, 0).all()
+    assert difference.mean() == pytest.approx(-3.0, abs=0.4)
+
+
+def test_empty_modality_outcome_effects_is_the_default_study():
+    a, truth_a = simulate_study(n_therapists=4, patients_per_therapist=3, seed=3)
+    b, truth_b = simulate_study(
+        n_therapists=4, patients_per_therapist=3, seed=3, modality_outcome_effects={}
+    )
+    pd.testing.assert_frame_equal(a, b)
+    assert json.dumps(truth_a, sort_keys=True) == json.dumps(truth_b, sort_keys=True)
+
+
+def test_modality_outcome_effects_errors_are_clear():
+    with pytest.raises(ValueError, match=r"unknown modalities \['DBT'\]"):
+        simulate_study(n_therapists=2, modality_outcome_effects={"DBT": 1.0})
+    with pytest.raises(ValueError, match="must be a number"):
+        simulate_study(n_therapists=2, modality_outcome_effects={"CBT": "low"})
+    with pytest.raises(ValueError, match="must be finite"):
+        simulate_study(n_therapists=2, modality_outcome_effects={"CBT": float("nan")})

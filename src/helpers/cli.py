@@ -4,6 +4,9 @@ Commands
 --------
 simulate
     Write the simulated demo study (``make data``).
+scenarios
+    Write the simulated study shapes of :mod:`helpers.scenarios` (``make scenarios``):
+    ``python -m helpers scenarios --out DIR [--only NAME ...]``.
 clean
     Run the cleaning step of notebook 01 on any study:
     ``python -m helpers clean --input FILE --config FILE --out DIR``.
@@ -41,6 +44,12 @@ def _build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="write the simulated demo study")
     sim.add_argument("--out", type=Path, required=True, help="output folder")
     sim.add_argument("--seed", type=int, default=2026, help="random seed (default 2026)")
+
+    scen = sub.add_parser("scenarios", help="write the simulated study shapes (scenario matrix)")
+    scen.add_argument("--out", type=Path, required=True, help="output folder (one folder each)")
+    scen.add_argument(
+        "--only", nargs="+", default=None, metavar="NAME", help="write only these scenarios"
+    )
 
     clean = sub.add_parser("clean", help="load, validate, score and clean a study")
     clean.add_argument("--input", type=Path, required=True, help="the study's data file")
@@ -95,6 +104,27 @@ def values_lost_text(lost: pd.DataFrame) -> str:
     return "\n".join(["values set to missing:", line(header), *map(line, cells)])
 
 
+def _write_scenarios(out: Path, only: Sequence[str] | None) -> int:
+    from helpers.scenarios import SCENARIOS, write_scenarios
+
+    unknown = [name for name in only or () if name not in SCENARIOS]
+    if unknown:
+        print(
+            f"error: unknown scenario(s) {', '.join(unknown)}; "
+            f"the scenarios are: {', '.join(SCENARIOS)}",
+            file=sys.stderr,
+        )
+        return 2
+    for summary in write_scenarios(out, only):
+        print(
+            f"{summary['name']:<16} {summary['n_therapists']:>3} therapists "
+            f"{summary['n_patients']:>4} patients  up to {summary['max_session']:>2} sessions "
+            f"{summary['n_rows']:>5} rows  truth: {'yes' if summary['truth'] else 'no'}"
+        )
+    print(f"scenarios written to {out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     args = _build_parser().parse_args(argv)
@@ -106,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             write_demo_study(args.out, seed=args.seed)
             print(f"demo study written to {args.out}")
+        elif args.command == "scenarios":
+            return _write_scenarios(args.out, args.only)
         elif args.command == "clean":
             from helpers.pipeline import run_cleaning
 

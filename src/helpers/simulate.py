@@ -19,7 +19,8 @@ intake assessment).  :math:`z` denotes independent standard normal draws;
 
 Design
     Each therapist practises one modality (CBT, psychodynamic, humanistic in
-    equal shares, randomly allocated; no modality effect).  Caseload
+    equal shares, randomly allocated; no modality effect unless
+    ``modality_outcome_effects`` is given, see Symptoms).  Caseload
     :math:`m_j = 1 + \mathrm{Poisson}(\text{patients\_per\_therapist} - 1)`.
     Treatment length: after session :math:`t` a patient stops with probability
     ``dropout_hazard_early`` (:math:`t \le 2`) or ``dropout_hazard_late``
@@ -64,7 +65,11 @@ Symptoms (PHQ-9 total, 0–27), latent
     residual :math:`e_{it} = \sigma_e z`, between-patient alliance effect
     :math:`\beta_B` and lagged within-patient effect :math:`\beta_W`
     (:math:`d_{i0} = 0`).  The symptom deviation feeding the reverse path is
-    :math:`r_{it} = \beta_W d_{i,t-1} + e_{it}`.
+    :math:`r_{it} = \beta_W d_{i,t-1} + e_{it}`.  With
+    ``simulate_study(modality_outcome_effects={...})`` a fixed number of
+    PHQ-9 points :math:`m_{k[j]}` is added at every treatment session of the
+    patients of a therapist practising modality :math:`k` (not at the
+    intake); by default there is none, and no random draw depends on it.
 
 Therapist-rated alliance (WAI-SR therapist total, 12–60), latent
     .. math::
@@ -130,6 +135,7 @@ import io
 import json
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -520,12 +526,15 @@ def _simulate_latent(
     max_sessions: int,
     p: dict[str, float],
     streams: list[np.random.Generator],
+    modality_outcome: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Simulate design, latent scores and observed totals for every session 0..max.
 
     Every patient is simulated over all ``max_sessions`` sessions (so the
     random draws do not depend on the parameters, which makes calibration with
     common random numbers smooth); ``n_sessions`` says how many are observed.
+    ``modality_outcome`` holds the PHQ-9 points added at treatment sessions per
+    modality (order of :data:`MODALITIES`); ``None`` adds nothing.
     """
     rng_design, rng_alliance, rng_outcome, rng_rater = streams[:4]
     n_sess = max_sessions
@@ -572,6 +581,9 @@ def _simulate_latent(
     c1 = p["outcome_sd_patient_slope"] * (rho * z_c[:, 0] + math.sqrt(1 - rho**2) * z_c[:, 1])
     leniency = p["therapist_rating_sd_therapist"] * z_l
     w = p["therapist_rating_sd_patient"] * z_w
+    modality_shift = (
+        None if modality_outcome is None else modality_outcome[modality_index[therapist_of]]
+    )
 
     # --- session loop -----------------------------------------------------------
     alliance = np.full((n_pat, n_sess + 1), np.nan)
@@ -642,6 +654,8 @@ def _simulate_latent(
             + p["alliance_between_effect"] * tau
             + symptom_dev[:, t]
         )
+        if modality_shift is not None:
+            outcome[:, t] += modality_shift
 
     def observed(latent: np.ndarray, low: int, high: int) -> np.ndarray:
         with np.errstate(invalid="ignore"):
@@ -997,11 +1011,43 @@ def clean_columns() -> list[str]:
     ]
 
 
+def _modality_outcome_array(effects: Mapping[str, float] | None) -> np.ndarray | None:
+    """Check ``modality_outcome_effects``; return the effects in :data:`MODALITIES` order."""
+    if effects is None or len(effects) == 0:
+        return None
+    if not isinstance(effects, Mapping):
+        raise ValueError(
+            "simulate_study: modality_outcome_effects must map modality names to PHQ-9 "
+            f"points, e.g. {{'psychodynamic': -3.0}}; got {effects!r}."
+        )
+    unknown = sorted(str(k) for k in effects if k not in MODALITIES)
+    if unknown:
+        raise ValueError(
+            f"simulate_study: modality_outcome_effects names unknown modalities {unknown}. "
+            f"Valid names: {', '.join(MODALITIES)}."
+        )
+    values = np.zeros(len(MODALITIES))
+    for k, name in enumerate(MODALITIES):
+        value = effects.get(name, 0.0)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(
+                f"simulate_study: modality_outcome_effects[{name!r}] must be a number; "
+                f"got {value!r}."
+            )
+        if not math.isfinite(value):
+            raise ValueError(
+                f"simulate_study: modality_outcome_effects[{name!r}] must be finite; got {value!r}."
+            )
+        values[k] = float(value)
+    return values
+
+
 def simulate_study(
     n_therapists: int = 40,
     patients_per_therapist: int = 10,
     max_sessions: int = 20,
     seed: int = 2026,
+    modality_outcome_effects: Mapping[str, float] | None = None,
     **params: float,
 ) -> tuple[pd.DataFrame, dict]:
     """Simulate a whole alliance–outcome study with known truth.
@@ -1019,6 +1065,15 @@ def simulate_study(
         Maximum number of treatment sessions per patient.
     seed : int
         Seed of ``numpy.random.default_rng``; the same seed gives the same study.
+    modality_outcome_effects : mapping of str to float, optional
+        A real modality difference on the outcome: modality name (of
+        :data:`MODALITIES`) -> PHQ-9 points added at every treatment session
+        (not the intake) of the patients of therapists practising it, e.g.
+        ``{"psychodynamic": -3.0}``; modalities not named get 0.  ``None``
+        (default) leaves the study exactly as without the argument (no random
+        draw depends on it) and adds nothing to ``truth``.  When given,
+        ``truth["effects"]["modality_outcome_effects"]`` records every
+        modality's value.
     **params : float
         Generating parameters that differ from :data:`DEFAULT_PARAMETERS`
         (unknown names raise ``ValueError``).
@@ -1045,8 +1100,11 @@ def simulate_study(
     """
     _check_design(n_therapists, patients_per_therapist, max_sessions)
     p = resolve_parameters(**params)
+    modality_outcome = _modality_outcome_array(modality_outcome_effects)
     streams = _streams(seed)
-    latent = _simulate_latent(n_therapists, patients_per_therapist, max_sessions, p, streams)
+    latent = _simulate_latent(
+        n_therapists, patients_per_therapist, max_sessions, p, streams, modality_outcome
+    )
     rows = _items_and_missingness(latent, p, streams)
 
     therapist_ids = _id_labels("T", n_therapists, 2)
@@ -1072,12 +1130,39 @@ def simulate_study(
     truth = _build_truth(
         latent, p, therapist_ids, patient_ids, n_therapists, patients_per_therapist, seed
     )
+    if modality_outcome is not None:
+        _record_modality_outcome(truth, modality_outcome)
     truth["sample"]["n_rows"] = len(data)
     item_cols = [c for c in data.columns if "_item" in c]
     truth["sample"]["share_items_missing"] = float(
         data.loc[data[schema.SESSION] >= 1, item_cols].isna().to_numpy().mean()
     )
     return data, truth
+
+
+def _record_modality_outcome(truth: dict[str, Any], modality_outcome: np.ndarray) -> None:
+    """Add the modality effects on the outcome to ``truth`` (population values unknown)."""
+    truth["effects"]["modality_outcome_effects"] = {
+        name: float(value) for name, value in zip(MODALITIES, modality_outcome, strict=True)
+    }
+    truth["definitions"]["modality_outcome_effects"] = (
+        "PHQ-9 points added at every treatment session (not the intake) of the patients of "
+        "therapists practising this modality; the difference between two modalities is the "
+        "true modality contrast on the outcome during treatment"
+    )
+    truth["definitions"]["modality_effect"] = (
+        "true value of every modality x alliance interaction (the alliance-outcome slopes do "
+        "not differ by modality); the modality main effects are modality_outcome_effects"
+    )
+    truth["definitions"]["therapist_variance_outcome"] += (
+        " within modality (the modality effects add between-therapist variance)"
+    )
+    for key in TARGETS:
+        truth["population"][key] = None
+    truth["population"]["note"] = (
+        "not known: the study has modality effects on the outcome, which "
+        "helpers.simulate.measure_population_targets does not simulate"
+    )
 
 
 def _build_truth(
