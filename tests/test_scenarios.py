@@ -187,21 +187,7 @@ def test_config_is_commented_yaml_naming_the_file_columns(written, name: str):
         assert len(columns) == len(set(fixed) | set(measured))  # no column left unmapped
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason=f"uses config keys not merged yet: {SCENARIOS[n].new_config_keys}",
-            ),
-        )
-        if SCENARIOS[n].new_config_keys
-        else n
-        for n in NAMES
-    ],
-)
+@pytest.mark.parametrize("name", NAMES)
 def test_config_loads(written, name: str):
     root, _ = written
     cfg = load_config(root / name / "study.yml")

@@ -121,8 +121,8 @@ class Scenario:
     kwargs : mapping
         Keyword arguments of :func:`helpers.simulate.simulate_study`.
     new_config_keys : tuple of str
-        Config keys the study config uses that ``helpers.config`` does not
-        accept yet (being added in parallel); empty when the config loads today.
+        Config options the study config uses beyond the demo study's (e.g.
+        ``columns.session_date``); empty when it uses only the demo's kinds of keys.
     """
 
     name: str
@@ -161,7 +161,7 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
                 "no therapist column (patients and sessions only; no therapist variance)",
                 3103,
                 **_TWO_LEVEL,
-                new_config_keys=("columns.therapist_id optional",),
+                new_config_keys=("columns.therapist_id left out",),
             ),
             _scenario(
                 "wai_s_oq45",
@@ -1192,7 +1192,7 @@ Drawn by `helpers.simulate.simulate_study({_kwargs_text(scenario.kwargs)})`.
 | `README.md` | this page |
 
 {_design_line(design, int(data[schema.SESSION].max()))}
-Config keys not yet accepted by `helpers.config`: {new_keys}.
+Config options beyond the demo study's: {new_keys}.
 
 Run the whole suite on it (from the project root, after `make scenarios`):
 
