@@ -14,7 +14,7 @@ import yaml
 
 from helpers import schema
 from helpers.paths import DEMO_DIR, PROJECT_ROOT
-from helpers.pipeline import run_cleaning
+from helpers.pipeline import change_category_table, run_cleaning
 from helpers.provenance import sha256_file
 from helpers.validation import StudyDataError
 
@@ -694,3 +694,13 @@ def test_a_european_export_of_item_means_cleans_to_the_same_sessions(mean_export
     config.write_text(yaml.safe_dump(study))
     expected = run_cleaning(path, configs["mean"]).sessions
     pd.testing.assert_frame_equal(run_cleaning(european, config).sessions, expected)
+
+
+def test_change_category_table_counts_missing_categories_by_name():
+    patients = pd.DataFrame(
+        {"change_category": pd.Categorical(["improved", None, "recovered", "improved"])}
+    )
+    table = change_category_table(patients)
+    assert table.index.tolist() == ["recovered", "improved", "no intake or outcome"]
+    assert table["patients"].tolist() == [1, 2, 1]
+    assert table["percent"].tolist() == [25.0, 50.0, 25.0]

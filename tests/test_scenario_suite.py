@@ -63,8 +63,9 @@ def _run_one(name: str, root: Path) -> dict:
     scenario = scenarios.get_scenario(name)
     folder = root / "data" / name
     out = root / "runs" / name
+    # -o: never rebuild the virtualenv from here (two runs at once would both try)
     command = [
-        "make", "--no-print-directory", "all",
+        "make", "--no-print-directory", "-o", ".venv/bin/activate", "all",
         f"DATA={folder / scenario.data_file}", f"CONFIG={folder / 'study.yml'}", f"OUT={out}",
     ]  # fmt: skip
     start = time.perf_counter()

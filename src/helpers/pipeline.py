@@ -577,10 +577,14 @@ def centring_example(sessions: pd.DataFrame, n_sessions: int = 6) -> pd.DataFram
 
 def change_category_table(patients: pd.DataFrame) -> pd.DataFrame:
     """Patients per reliable-change category (Jacobson & Truax 1991), with percentages."""
-    counts = patients["change_category"].value_counts(dropna=False)
+    missing = "no intake or outcome"
+    categories = patients["change_category"].astype("string").fillna(missing)
+    counts = categories.value_counts()
     order = ["recovered", "improved", "no reliable change", "deteriorated"]
-    counts = counts.reindex([*order, *[c for c in counts.index if c not in order]]).dropna()
+    counts = counts.reindex(
+        [c for c in order if c in counts.index] + sorted(set(counts.index) - set(order))
+    )
     table = pd.DataFrame({"patients": counts.astype("int64")})
-    table.index = table.index.astype(str).str.replace("<NA>", "no intake or outcome")
+    table.index = table.index.astype(str)
     table["percent"] = (100 * table["patients"] / table["patients"].sum()).round(1)
     return table
