@@ -704,3 +704,14 @@ def test_change_category_table_counts_missing_categories_by_name():
     assert table.index.tolist() == ["recovered", "improved", "no intake or outcome"]
     assert table["patients"].tolist() == [1, 2, 1]
     assert table["percent"].tolist() == [25.0, 50.0, 25.0]
+
+
+def test_instrument_table_does_not_call_a_therapist_rating_the_client_form():
+    from helpers.config import load_config
+    from helpers.pipeline import instrument_table
+
+    table = instrument_table(load_config(DEMO_CONFIG))
+    assert table.loc["alliance (client)", "instrument"].endswith("(client form)")
+    assert table.loc["alliance (therapist)", "instrument"] == (
+        "Working Alliance Inventory - Short Revised (therapist rating)"
+    )

@@ -519,6 +519,14 @@ def mapping_table(config: StudyConfig) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["your column", "canonical column", "config key"])
 
 
+def _rater_form(name: str, role: str) -> str:
+    """The instrument's name as this role uses it (a therapist rating is not the client form)."""
+    rater = role.removeprefix("alliance (").removesuffix(")")
+    if rater != "client" and "(client form)" in name:
+        return name.replace("(client form)", f"({rater} rating)")
+    return name
+
+
 def instrument_table(config: StudyConfig) -> pd.DataFrame:
     """The instruments the config uses, with their scoring rules and sources."""
     rows = []
@@ -529,7 +537,7 @@ def instrument_table(config: StudyConfig) -> pd.DataFrame:
         rows.append(
             {
                 "role": role,
-                "instrument": inst.name,
+                "instrument": _rater_form(inst.name, role),
                 "given as": "items" if measure.has_items else "total",
                 "items": inst.n_items,
                 "item range": f"{inst.item_min}–{inst.item_max}",
