@@ -53,7 +53,8 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 EXECUTED  := $(patsubst notebooks/%,$(OUT)/notebooks/%,$(NOTEBOOKS))
 FIRST     := $(OUT)/notebooks/01_clean.ipynb
 FIGURE_NB := $(filter $(OUT)/notebooks/06_%,$(EXECUTED))
-RUN_NB     = $(PY) -m helpers run-notebooks --data $(DATA) --config $(CONFIG) --out $(OUT) --seed $(SEED)
+PARAMS    ?=
+RUN_NB     = $(PY) -m helpers run-notebooks --data $(DATA) --config $(CONFIG) --out $(OUT) --seed $(SEED) $(foreach p,$(PARAMS),--set $(p))
 
 all: $(OUT)/report/index.html ## Run the notebooks in order on DATA/CONFIG into OUT (default: demo study → runs/demo)
 	@echo "done: $(OUT) (report: $(OUT)/report/index.html)"

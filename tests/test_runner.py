@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -179,3 +180,27 @@ def test_the_manifest_lists_only_the_runs_executed_notebooks(fake_suite, tmp_pat
     )
     listed = json.loads(path.read_text())["executed_notebooks"]
     assert listed == ["01_first.ipynb", "03_third.ipynb"]
+
+
+def test_parse_settings_reads_literals_and_refuses_lower_case_names():
+    from helpers.runner import parse_settings
+
+    assert parse_settings(["N_BOOTSTRAP=20", "RUPTURE_K=2.5", "ALLIANCE_COLUMN=alliance"]) == {
+        "N_BOOTSTRAP": 20,
+        "RUPTURE_K": 2.5,
+        "ALLIANCE_COLUMN": "alliance",
+    }
+    assert parse_settings(None) == {}
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_settings(["n_bootstrap=20"])
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_settings(["N_BOOTSTRAP"])
+
+
+def test_extra_parameters_reach_the_notebook_parameters_and_the_manifest_keys():
+    from helpers.runner import notebook_parameters
+
+    params = notebook_parameters(
+        Path("/d/s.csv"), Path("/d/s.yml"), Path("/o"), 7, {"N_BOOTSTRAP": 20}
+    )
+    assert params["N_BOOTSTRAP"] == 20 and params["SEED"] == 7

@@ -64,6 +64,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "--only", nargs="*", default=None, help="run only notebooks whose names start so (e.g. 01)"
     )
     run.add_argument("--manifest", action="store_true", help="write <out>/manifest.json only")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=None,
+        metavar="NAME=VALUE",
+        help="a notebook parameter, e.g. --set N_BOOTSTRAP=20 (repeatable)",
+    )
 
     rep = sub.add_parser("report", help="render a run's executed notebooks to an HTML report")
     rep.add_argument("--out", type=Path, required=True, help="the run's output folder")
@@ -145,12 +152,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(result.summary())
             print(values_lost_text(result.values_lost()))
         elif args.command == "run-notebooks":
-            from helpers.runner import run_notebooks, write_run_manifest
+            from helpers.runner import parse_settings, run_notebooks, write_run_manifest
 
+            try:
+                extra = parse_settings(args.set)
+            except ValueError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
             if not args.manifest:
-                run_notebooks(args.data, args.config, args.out, seed=args.seed, only=args.only)
+                run_notebooks(
+                    args.data, args.config, args.out, seed=args.seed, only=args.only, extra=extra
+                )
             if args.manifest or not args.only:
-                path = write_run_manifest(args.data, args.config, args.out, args.seed)
+                path = write_run_manifest(args.data, args.config, args.out, args.seed, extra=extra)
                 print(f"manifest written to {path.name}")
         elif args.command == "report":
             from helpers.report import write_report

@@ -60,9 +60,16 @@ def numbered_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if not is_failed_copy(p))
 
 
-def notebook_parameters(data: Path, config: Path, out: Path, seed: int) -> dict[str, object]:
-    """Every parameter a notebook of the suite may declare, for one run."""
+def notebook_parameters(
+    data: Path, config: Path, out: Path, seed: int, extra: Mapping[str, object] | None = None
+) -> dict[str, object]:
+    """Every parameter a notebook of the suite may declare, for one run.
+
+    ``extra`` holds further parameters set on the command line (``--set N_BOOTSTRAP=20``,
+    ``make all PARAMS="N_BOOTSTRAP=20"``); they are passed to the notebooks that declare them.
+    """
     return {
+        **dict(extra or {}),
         "DATA_PATH": str(data),
         "CONFIG_PATH": str(config),
         "OUTPUT_DIR": str(out / "processed"),
@@ -185,6 +192,7 @@ def run_notebooks(
     seed: int = 2026,
     only: list[str] | None = None,
     notebooks_dir: Path = NOTEBOOKS_DIR,
+    extra: Mapping[str, object] | None = None,
 ) -> list[Path]:
     """Execute the numbered notebooks in order; return the executed copies' paths.
 
@@ -205,11 +213,13 @@ def run_notebooks(
         prefixes (e.g. ``["01"]``).
     notebooks_dir
         Folder of the numbered notebooks (the suite's ``notebooks/``).
+    extra
+        Further parameters (:func:`notebook_parameters`), e.g. ``{"N_BOOTSTRAP": 20}``.
     """
     data, config, out = (resolve_path(p).resolve() for p in (data, config, out))
     executed_dir = out / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
-    params = notebook_parameters(data, config, out, seed)
+    params = notebook_parameters(data, config, out, seed, extra)
     notebooks = numbered_notebooks(notebooks_dir)
     width = max((len(nb.stem) for nb in notebooks), default=0)
     executed = []
@@ -264,7 +274,13 @@ def executed_notebooks(out: Path, notebooks_dir: Path = NOTEBOOKS_DIR) -> list[P
 
 
 def write_run_manifest(
-    data: Path, config: Path, out: Path, seed: int, *, notebooks_dir: Path = NOTEBOOKS_DIR
+    data: Path,
+    config: Path,
+    out: Path,
+    seed: int,
+    *,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+    extra: Mapping[str, object] | None = None,
 ) -> Path:
     """Write ``<out>/manifest.json``: commit, versions, parameters, input and output hashes.
 
@@ -274,7 +290,7 @@ def write_run_manifest(
     import json
 
     data, config, out = (resolve_path(p).resolve() for p in (data, config, out))
-    params = notebook_parameters(data, config, out, seed)
+    params = notebook_parameters(data, config, out, seed, extra)
     manifest = {
         "commit": git_commit(),
         "packages": package_versions(),
@@ -319,3 +335,31 @@ def strip_execution_metadata(path: str | Path) -> int:
     text = json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     path.write_text(text, encoding="utf-8")
     return cleaned
+
+
+def parse_settings(settings: list[str] | None) -> dict[str, object]:
+    """``["N_BOOTSTRAP=20", "RUPTURE_K=2.5"]`` -> ``{"N_BOOTSTRAP": 20, "RUPTURE_K": 2.5}``.
+
+    Values are Python literals (numbers, quoted strings, lists) or else plain text.
+
+    Raises
+    ------
+    ValueError
+        For a setting without ``=`` or whose name is not an upper-case identifier.
+    """
+    import ast
+    import re
+
+    out: dict[str, object] = {}
+    for setting in settings or []:
+        name, sep, text = setting.partition("=")
+        if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", name.strip()):
+            raise ValueError(
+                f"--set {setting!r}: write NAME=VALUE with the notebook parameter's upper-case "
+                "name, e.g. --set N_BOOTSTRAP=20"
+            )
+        try:
+            out[name.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            out[name.strip()] = text.strip()
+    return out
