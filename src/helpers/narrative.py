@@ -715,3 +715,21 @@ def modality_levels_sentence(result, outcome_name: str) -> Sentence:
             )
         )
     return paragraphs(*parts)
+
+
+def rupture_figure_note(aligned, drawable) -> Sentence:
+    """Which relative sessions figure 5 leaves out (an interval needs two episodes)."""
+    left_out = sorted(set(aligned["relative_session"]) - set(drawable["relative_session"]))
+    if len(drawable) < 2:
+        return Sentence(
+            "*Skipped — Figure 5:* fewer than two relative sessions have an interval (at least "
+            "two episodes each), so there is no course to draw."
+        )
+    if not left_out:
+        return Sentence("Every relative session in the window has an interval.")
+    sessions = listing(str(int(s)) for s in left_out)
+    return Sentence(
+        f"Relative session{'s' if len(left_out) > 1 else ''} {sessions} "
+        f"{'are' if len(left_out) > 1 else 'is'} not drawn: an interval needs at least two "
+        "episodes there."
+    )
