@@ -86,9 +86,9 @@ NEEDS: dict[str, Need] = {
         "set `outcome.intake_session` or `outcome.intake_total`",
     ),
     "truth": Need(
-        "no truth file: it is a real study, not a simulated one, so there is no true value "
-        "to compare with",
-        "simulated studies carry a `truth.json` beside the data file",
+        "no truth file (a real study, or a simulated one whose truth is not on the analysed "
+        "scales), so there is no true value to compare with",
+        "give the simulated study's `truth.json` beside its data file",
     ),
     "within": Need(
         f"fewer than {MIN_WITHIN_PATIENTS} patients with enough scored sessions for a "
