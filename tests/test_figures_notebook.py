@@ -54,6 +54,7 @@ def inputs(tmp_path_factory) -> tuple[Path, Path]:
     intercepts = predictions.random_effects_table(main, "patient_id")
     tables = {
         "03_fixed_effects": effects.fixed_table({"session: main": main}),
+        "03_diagnostics": effects.diagnostics_table({"session: main": main}),
         "03_random_effects_therapist": predictions.random_effects_table(main, "therapist_id"),
         "03_predicted_trajectories": predictions.predicted_trajectories(main, subset),
         "03_residuals": predictions.residuals_table(main).sort_values("fitted", ignore_index=True),
