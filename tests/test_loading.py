@@ -218,10 +218,14 @@ def test_tsv_with_blank_lines_bom_and_a_multiline_cell(tmp_path: Path):
     assert frame["session"].tolist() == [1, 2, 3]
 
 
-def test_short_rows_are_padded_with_missing(tmp_path: Path):
+def test_short_rows_are_reported_not_padded(tmp_path: Path):
     path = write_text(tmp_path, "s.csv", "therapist,patient,session,wai,phq\nT1,P1,1,40\n")
-    frame = read_study(path, totals_config())
-    assert np.isnan(frame["outcome"].item())
+    (problem,) = load_error(path).problems
+    assert problem.rows == [2]
+    assert problem.found == "1 row with fewer fields than the header: row 2 has 4"
+    # An empty last cell written with its comma is a complete row.
+    path.write_bytes(b"therapist,patient,session,wai,phq\nT1,P1,1,40,\n")
+    assert np.isnan(read_study(path, totals_config())["outcome"].item())
 
 
 def test_custom_missing_codes_in_text_and_numeric_cells(tmp_path: Path):

@@ -21,6 +21,7 @@ The raw file is only ever opened for reading.  Every mistake is raised as a
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import functools
@@ -98,8 +99,9 @@ class RawTable:
         One row per record, every value as read (CSV/TSV cells as text,
         Excel/SPSS/Stata/Parquet cells in their stored types; SPSS/Stata
         labelled variables hold their numeric codes), the configured missing
-        codes replaced by missing values, fully empty rows dropped, plus the
-        ``source_row`` column (row numbers as in :mod:`helpers.validation`).
+        codes replaced by missing values, fully empty rows dropped (for CSV/TSV
+        files they are listed in ``skipped_lines``), plus the ``source_row``
+        column (row numbers as in :mod:`helpers.validation`).
     path : pathlib.Path
         The file read.
     format : str
@@ -112,6 +114,14 @@ class RawTable:
         Row holding the column names (CSV/TSV/Excel).
     sheet : str or None
         The Excel sheet read.
+    skipped_lines : dict
+        CSV/TSV: line number -> why the record starting there holds no data
+        row ("blank line", "only separators", or above the header row).
+        Together with the header and ``data``'s rows these are all of
+        ``physical_records``.
+    physical_records : int or None
+        CSV/TSV: the number of records in the file (line breaks outside
+        quoted cells), counted independently of the parser that read them.
     """
 
     data: pd.DataFrame
@@ -121,6 +131,29 @@ class RawTable:
     variable_labels: dict[str, str] = field(default_factory=dict)
     header_row: int | None = None
     sheet: str | None = None
+    skipped_lines: dict[int, str] = field(default_factory=dict)
+    physical_records: int | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        """Sentences on the lines read but not kept as data rows, one per reason.
+
+        Examples
+        --------
+        >>> table = RawTable(pd.DataFrame(), Path("s.csv"), "csv",
+        ...                  skipped_lines={4: "blank line", 9: "blank line"})
+        >>> table.notes
+        ['2 lines skipped (blank line): lines 4, 9']
+        """
+        by_reason: dict[str, list[int]] = {}
+        for line, reason in self.skipped_lines.items():
+            by_reason.setdefault(reason, []).append(line)
+        return [
+            f"{len(lines)} {'line' if len(lines) == 1 else 'lines'} skipped ({reason}): "
+            f"{'line' if len(lines) == 1 else 'lines'} {', '.join(map(str, lines[:20]))}"
+            + (", …" if len(lines) > 20 else "")
+            for reason, lines in by_reason.items()
+        ]
 
     @property
     def name(self) -> str:
@@ -278,6 +311,321 @@ def _empty_header_fix(rows: list[tuple[int, list[Any]]], header_row: int) -> str
     return "check that this is the right file and sheet"
 
 
+# Signatures of binary formats that are sometimes given a .csv/.txt name:
+# leading bytes -> (what the file is, how to read it).
+_SIGNATURES: tuple[tuple[bytes, str, str], ...] = (
+    (
+        b"\x1f\x8b",
+        "a gzip-compressed file (it starts with the gzip signature 1F 8B)",
+        "decompress it first (e.g. gunzip, or 7-Zip on Windows) and read the file inside",
+    ),
+    (
+        b"PAR1",
+        "a Parquet file (it starts with 'PAR1')",
+        "set read.format: parquet under read: in the config, or rename it to .parquet",
+    ),
+    (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        "an old-format Office file (probably an Excel 97-2003 .xls workbook)",
+        "open it in your spreadsheet program and save it as .xlsx (or export it to CSV)",
+    ),
+    (
+        b"$FL2",
+        "an SPSS data file (.sav)",
+        "set read.format: sav under read: in the config, or rename it to .sav",
+    ),
+    (
+        b"$FL3",
+        "an SPSS data file (.zsav)",
+        "set read.format: sav under read: in the config, or rename it to .sav",
+    ),
+    (b"%PDF", "a PDF document", "export the data themselves as CSV and read that file"),
+)
+_SNIFF_BYTES = 4096
+# Bytes that do not occur in text: C0 controls other than tab, line feed, form
+# feed and carriage return, and DEL.
+_CONTROL_BYTES = frozenset(range(32)) - {9, 10, 12, 13} | {127}
+
+
+def _is_wide_unicode(encoding: str) -> bool:
+    """Whether ``encoding`` is UTF-16 or UTF-32 (text full of NUL bytes)."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return False
+    return name.startswith(("utf-16", "utf-32"))
+
+
+def _zip_kind(raw: bytes) -> tuple[str, str]:
+    """What a zip file is (an Excel workbook or another archive) and what to do."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        names = []
+    if not names or any(n.startswith("xl/") for n in names):
+        return (
+            "a zipped file, probably an Excel workbook (.xlsx) with the wrong extension",
+            "set read.format: xlsx under read: in the config, or rename it to .xlsx",
+        )
+    return (
+        f"a zip archive holding {len(names)} {'file' if len(names) == 1 else 'files'} "
+        f"({', '.join(repr(n) for n in names[:3])}{', …' if len(names) > 3 else ''})",
+        "unzip it and read the data file inside",
+    )
+
+
+def _utf16_without_bom(sample: bytes) -> str | None:
+    """``'utf-16-le'``/``'utf-16-be'`` when NUL bytes fill every other position."""
+    half = len(sample) // 2
+    if half < 2:
+        return None
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    if odd >= 0.3 * half and even <= 0.05 * half:
+        return "utf-16-le"
+    if even >= 0.3 * half and odd <= 0.05 * half:
+        return "utf-16-be"
+    return None
+
+
+def _binary_evidence(raw: bytes) -> str | None:
+    """A description of the control bytes when ``raw`` looks like binary data, else None."""
+    sample = raw[:_SNIFF_BYTES]
+    controls = [i for i, byte in enumerate(sample) if byte in _CONTROL_BYTES]
+    nul = raw.find(b"\x00")
+    if nul < 0 and len(controls) < max(3, 0.05 * len(sample)):
+        return None
+    first = nul if nul >= 0 and (not controls or nul < controls[0]) else controls[0]
+    line = raw.count(b"\n", 0, first) + 1
+    return (
+        f"{len(controls)} control {'byte' if len(controls) == 1 else 'bytes'} in the first "
+        f"{len(sample)} bytes (e.g. 0x{raw[first]:02X} at byte offset {first}, line {line})"
+    )
+
+
+def _sniff_content(path: Path, raw: bytes, fmt: str, encoding: str) -> None:
+    """Raise a specific error when the bytes are not text in a CSV/TSV file at all."""
+    expected = f"a text ({fmt.upper()}) file"
+    for signature, found, fix in _SIGNATURES:
+        if raw.startswith(signature):
+            raise _fail(path, expected, found, fix)
+    if raw.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise _fail(path, expected, *_zip_kind(raw))
+    if _is_wide_unicode(encoding):
+        return
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _fail(
+            path,
+            f"text encoded as {encoding} (read.encoding)",
+            "a UTF-16 file (it starts with a UTF-16 byte-order mark)",
+            "set read.encoding: utf-16, or re-save the file as 'CSV UTF-8'",
+        )
+    wide = _utf16_without_bom(raw[:_SNIFF_BYTES])
+    if wide is not None:
+        raise _fail(
+            path,
+            f"text encoded as {encoding} (read.encoding)",
+            f"UTF-16 text without a byte-order mark (every other byte is 0x00: {wide})",
+            f"set read.encoding: {wide} under read: in the config, or re-save the file "
+            "as 'CSV UTF-8'",
+        )
+    evidence = _binary_evidence(raw)
+    if evidence is not None:
+        raise _fail(
+            path,
+            expected,
+            f"binary data, not text: {evidence}",
+            "check that this is the data file you meant; if it is, open it in the program "
+            "that wrote it and export the data as CSV (UTF-8)",
+        )
+
+
+# States of the record scanner (the csv module's, for its default dialect).
+_START, _IN_FIELD, _IN_QUOTED, _QUOTE_IN_QUOTED = range(4)
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass
+class _PhysicalRecord:
+    """One record as counted by :func:`_scan_records`, independently of the csv module.
+
+    ``start``/``end`` are the lines it starts and ends on; ``fields`` its number
+    of fields (0 for an empty line); ``terminated`` whether a line break ends
+    it; ``quote_line`` the line where a quoted cell that runs over a line break
+    opened; ``unclosed`` whether the file ends inside that quoted cell.
+    """
+
+    start: int
+    end: int
+    fields: int
+    terminated: bool = True
+    quote_line: int | None = None
+    unclosed: bool = False
+
+
+def _scan_line(line: str, state: int, delimiter: str) -> tuple[int, int, int | None]:
+    """Run one line (without its line break) through the scanner.
+
+    Returns the state at its end, the fields completed on it, and the position
+    of the last quote that opened a quoted cell (None if none opened).
+    """
+    fields, opened = 0, None
+    for position, char in enumerate(line):
+        if state == _IN_QUOTED:
+            if char == '"':
+                state = _QUOTE_IN_QUOTED
+        elif state == _QUOTE_IN_QUOTED and char == '"':
+            state = _IN_QUOTED  # a doubled quote inside a quoted cell
+        elif char == delimiter:
+            fields, state = fields + 1, _START
+        elif state == _START and char == '"':
+            state, opened = _IN_QUOTED, position
+        else:
+            state = _IN_FIELD  # includes text straight after a closing quote
+    return state, fields, opened
+
+
+def _scan_records(text: str, delimiter: str) -> list[_PhysicalRecord]:
+    """Count the file's records: line breaks outside quoted cells end them.
+
+    Follows the rules of Python's csv reader for its default dialect (a quote
+    opens a quoted cell only at the start of a field; ``""`` inside one is a
+    quote; ``\\r\\n``, ``\\r`` and ``\\n`` are line breaks).
+    """
+    lines = _LINE_BREAK.split(text)
+    ends_with_break = lines[-1] == ""
+    if ends_with_break:
+        lines.pop()
+    records: list[_PhysicalRecord] = []
+    current: _PhysicalRecord | None = None
+    state, quote_line = _START, 0
+    for number, line in enumerate(lines, start=1):
+        if current is None:
+            current = _PhysicalRecord(start=number, end=number, fields=0)
+            if '"' not in line:  # the common case, without quotes
+                current.fields = line.count(delimiter) + 1 if line else 0
+                records.append(current)
+                current = None
+                continue
+        state, fields, opened = _scan_line(line, state, delimiter)
+        current.fields += fields
+        current.end = number
+        if opened is not None:
+            quote_line = number
+        if state == _IN_QUOTED:
+            current.quote_line = current.quote_line or quote_line
+            continue  # the quoted cell runs on over the line break
+        current.fields += 1  # the last field (a line with a quote is never empty)
+        records.append(current)
+        current, state = None, _START
+    if current is not None:  # the file ends inside a quoted cell
+        current.fields += 1
+        current.quote_line, current.unclosed = quote_line, True
+        records.append(current)
+    if records and not ends_with_break:
+        records[-1].terminated = False
+    return records
+
+
+def _decode(path: Path, raw: bytes, encoding: str) -> str:
+    """The file's text; undecodable bytes are reported with their offset and line."""
+    codec = encoding
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        codec = "utf-8-sig"  # also drops the byte-order mark Excel writes
+    try:
+        return raw.decode(codec)
+    except UnicodeDecodeError as exc:
+        offset = exc.start
+        line = raw.count(b"\n", 0, offset) + 1
+        line_start = raw.rfind(b"\n", 0, offset) + 1
+        context = raw[line_start : offset + 12].split(b"\n")[0].decode("latin-1")
+        raise _fail(
+            path,
+            f"text encoded as {encoding} (read.encoding)",
+            f"byte 0x{raw[offset]:02X} at byte offset {offset} (line {line}) is not valid "
+            f"{encoding}; the line reads, as latin-1: {context!r}",
+            "the file is probably in a Windows/Western encoding: set read.encoding: latin-1 "
+            "(or cp1252) under read: in the config, or re-save the file as 'CSV UTF-8'",
+            rows=[line],
+            row_label="line",
+        ) from None
+
+
+def _check_quotes_closed(path: Path, physical: list[_PhysicalRecord]) -> None:
+    """Raise when the file ends inside a quoted cell, naming the line the quote opened on."""
+    if not physical or not physical[-1].unclosed:
+        return
+    last = physical[-1]
+    opened = last.quote_line or last.start
+    span = last.end - opened + 1
+    fix = (
+        f"remove the stray quote on line {opened}, or add the quote that closes its cell "
+        '(a quote inside a cell is written twice: "")'
+    )
+    if not last.terminated:
+        fix += "; the file also does not end with a line break: if it was cut off, export it again"
+    raise _fail(
+        path,
+        'each quoted cell closed by a matching quote (")',
+        f"a quote opened on line {opened} is never closed: everything from there to the end "
+        f"of the file (lines {opened}-{last.end}, {span} {'line' if span == 1 else 'lines'}) "
+        "would be read as one cell",
+        fix,
+        rows=[opened],
+        row_label="line",
+    )
+
+
+def _parse_records(
+    path: Path, text: str, delimiter: str, fmt: str, physical: list[_PhysicalRecord]
+) -> list[tuple[int, list[str]]]:
+    """The csv module's records, each with the line it starts on."""
+    records: list[tuple[int, list[str]]] = []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    previous_line = 0
+    try:
+        for record in reader:
+            records.append((previous_line + 1, record))
+            previous_line = reader.line_num
+    except csv.Error as exc:
+        start = next((r for r in physical if r.start <= reader.line_num <= r.end), None)
+        line = (start.quote_line or start.start) if start is not None else reader.line_num
+        raise _fail(
+            path,
+            f"a well-formed {fmt.upper()} file",
+            f"{exc} (in the record that starts on line {line})",
+            "check the quoting on that line: a cell that starts with a quote must end with one",
+            rows=[line],
+            row_label="line",
+        ) from None
+    return records
+
+
+def _reconcile(
+    path: Path, physical: list[_PhysicalRecord], records: list[tuple[int, list[str]]]
+) -> None:
+    """Raise unless the parser read exactly the records the independent count found."""
+    counted = [(r.start, r.fields) for r in physical]
+    parsed = [(number, len(cells)) for number, cells in records]
+    if counted == parsed:
+        return
+    at = next(
+        (i for i, (a, b) in enumerate(zip(counted, parsed, strict=False)) if a != b),
+        min(len(counted), len(parsed)),
+    )
+    line = (counted[at] if at < len(counted) else parsed[at])[0]
+    raise _fail(
+        path,
+        "every line read as the header, a record or a blank line",
+        f"the parser read {len(parsed)} records but the line count found {len(counted)}; "
+        f"they first differ at line {line}",
+        f"check the quotes and line breaks around line {line}; if they look right, please "
+        "report this file's layout as a bug",
+        rows=[line],
+        row_label="line",
+    )
+
+
 def _read_text(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
     raw = path.read_bytes()
     if not raw.strip():
@@ -287,40 +635,8 @@ def _read_text(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
             f"an empty file ({len(raw)} bytes)",
             "check that you exported the data to this file (re-export it if needed)",
         )
-    if raw.startswith(b"PK\x03\x04"):
-        raise _fail(
-            path,
-            f"a text ({fmt.upper()}) file",
-            "a zipped file, probably an Excel workbook (.xlsx) with the wrong extension",
-            "rename it to .xlsx, or set read.format: xlsx",
-        )
-    encoding = read_config.encoding
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) and not encoding.lower().startswith("utf-16"):
-        raise _fail(
-            path,
-            f"text encoded as {encoding} (read.encoding)",
-            "a UTF-16 file (it starts with a UTF-16 byte-order mark)",
-            "set read.encoding: utf-16, or re-save the file as 'CSV UTF-8'",
-        )
-    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
-        encoding = "utf-8-sig"  # also drops the byte-order mark Excel writes
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        offset = exc.start
-        line = raw.count(b"\n", 0, offset) + 1
-        line_start = raw.rfind(b"\n", 0, offset) + 1
-        context = raw[line_start : offset + 12].split(b"\n")[0].decode("latin-1")
-        raise _fail(
-            path,
-            f"text encoded as {read_config.encoding} (read.encoding)",
-            f"byte 0x{raw[offset]:02X} at byte offset {offset} (line {line}) is not valid "
-            f"{read_config.encoding}; the line reads, as latin-1: {context!r}",
-            "the file is probably in a Windows/Western encoding: set read.encoding: latin-1 "
-            "(or cp1252) under read: in the config, or re-save the file as 'CSV UTF-8'",
-            rows=[line],
-            row_label="line",
-        ) from None
+    _sniff_content(path, raw, fmt, read_config.encoding)
+    text = _decode(path, raw, read_config.encoding)
     delimiter = read_config.delimiter or ("\t" if fmt == "tsv" else ",")
     if read_config.thousands == delimiter:
         raise _fail(
@@ -331,76 +647,35 @@ def _read_text(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
             "read.delimiter says otherwise)",
             "set read.delimiter to the file's separator (e.g. ';'), or delete read.thousands",
         )
-    records: list[tuple[int, list[str]]] = []
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    previous_line = 0
-    try:
-        for record in reader:
-            records.append((previous_line + 1, record))
-            previous_line = reader.line_num
-    except csv.Error as exc:
-        raise _fail(
-            path,
-            f"a well-formed {fmt.upper()} file",
-            f"{exc} (near line {reader.line_num})",
-            "check the quoting on that line: a cell that starts with a quote must end with one",
-            rows=[reader.line_num],
-            row_label="line",
-        ) from None
+    physical = _scan_records(text, delimiter)
+    _check_quotes_closed(path, physical)
+    records = _parse_records(path, text, delimiter, fmt, physical)
+    _reconcile(path, physical, records)
     header_row = read_config.header_row
-    before = [(n, r) for n, r in records if n < header_row]
     at = [(n, r) for n, r in records if n == header_row]
-    after = [(n, r) for n, r in records if n > header_row]
     if not at or not any(cell.strip() for cell in at[0][1]):
+        last_line = physical[-1].end if physical else 0
         raise _fail(
             path,
             f"the column names on line {header_row} (read.header_row)",
-            f"line {header_row} is empty" if at or before else f"only {previous_line} lines",
+            f"line {header_row} is empty" if header_row <= last_line else f"only {last_line} lines",
             _empty_header_fix(records, header_row),
         )
     header_cells = at[0][1]
     if len(header_cells) == 1:
         _check_delimiter(path, header_cells[0], delimiter, fmt)
     names = _name_columns(path, header_cells, str)
-    width = len(names)
-    too_long: list[tuple[int, list[str]]] = []
-    rows: list[list[str]] = []
-    source_rows: list[int] = []
-    for number, record in after:
-        if not any(cell.strip() for cell in record):
-            continue  # a blank line
-        if len(record) > width:
-            if any(cell.strip() for cell in record[width:]):
-                too_long.append((number, record))
-                continue
-            record = record[:width]
-        rows.append(record + [""] * (width - len(record)))
-        source_rows.append(number)
-    if too_long:
-        _check_title_lines(path, header_row, header_cells, too_long[0])
-        numbers_ = [n for n, _ in too_long]
-        extra = [delimiter.join(r[width:]) for _, r in too_long]
-        raise _fail(
-            path,
-            f"at most {width} fields per row, as in the header (line {header_row})",
-            f"{len(too_long)} {'row' if len(too_long) == 1 else 'rows'} with more fields "
-            "than the header",
-            f"a {_DELIMITER_NAMES.get(delimiter, repr(delimiter))} inside a cell splits it: "
-            "quote such cells, or use a decimal point instead of a decimal comma"
-            + (
-                " (or save the file ';'-separated and set read.delimiter: ';' and "
-                "read.decimal: ',')"
-                if delimiter == ","
-                else ""
-            ),
-            rows=numbers_,
-            values=extra,
-        )
+    above = f"above the header (read.header_row: {header_row})"
+    skipped = {n: above for n, _ in records if n < header_row}
+    body = [(p, cells) for p, (n, cells) in zip(physical, records, strict=True) if n > header_row]
+    rows, source_rows, blank = _sort_body(path, body, header_row, header_cells, delimiter)
+    skipped.update(blank)
     if not rows:
         raise _fail(
             path,
             "one or more data rows below the header",
-            f"a header (line {header_row}) but no data rows",
+            f"a header (line {header_row}) but no data rows"
+            + (f" ({len(blank)} blank or empty lines)" if blank else ""),
             "check that you exported the data, not just the column names",
         )
     codes = set(read_config.missing_codes)
@@ -408,8 +683,165 @@ def _read_text(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
     for j, column in enumerate(names):
         values = [None if row[j].strip() in codes else row[j] for row in rows]
         columns[column] = pd.Series(values, dtype="str")
-    data = pd.DataFrame(columns)
-    return RawTable(data=data, path=path, format=fmt, header_row=header_row)
+    return RawTable(
+        data=pd.DataFrame(columns),
+        path=path,
+        format=fmt,
+        header_row=header_row,
+        skipped_lines=dict(sorted(skipped.items())),
+        physical_records=len(physical),
+    )
+
+
+def _blank_reason(cells: list[str]) -> str | None:
+    """Why a record holds no data ("blank line", "only separators"), or None if it does."""
+    if any(cell.strip() for cell in cells):
+        return None
+    return "blank line" if len(cells) <= 1 else "only separators"
+
+
+def _sort_body(
+    path: Path,
+    body: list[tuple[_PhysicalRecord, list[str]]],
+    header_row: int,
+    header_cells: list[str],
+    delimiter: str,
+) -> tuple[list[list[str]], list[int], dict[int, str]]:
+    """Data rows (cut to the header's width), their line numbers and the blank lines.
+
+    Raises for rows with more or fewer fields than the header, records joined
+    by a stray quote, and a file cut off in the middle of its last row.
+    """
+    width = len(header_cells)
+    rows: list[list[str]] = []
+    source_rows: list[int] = []
+    blank: dict[int, str] = {}
+    wrong: list[tuple[_PhysicalRecord, list[str]]] = []
+    for record, cells in body:
+        reason = _blank_reason(cells)
+        if reason is not None:
+            blank[record.start] = reason
+        elif len(cells) < width or any(cell.strip() for cell in cells[width:]):
+            wrong.append((record, cells))
+        else:
+            rows.append(cells[:width])
+            source_rows.append(record.start)
+    if wrong:
+        _raise_wrong_widths(path, wrong, header_row, header_cells, delimiter)
+    return rows, source_rows, blank
+
+
+def _width_cause(record: _PhysicalRecord, fields: int, width: int) -> str:
+    """Why a record does not have the header's width: joined, cut, short or long."""
+    if record.quote_line is not None:
+        return "joined"  # a quoted cell over line breaks: probably a stray quote
+    if fields > width:
+        return "long"
+    return "short" if record.terminated else "cut"  # only the last record lacks a break
+
+
+def _raise_wrong_widths(
+    path: Path,
+    wrong: list[tuple[_PhysicalRecord, list[str]]],
+    header_row: int,
+    header_cells: list[str],
+    delimiter: str,
+) -> None:
+    """Report rows whose number of fields differs from the header's, grouped by cause."""
+    width = len(header_cells)
+    by_cause: dict[str, list[tuple[_PhysicalRecord, list[str]]]] = {}
+    for record, cells in wrong:
+        by_cause.setdefault(_width_cause(record, len(cells), width), []).append((record, cells))
+    long_ = by_cause.get("long", [])
+    if long_:
+        first, cells = long_[0]
+        _check_title_lines(path, header_row, header_cells, (first.start, cells))
+    problems = [_joined_problem(path, r, len(c), width) for r, c in by_cause.get("joined", [])]
+    if "short" in by_cause:
+        problems.append(_short_problem(path, by_cause["short"], header_row, width, delimiter))
+    for record, cells in by_cause.get("cut", []):
+        problems.append(_cut_off_problem(path, record, len(cells), width))
+    if long_:
+        problems.append(_long_problem(path, long_, header_row, width, delimiter))
+    raise StudyDataError(problems, f"Could not read {display_path(path)}.")
+
+
+def _joined_problem(path: Path, record: _PhysicalRecord, fields: int, width: int) -> Problem:
+    opened = record.quote_line
+    return Problem(
+        file=path,
+        column=None,
+        rows=[opened],
+        rule=f"{width} fields per record, as in the header",
+        found=f"a quoted cell opened on line {opened} runs on to line {record.end}, joining "
+        f"lines {record.start}-{record.end} into one record with {fields} fields",
+        fix=f"a stray quote on line {opened} probably starts the cell: remove it (a quote "
+        'inside a cell is written twice: ""), or close the quoted cell where it should end',
+        row_label="line",
+    )
+
+
+def _short_problem(
+    path: Path,
+    short: list[tuple[_PhysicalRecord, list[str]]],
+    header_row: int,
+    width: int,
+    delimiter: str,
+) -> Problem:
+    n = len(short)
+    listed = ", ".join(f"row {r.start} has {len(c)}" for r, c in short[:5])
+    name = _DELIMITER_NAMES.get(delimiter, repr(delimiter))
+    return Problem(
+        file=path,
+        column=None,
+        rows=[r.start for r, _ in short],
+        values=[len(c) for _, c in short],
+        rule=f"{width} fields per row, as in the header (line {header_row})",
+        found=f"{n} {'row' if n == 1 else 'rows'} with fewer fields than the header: {listed}"
+        + (", …" if n > 5 else ""),
+        fix=f"add the missing fields: an empty cell still needs its {name} (e.g. a row ending "
+        f"in an empty cell ends with '{delimiter}'); rows are not padded with missing values "
+        "because a lost separator would shift the cells into the wrong columns",
+    )
+
+
+def _cut_off_problem(path: Path, record: _PhysicalRecord, fields: int, width: int) -> Problem:
+    return Problem(
+        file=path,
+        column=None,
+        rows=[record.start],
+        rule=f"a complete last row ({width} fields, as in the header)",
+        found=f"the file ends in the middle of line {record.start}: it has {fields} of "
+        f"{width} fields and no line break at the end",
+        fix="the file looks cut off (an interrupted export, copy or download): export or "
+        "copy it again",
+        row_label="line",
+    )
+
+
+def _long_problem(
+    path: Path,
+    too_long: list[tuple[_PhysicalRecord, list[str]]],
+    header_row: int,
+    width: int,
+    delimiter: str,
+) -> Problem:
+    n = len(too_long)
+    return Problem(
+        file=path,
+        column=None,
+        rows=[r.start for r, _ in too_long],
+        values=[delimiter.join(c[width:]) for _, c in too_long],
+        rule=f"at most {width} fields per row, as in the header (line {header_row})",
+        found=f"{n} {'row' if n == 1 else 'rows'} with more fields than the header",
+        fix=f"a {_DELIMITER_NAMES.get(delimiter, repr(delimiter))} inside a cell splits it: "
+        "quote such cells, or use a decimal point instead of a decimal comma"
+        + (
+            " (or save the file ';'-separated and set read.delimiter: ';' and read.decimal: ',')"
+            if delimiter == ","
+            else ""
+        ),
+    )
 
 
 def _check_title_lines(
