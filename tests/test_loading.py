@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import gzip
 import hashlib
 import subprocess
 import sys
@@ -674,6 +675,167 @@ def test_corrupt_excel_file(tmp_path: Path):
     assert problem.rule == "an Excel workbook (.xlsx)"
 
 
+# ------------------------------------------------------ every line accounted for
+
+
+def test_stray_quote_near_the_end_is_named_at_its_line():
+    # Line 12 of 15 reads: T1,P01,11,"40,12 -- the quote opens a cell never closed.
+    (problem,) = load_error(BAD / "stray_quote_end.csv").problems
+    assert problem.rows == [12]
+    assert problem.found.startswith("a quote opened on line 12 is never closed")
+    assert "(lines 12-15, 4 lines)" in problem.found
+    assert problem.fix.startswith("remove the stray quote on line 12")
+
+
+def test_stray_quote_in_the_middle_is_named_at_its_line():
+    (problem,) = load_error(BAD / "stray_quote_middle.csv").problems
+    assert problem.rows == [4]
+    assert "(lines 4-15, 12 lines)" in problem.found
+
+
+def test_a_file_cut_off_inside_a_quote_also_suggests_a_new_export(tmp_path: Path):
+    path = write_text(tmp_path, "s.csv", 'therapist,patient,session,wai,phq\nT1,P1,1,"40')
+    (problem,) = load_error(path).problems
+    assert problem.rows == [2]
+    assert "if it was cut off, export it again" in problem.fix
+
+
+def test_a_stray_quote_closed_by_another_names_the_joined_lines(tmp_path: Path):
+    text = (
+        "therapist,patient,session,wai,phq\n"
+        "T1,P1,1,40,12\n"
+        'T1,P1,2,"44,10\n'  # line 3: a stray quote opens a cell
+        "T1,P1,3,41,9\n"
+        'T1,P1",4,42,8\n'  # line 5: a quote followed by a comma closes it
+        "T1,P1,5,43,7\n"
+    )
+    (problem,) = load_error(write_text(tmp_path, "s.csv", text)).problems
+    assert problem.rows == [3]
+    # Counted by hand: T1 | P1 | 2 | <44,10 ... T1,P1> | 4 | 42 | 8 -> 7 fields.
+    assert problem.found == (
+        "a quoted cell opened on line 3 runs on to line 5, joining lines 3-5 into one "
+        "record with 7 fields"
+    )
+
+
+def test_a_huge_quoted_cell_is_reported_at_the_line_its_quote_opened(tmp_path: Path):
+    filler = "".join(f"T1,P{i},1,40,12\n" for i in range(12000))  # > 131072 characters
+    text = f'therapist,patient,session,wai,phq\nT1,P0,1,"40,12\n{filler}T1,P9,1,40",12\n'
+    (problem,) = load_error(write_text(tmp_path, "s.csv", text)).problems
+    assert problem.rows == [2]
+    assert "field larger than field limit" in problem.found
+
+
+def test_short_rows_list_lines_and_field_counts():
+    # Line 3 "T1,P01,2,44" (4 fields), line 5 "T1,P01,4 41,9" (4 fields); header 5.
+    (problem,) = load_error(BAD / "short_row.csv").problems
+    assert problem.rows == [3, 5]
+    assert problem.values == [4, 4]
+    assert problem.found == "2 rows with fewer fields than the header: row 3 has 4, row 5 has 4"
+    assert problem.rule == "5 fields per row, as in the header (line 1)"
+    assert "not padded" in problem.fix
+
+
+def test_a_file_cut_off_mid_row_is_reported_as_such():
+    # The file ends "T1,P01,3,4" on line 4, without a line break.
+    (problem,) = load_error(BAD / "cut_off.csv").problems
+    assert problem.rows == [4]
+    assert problem.found == (
+        "the file ends in the middle of line 4: it has 4 of 5 fields and no line break at the end"
+    )
+    assert "cut off" in problem.fix
+
+
+def test_a_complete_last_row_without_a_line_break_is_read(tmp_path: Path):
+    path = write_text(tmp_path, "s.csv", "therapist,patient,session,wai,phq\nT1,P1,1,40,12")
+    raw = read_table(path)
+    assert raw.data["phq"].tolist() == ["12"]
+    assert raw.physical_records == 2
+
+
+def test_separator_only_rows_are_counted_and_listed():
+    # Lines 3, 5 and 6 are ",,,,"; data on lines 2, 4, 7.
+    raw = read_table(BAD / "separator_rows.csv")
+    assert raw.data["source_row"].tolist() == [2, 4, 7]
+    assert raw.skipped_lines == {3: "only separators", 5: "only separators", 6: "only separators"}
+    assert raw.physical_records == 7
+    assert raw.notes == ["3 lines skipped (only separators): lines 3, 5, 6"]
+
+
+def test_blank_lines_are_counted_and_listed():
+    # Lines 3 and 6 are empty, line 5 holds three spaces, line 8 is empty before the
+    # final line break; data on lines 2, 4, 7.
+    raw = read_table(BAD / "blank_lines.csv")
+    assert raw.data["source_row"].tolist() == [2, 4, 7]
+    assert raw.skipped_lines == {n: "blank line" for n in (3, 5, 6, 8)}
+    assert raw.physical_records == 8
+    assert raw.notes == ["4 lines skipped (blank line): lines 3, 5, 6, 8"]
+
+
+def test_lines_above_the_header_are_listed(tmp_path: Path):
+    text = "Export of 2024\n\ntherapist,patient,session,wai,phq\nT,P,1,40,12\n"
+    raw = read_table(write_text(tmp_path, "s.csv", text), ReadConfig(header_row=3))
+    assert raw.skipped_lines == {1: "above the header (read.header_row: 3)"} | {
+        2: "above the header (read.header_row: 3)"
+    }
+    assert len(raw.data) + len(raw.skipped_lines) + 1 == raw.physical_records == 4
+
+
+def test_header_and_blank_lines_only(tmp_path: Path):
+    path = write_text(tmp_path, "s.csv", "therapist,patient,session,wai,phq\n,,,,\n\n")
+    (problem,) = load_error(path).problems
+    assert problem.found == "a header (line 1) but no data rows (2 blank or empty lines)"
+
+
+@pytest.mark.parametrize(
+    ("name", "found", "fix"),
+    [
+        ("gzip.csv", "a gzip-compressed file", "decompress it first"),
+        ("parquet_named.csv", "a Parquet file", "set read.format: parquet"),
+        ("utf16_no_bom.csv", "UTF-16 text without a byte-order mark", "read.encoding: utf-16-le"),
+        ("random_bytes.csv", "binary data, not text", "check that this is the data file"),
+    ],
+)
+def test_non_text_files_are_named_before_any_encoding_advice(name, found, fix):
+    (problem,) = load_error(BAD / name).problems
+    assert problem.found.startswith(found)
+    assert problem.fix.startswith(fix) or fix in problem.fix
+    assert "latin-1" not in problem.fix
+
+
+def test_the_suggested_settings_read_the_sniffed_files():
+    # gzip.csv, parquet_named.csv and utf16_no_bom.csv hold lines 1-4 of the study:
+    # header + sessions 1-3 of P01 (wai 39, 40, 41).
+    as_parquet = read_table(BAD / "parquet_named.csv", ReadConfig(format="parquet"))
+    as_utf16 = read_table(BAD / "utf16_no_bom.csv", ReadConfig(encoding="utf-16-le"))
+    for raw in (as_parquet, as_utf16):
+        assert raw.data["wai"].tolist() == ["39", "40", "41"]
+
+
+def test_a_zip_archive_that_is_not_a_workbook(tmp_path: Path):
+    path = tmp_path / "data.csv"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("sessions.csv", "therapist,patient\n")
+    (problem,) = load_error(path).problems
+    assert problem.found == "a zip archive holding 1 file ('sessions.csv')"
+    assert problem.fix == "unzip it and read the data file inside"
+
+
+def test_a_few_control_characters_in_text_are_not_binary(tmp_path: Path):
+    path = tmp_path / "s.csv"
+    path.write_bytes(b"therapist,patient,note\nT1,P1,ring \x07 bell\n")
+    raw = read_table(path)
+    assert raw.data["note"].tolist() == ["ring \x07 bell"]
+
+
+def test_a_dos_end_of_file_mark_is_a_row_not_silently_dropped(tmp_path: Path):
+    path = tmp_path / "s.csv"
+    path.write_bytes(b"therapist,patient,session,wai,phq\nT1,P1,1,40,12\n\x1a")
+    (problem,) = load_error(path).problems
+    assert problem.rows == [3]
+    assert problem.found.startswith("the file ends in the middle of line 3: it has 1 of 5")
+
+
 # ------------------------------------------------------------------------ fixtures
 
 
@@ -693,8 +855,15 @@ def test_make_fixtures_reproduces_the_committed_files(tmp_path: Path):
     for relative in written:
         committed = DATA / relative
         assert committed.exists(), relative
+        written_bytes = (tmp_path / relative).read_bytes()
         if relative.suffix == ".xlsx":  # compare the workbook's parts, not zlib's bytes
             assert _zip_contents(tmp_path / relative) == _zip_contents(committed), relative
+        elif written_bytes[:2] == b"\x1f\x8b":  # gzip: the content, not zlib's bytes
+            assert gzip.decompress(written_bytes) == gzip.decompress(committed.read_bytes())
+        elif written_bytes[:4] == b"PAR1":  # Parquet: the table, not the writer's version
+            pd.testing.assert_frame_equal(
+                pd.read_parquet(tmp_path / relative), pd.read_parquet(committed)
+            )
         else:
             assert (tmp_path / relative).read_bytes() == committed.read_bytes(), relative
 

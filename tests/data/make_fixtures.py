@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import io
 import re
 import zipfile
@@ -218,6 +219,42 @@ def write_bad(folder: Path) -> None:
     title = [["Alliance study export"], []]
     write_xlsx(folder / "header_row3.xlsx", {"export": [*title, header, *ok]})
     (folder / "old_excel.xls").write_bytes(b"\xd0\xcf\x11\xe0 not a real workbook")
+    write_unreadable_text(folder, header)
+
+
+def _study_lines(n: int) -> list[str]:
+    """``n`` well-formed data lines of the bad-file study (sessions 1..n of P01)."""
+    return [f"T1,P01,{s},{38 + s % 7},{14 - s % 5}" for s in range(1, n + 1)]
+
+
+def write_unreadable_text(folder: Path, header: list[str]) -> None:
+    """Text files whose lines would be lost, padded or misread by a lenient reader."""
+    top = ",".join(header)
+    lines = [top, *_study_lines(14)]
+    # A stray quote opens a cell on line 12 (of 15) and is never closed.
+    end = [*lines[:11], 'T1,P01,11,"40,12', *lines[12:]]
+    (folder / "stray_quote_end.csv").write_text("\n".join(end) + "\n", encoding="utf-8")
+    # A stray quote on line 4 of 15: without the check the other 11 rows vanish.
+    middle = [*lines[:3], 'T1,P01,3,"41,9', *lines[4:]]
+    (folder / "stray_quote_middle.csv").write_text("\n".join(middle) + "\n", encoding="utf-8")
+    # Lines 3 and 5 lack fields (a lost phq cell; a lost separator merging two cells).
+    short = [top, *_study_lines(4)]
+    short[2], short[4] = "T1,P01,2,44", "T1,P01,4 41,9"
+    (folder / "short_row.csv").write_text("\n".join(short) + "\n", encoding="utf-8")
+    # The export stopped in the middle of line 4 (no line break at the end).
+    (folder / "cut_off.csv").write_text("\n".join(lines[:3]) + "\nT1,P01,3,4", encoding="utf-8")
+    rows = _study_lines(3)
+    separators = [top, rows[0], ",,,,", rows[1], ",,,,", ",,,,", rows[2]]
+    (folder / "separator_rows.csv").write_text("\n".join(separators) + "\n", encoding="utf-8")
+    blank = [top, rows[0], "", rows[1], "   ", "", rows[2], ""]
+    (folder / "blank_lines.csv").write_text("\n".join(blank) + "\n", encoding="utf-8")
+    study = ("\n".join(lines[:4]) + "\n").encode("utf-8")
+    (folder / "gzip.csv").write_bytes(gzip.compress(study, mtime=0))
+    table = pd.DataFrame([r.split(",") for r in lines[1:4]], columns=header)
+    table.to_parquet(folder / "parquet_named.csv", index=False)
+    (folder / "utf16_no_bom.csv").write_bytes(study.decode("utf-8").encode("utf-16-le"))
+    noise = np.random.default_rng(SEED).integers(0, 256, size=512, dtype=np.uint8)
+    (folder / "random_bytes.csv").write_bytes(noise.tobytes())
 
 
 def main() -> None:
