@@ -912,6 +912,83 @@ def test_text_in_a_score_column_is_always_reported(text):
     assert problem.values == [text]
 
 
+_plain_cells = st.text(alphabet="abcXYZ019 .-", min_size=1, max_size=5).filter(str.strip)
+# A quoted cell may hold commas and doubled quotes, but no line break, so that each
+# record of the valid file is one line.
+_quoted_cells = st.text(alphabet='ab1,"', min_size=0, max_size=4).map(
+    lambda t: '"' + t.replace('"', '""') + '"'
+)
+
+
+@st.composite
+def _valid_csv_rows(draw) -> list[list[str]]:
+    """A header ``c0, c1, …`` and 1-6 rows of cells as written (quoted or not)."""
+    width = draw(st.integers(1, 4))
+    cell = st.one_of(_plain_cells, _quoted_cells)
+    rows = draw(st.lists(st.lists(cell, min_size=width, max_size=width), min_size=1, max_size=6))
+    return [[f"c{j}" for j in range(width)], *rows]
+
+
+_CORRUPTIONS = ("none", "quote", "drop_field", "truncate", "blank", "separators")
+
+
+def _corrupt(rows: list[list[str]], corruption: str, where: int, final_break: bool) -> str:
+    lines = [",".join(row) for row in rows]
+    if corruption in ("blank", "separators"):
+        at = 1 + where % (len(lines) - 1)  # below the header, above the last line
+        lines.insert(at, "" if corruption == "blank" else "," * (len(rows[0]) - 1))
+    elif corruption == "drop_field":
+        at = 1 + where % (len(lines) - 1)
+        lines[at] = lines[at].rsplit(",", 1)[0]
+    text = "\n".join(lines) + ("\n" if final_break else "")
+    if corruption == "quote":
+        at = where % (len(text) + 1)
+        text = text[:at] + '"' + text[at:]
+    elif corruption == "truncate":
+        text = text[: 1 + where % len(text)]
+    return text
+
+
+def _read_or_report(text: str) -> RawTable | None:
+    """Read ``text`` as a CSV file; None when a StudyDataError reports it; bytes unchanged."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "p.csv"
+        path.write_bytes(text.encode("utf-8"))
+        try:
+            raw = read_table(path)
+        except StudyDataError as error:
+            assert error.problems  # a report, never another exception
+            raw = None
+        assert path.read_bytes() == text.encode("utf-8")  # the input is never changed
+    return raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(_valid_csv_rows(), st.sampled_from(_CORRUPTIONS), st.integers(0, 10_000), st.booleans())
+def test_every_line_is_read_skipped_or_reported(rows, corruption, where, final_break):
+    width = len(rows[0])
+    raw = _read_or_report(_corrupt(rows, corruption, where, final_break))
+    if raw is not None:
+        assert len(raw.data) + len(raw.skipped_lines) + 1 == raw.physical_records
+        assert raw.data.shape[1] == width + 1  # the columns and source_row
+    # Expected counts from the generated rows: a row of empty quoted cells ("") is empty.
+    empty = sum(all(cell == '""' for cell in row) for row in rows[1:])
+    if corruption in ("none", "blank", "separators") and empty == len(rows) - 1:
+        assert raw is None  # a header but no data rows
+    elif corruption in ("none", "blank", "separators"):
+        added = corruption != "none"
+        assert raw is not None
+        assert len(raw.data) == len(rows) - 1 - empty
+        assert len(raw.skipped_lines) == empty + added
+        assert raw.physical_records == len(rows) + added
+    drop_at = 1 + where % (len(rows) - 1)
+    dropped_row = rows[drop_at]
+    if corruption == "drop_field" and width > 1 and not any('"' in c for c in dropped_row):
+        assert raw is None  # a row one field short is reported, never padded
+
+
 # ------------------------------------------------------------- two-level studies, session dates
 
 
