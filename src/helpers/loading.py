@@ -222,7 +222,13 @@ def read_table(path: str | Path, read_config: ReadConfig | StudyConfig | None = 
         For a missing or empty file, a header with no data rows, the wrong
         delimiter, undecodable bytes (with the byte offset and line), a
         header row that is empty, duplicated column names, rows with more
-        fields than the header, or an unsupported file type.
+        or fewer fields than the header (never padded), a quote that is never
+        closed (named at the line it opens on), records joined by a stray
+        quote, a file cut off in the middle of its last row, a binary file
+        under a text name (gzip, zip/Excel, Parquet, SPSS, old Excel, UTF-16
+        without a byte-order mark, other binary data), or an unsupported file
+        type.  CSV/TSV lines that hold no data (blank, separators only, above
+        the header) are listed in :attr:`RawTable.skipped_lines`.
 
     Examples
     --------
