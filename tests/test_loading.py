@@ -862,3 +862,74 @@ def test_excel_numbers_in_a_date_column_are_reported(tmp_path: Path):
     (problem,) = load_error(tmp_path / "d.xlsx", dated_config()).problems
     assert problem.column == "visit" and problem.rows == [2] and problem.values == [45356]
     assert "not formatted as dates" in problem.fix
+
+
+# ----------------------------------------------------------------- one error path
+
+
+def test_a_fifo_or_device_is_refused_without_reading(tmp_path: Path):
+    import os
+
+    fifo = tmp_path / "data.csv"
+    os.mkfifo(fifo)
+    (problem,) = load_error(fifo).problems  # opening it would block forever
+    assert problem.found == "a named pipe (FIFO)"
+    assert problem.rule == "a regular data file"
+    if Path("/dev/zero").exists():
+        with pytest.raises(StudyDataError) as info:
+            read_table("/dev/zero", ReadConfig(format="csv"))
+        assert info.value.problems[0].found == "a device such as /dev/zero"
+
+
+def test_an_unreadable_data_file_is_reported(tmp_path: Path):
+    import os
+
+    path = write_text(tmp_path, "data.csv", "therapist,patient,session,wai,phq\nT,P,1,40,5\n")
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("running as a user who may read any file (root): chmod 000 does not block")
+        with pytest.raises(StudyDataError) as info:
+            read_table(path)
+    finally:
+        path.chmod(0o644)
+    (problem,) = info.value.problems
+    assert problem.found == "Permission denied"
+    assert problem.rule == "a data file you may read"
+
+
+@pytest.mark.parametrize("cell", ["1e309", "-1e309", "9" * 400, "1e20"])
+def test_overflowing_session_numbers_are_reported(cell: str):
+    raw = _raw_from_cells(["3", "4"])
+    raw.data.loc[1, "session"] = cell
+    with pytest.raises(StudyDataError) as info:
+        map_to_canonical(raw, totals_config())
+    (problem,) = info.value.problems
+    assert problem.column == "session"
+    assert problem.rows == [3]
+    assert problem.found == "1 infinite or overflowing session number"
+    assert problem.values == [cell[:40]]
+
+
+def test_infinite_session_in_a_parquet_file_is_reported(tmp_path: Path):
+    frame = pd.DataFrame(
+        {
+            "therapist": ["T", "T"],
+            "patient": ["P", "P"],
+            "session": [1.0, np.inf],
+            "wai": [40.0, 41.0],
+            "phq": [5.0, 4.0],
+        }
+    )
+    frame.to_parquet(tmp_path / "d.parquet")
+    with pytest.raises(StudyDataError) as info:
+        read_study(tmp_path / "d.parquet", totals_config())
+    (problem,) = info.value.problems
+    assert problem.rows == [2]  # case number 2 (Parquet rows are numbered from 1)
+    assert problem.values == ["inf"]
+
+
+def test_the_largest_exact_session_number_is_still_read():
+    raw = _raw_from_cells(["3"])
+    raw.data.loc[0, "session"] = str(2**53)
+    assert map_to_canonical(raw, totals_config())["session"].tolist() == [2**53]

@@ -216,16 +216,44 @@ def read_table(path: str | Path, read_config: ReadConfig | StudyConfig | None = 
         )
     if path.is_dir():
         raise _fail(path, "a data file", "a folder", "give the path of the file itself")
+    if not path.is_file():
+        raise _fail(
+            path,
+            "a regular data file",
+            _special_file_kind(path),
+            "give the path of the exported data file (a pipe or device is never read)",
+        )
     fmt = _detect_format(path, read_config)
+    try:
+        return _read_format(path, fmt, read_config)
+    except OSError as exc:
+        raise _fail(
+            path,
+            "a data file you may read",
+            exc.strerror or type(exc).__name__,
+            "check the file's permissions (you need read access), or copy it somewhere "
+            "you may read",
+        ) from None
+
+
+def _special_file_kind(path: Path) -> str:
+    """What an existing path that is neither a folder nor a regular file is."""
+    if path.is_fifo():
+        return "a named pipe (FIFO)"
+    if path.is_char_device() or path.is_block_device():
+        return "a device such as /dev/zero"
+    return "a special file (not a regular file)"
+
+
+def _read_format(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
+    """Read ``path`` with the reader of ``fmt``."""
     if fmt in ("csv", "tsv"):
-        table = _read_text(path, fmt, read_config)
-    elif fmt == "xlsx":
-        table = _read_excel(path, read_config)
-    elif fmt in ("sav", "dta"):
-        table = _read_readstat(path, fmt, read_config)
-    else:
-        table = _read_parquet(path, read_config)
-    return table
+        return _read_text(path, fmt, read_config)
+    if fmt == "xlsx":
+        return _read_excel(path, read_config)
+    if fmt in ("sav", "dta"):
+        return _read_readstat(path, fmt, read_config)
+    return _read_parquet(path, read_config)
 
 
 def _check_no_source_row(path: Path, names: list[str]) -> None:
@@ -1044,6 +1072,33 @@ def _number_by_date(
     return data.assign(**{_PARSED_DATE: dates, _DATED_SESSION: numbers_})
 
 
+#: Session numbers beyond this (in absolute value) are not whole numbers a float
+#: holds exactly, let alone sessions: they are reported, never converted.
+MAX_SESSION_NUMBER = 2**53
+
+
+def _huge_sessions(sessions: np.ndarray) -> np.ndarray:
+    """Mask of session numbers that are infinite or too large to be whole numbers."""
+    with np.errstate(invalid="ignore"):
+        return np.isinf(sessions) | (np.abs(np.nan_to_num(sessions)) > MAX_SESSION_NUMBER)
+
+
+def _huge_session_problem(raw: RawTable, frame: pd.DataFrame, column: str, huge) -> Problem:
+    values = [str(v)[:40] for v in frame[column].to_numpy(dtype=object)[huge]]
+    rows, values = _unique_rows(frame[schema.SOURCE_ROW].to_numpy()[huge], values)
+    n = len(rows)
+    return Problem(
+        file=raw.path,
+        column=column,
+        rows=rows,
+        values=values,
+        rule=f"session numbers of at most {MAX_SESSION_NUMBER:,} (1 = first session)",
+        found=f"{n} infinite or overflowing session {'number' if n == 1 else 'numbers'}",
+        fix="correct these cells; a number such as 1e309 or a very long run of digits is "
+        "usually a typing or export error",
+    )
+
+
 def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
     """Rename, reshape and type a raw table into the canonical long schema.
 
@@ -1160,6 +1215,9 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
                 "session's number first",
             )
         )
+    huge = _huge_sessions(sessions)
+    if huge.any():
+        problems.append(_huge_session_problem(raw, frame, session_column, huge))
     if problems:
         raise StudyDataError(problems, summary)
     out[schema.SESSION] = pd.array(
