@@ -545,3 +545,37 @@ def flag_few_sessions(
     out["within_eligible"] = n_complete >= min_sessions
     log.record_step(step, out)
     return out
+
+
+def require_sessions(df: pd.DataFrame, log: CleaningLog) -> None:
+    """Stop when no record is left to analyse, saying what removed them.
+
+    Without this check an input whose scores are all empty would "clean" to
+    0 sessions of 0 patients and fail later, far from the cause.
+
+    Raises
+    ------
+    StudyDataError
+        When ``df`` is empty; ``found`` names the steps that excluded the
+        records, the largest first.
+    """
+    if not df.empty:
+        return
+    steps: dict[str, int] = {}
+    for entry in log.ledger:
+        steps[entry["step"]] = steps.get(entry["step"], 0) + 1
+    ranked = sorted(steps.items(), key=lambda item: -item[1])
+    why = "; ".join(f"{n} by '{step}'" for step, n in ranked) or "no records"
+    raise StudyDataError(
+        Problem(
+            file=log.source or None,
+            column=None,
+            rule="at least one session with an alliance or outcome score",
+            found=f"nothing usable was found: all {log.n_records_in} records were "
+            f"excluded or used as intake ({why})",
+            fix="check that the config names the columns holding the scores (alliance, "
+            "outcome) and that read.missing_codes does not list real values; "
+            "the steps named above say where the records went",
+        ),
+        f"No usable data in {log.source or 'the study'}.",
+    )

@@ -376,6 +376,7 @@ def clean_study(canonical: pd.DataFrame, config: StudyConfig, source: str = "") 
     score_columns = [f"alliance_{r}" for r in config.alliance] + [schema.OUTCOME]
     df = cl.exclude_empty_records(df, log, score_columns)
     df = cl.exclude_patients_without_outcome(df, log, schema.OUTCOME)
+    cl.require_sessions(df, log)
     df = _attach_intake(df, intake, config, log)
     df = cl.flag_few_sessions(df, log, policy.min_sessions_within)
     whole = [c for c in (schema.SESSION, schema.DAYS_SINCE_FIRST) if c in df.columns]
