@@ -808,3 +808,16 @@ def test_yaml_text_1e19_is_refused_as_a_setting(tmp_path: Path):
     (problem,) = info.value.problems
     assert problem.column == "cleaning.early_session"
     assert problem.found == "'1e19'"
+
+
+def test_id_and_max_session_keys_are_checked_and_exported():
+    cfg = config_from_dict(minimal(cleaning={"id_leading_zeros": "unify", "max_session": 60}))
+    assert (cfg.cleaning.id_leading_zeros, cfg.cleaning.max_session) == ("unify", 60)
+    assert cfg.to_dict()["cleaning"]["id_leading_zeros"] == "unify"
+    assert cfg.to_dict()["cleaning"]["max_session"] == 60
+    defaults = config_from_dict(minimal()).cleaning
+    assert (defaults.id_leading_zeros, defaults.max_session) == ("keep", 200)
+    data = minimal(cleaning={"id_leading_zeros": "strip", "max_session": 0})
+    problems = {p.column: p for p in errors_of(data).problems}
+    assert problems["cleaning.id_leading_zeros"].rule == "one of: keep, unify"
+    assert problems["cleaning.max_session"].rule == "a whole number from 1 to 100000"

@@ -933,3 +933,80 @@ def test_the_largest_exact_session_number_is_still_read():
     raw = _raw_from_cells(["3"])
     raw.data.loc[0, "session"] = str(2**53)
     assert map_to_canonical(raw, totals_config())["session"].tolist() == [2**53]
+
+
+# ----------------------------------------------------------------- id hygiene
+
+
+def _id_raw(patients: list, therapists: list | None = None) -> RawTable:
+    raw = _raw_from_cells(["40"] * len(patients))
+    raw.data["patient"] = pd.Series(patients, dtype=object)
+    if therapists is not None:
+        raw.data["therapist"] = pd.Series(therapists, dtype=object)
+    raw.data["session"] = pd.Series([str(i) for i in range(1, len(patients) + 1)], dtype="str")
+    return raw
+
+
+def test_ids_lose_surrounding_spaces_and_zero_width_characters():
+    patients = ["P7", " P7", "P7\u200b", "\ufeffP8\t", "\u200c\u200d", "P 9"]
+    frame = map_to_canonical(_id_raw(patients), totals_config())
+    # the zero-width-only id is empty, so missing; inner spaces are kept
+    assert frame["patient_id"].tolist()[:4] == ["P7", "P7", "P7", "P8"]
+    assert pd.isna(frame["patient_id"].iloc[4])
+    assert frame["patient_id"].iloc[5] == "P 9"
+
+
+def test_leading_zeros_are_kept_unless_unified():
+    raw = _id_raw(["007", "7", "101.0", 101.0, "0"], therapists=["T1"] * 5)
+    kept = map_to_canonical(raw, totals_config())
+    assert kept["patient_id"].tolist() == ["007", "7", "101.0", "101", "0"]
+    unified = map_to_canonical(raw, totals_config(cleaning={"id_leading_zeros": "unify"}))
+    assert unified["patient_id"].tolist() == ["7", "7", "101", "101", "0"]
+
+
+def test_id_report_lists_changes_and_collisions():
+    from helpers.ids import describe_id_report
+    from helpers.loading import id_report
+
+    raw = _id_raw(["P7", " P7", " P7", "007", "7", "P8"], therapists=["T1", "T1 ", "T1"] * 2)
+    report = id_report(raw, totals_config(cleaning={"id_leading_zeros": "unify"}))
+    rows = report.sort_values(["column", "original"]).to_dict("records")
+    assert rows == [
+        {"column": "patient_id", "original": "' P7'", "normalised": "P7", "records": 2,
+         "collides_with": "'P7'"},
+        {"column": "patient_id", "original": "'007'", "normalised": "7", "records": 1,
+         "collides_with": "'7'"},
+        {"column": "therapist_id", "original": "'T1 '", "normalised": "T1", "records": 2,
+         "collides_with": "'T1'"},
+    ]  # fmt: skip
+    text = describe_id_report(report)
+    assert text.startswith("identifiers: 3 id spellings normalised (5 records); 3 collisions: ")
+    assert "'007' and '7' are now one id '7' (patient_id)" in text
+
+
+def test_id_report_is_empty_for_clean_ids():
+    from helpers.loading import id_report
+
+    raw = _id_raw(["P1", "P2", 3.0], therapists=["T1", "T1", "T2"])
+    assert id_report(raw, totals_config()).empty
+
+
+def test_cleaning_summary_says_how_many_ids_were_normalised(tmp_path: Path):
+    from helpers.pipeline import run_cleaning
+
+    text = "therapist,patient,session,wai,phq\nT1,P1,1,40,5\nT1, P1,2,41,4\nT1,P1\u200b,3,42,3\n"
+    path = write_text(tmp_path, "ids.csv", text)
+    result = run_cleaning(path, BAD / "totals.yml")
+    assert result.sessions["patient_id"].tolist() == ["P1", "P1", "P1"]
+    assert "identifiers: 2 id spellings normalised (2 records); 1 collision: " in result.summary()
+    assert len(result.id_changes) == 2
+
+
+def test_max_session_from_the_config_excludes_a_typo(tmp_path: Path):
+    from helpers.pipeline import run_cleaning
+
+    text = "therapist,patient,session,wai,phq\nT1,P1,1,40,5\nT1,P1,2,41,4\nT1,P1,1100,42,3\n"
+    path = write_text(tmp_path, "typo.csv", text)
+    ledger = run_cleaning(path, BAD / "totals.yml").ledger
+    assert ledger["source_row"].tolist() == [4]
+    assert ledger["reason"].tolist() == ["session number 1100 is above cleaning.max_session (200)"]

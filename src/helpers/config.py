@@ -61,7 +61,10 @@ CLEANING_CHOICES: dict[str, tuple[str, ...]] = {
     "out_of_range": ("set_missing", "error"),
     "conflicting_duplicates": ("exclude", "keep_first", "error"),
     "multiple_therapists": ("exclude", "keep_majority", "error"),
+    "id_leading_zeros": ("keep", "unify"),
 }
+#: Default of ``cleaning.max_session``: higher session numbers are excluded as implausible.
+DEFAULT_MAX_SESSION = 200
 
 # The keys the template allows, per section.
 TOP_LEVEL_KEYS: tuple[str, ...] = (
@@ -106,6 +109,8 @@ CLEANING_KEYS: tuple[str, ...] = (
     "early_session",
     "max_gap_days",
     "days_since_first",
+    "id_leading_zeros",
+    "max_session",
 )
 _DELIMITER_WORDS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 _DEFAULT_DELIMITERS = {"csv": ",", "tsv": "\t"}
@@ -245,7 +250,11 @@ class CleaningConfig:
     """Cleaning policies (config section ``cleaning``); see the template.
 
     ``max_gap_days`` and ``days_since_first`` apply to studies whose sessions
-    are given by date (``columns.session_date``).
+    are given by date (``columns.session_date``).  ``id_leading_zeros``
+    (``keep`` or ``unify``) chooses whether digit-only ids such as ``007``
+    and ``101.0`` are written as whole numbers (:mod:`helpers.ids`);
+    ``max_session`` is the highest plausible session number (records above
+    it are excluded and logged).
     """
 
     out_of_range: str = "set_missing"
@@ -255,6 +264,8 @@ class CleaningConfig:
     early_session: int = 3
     max_gap_days: int = 28
     days_since_first: bool = False
+    id_leading_zeros: str = "keep"
+    max_session: int = DEFAULT_MAX_SESSION
 
 
 @dataclass(frozen=True)
@@ -1039,6 +1050,7 @@ def _check_cleaning(c: _Checker, data: Mapping) -> CleaningConfig:
     for key in ("min_sessions_within", "early_session"):
         values[key] = c.integer(sec, ("cleaning", key), 1, getattr(defaults, key))
     values["max_gap_days"] = c.integer(sec, ("cleaning", "max_gap_days"), 1, defaults.max_gap_days)
+    values["max_session"] = c.integer(sec, ("cleaning", "max_session"), 1, defaults.max_session)
     values["days_since_first"] = c.boolean(
         sec, ("cleaning", "days_since_first"), defaults.days_since_first
     )

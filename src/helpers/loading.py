@@ -43,6 +43,8 @@ from helpers.config import (
     ReadConfig,
     StudyConfig,
 )
+from helpers.ids import id_report as ids_report
+from helpers.ids import normalise_ids
 from helpers.reshape import match_session_columns, wide_to_long
 from helpers.session_dates import (
     number_sessions_by_date,
@@ -1058,6 +1060,35 @@ def _date_problem(raw: RawTable, frame: pd.DataFrame, column: str, bad, date_for
     )
 
 
+def _unify_ids(config: StudyConfig) -> bool:
+    """Whether digit-only ids are written as whole numbers (``cleaning.id_leading_zeros``)."""
+    return config.cleaning.id_leading_zeros == "unify"
+
+
+def id_report(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
+    """The ids :func:`map_to_canonical` normalises, and the collisions that causes.
+
+    Parameters
+    ----------
+    raw : RawTable
+        From :func:`read_table`.
+    config : StudyConfig
+        The study config (``columns`` and ``cleaning.id_leading_zeros``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`helpers.ids.id_report` (one row per changed spelling; a
+        wide file counts one record per patient row).
+    """
+    columns = {
+        canonical: raw.data[user]
+        for canonical, user in config.columns.items()
+        if canonical in (schema.THERAPIST_ID, schema.PATIENT_ID) and user in raw.data
+    }
+    return ids_report(columns, _unify_ids(config))
+
+
 def _number_by_date(
     raw: RawTable, data: pd.DataFrame, config: StudyConfig, problems: list[Problem]
 ) -> pd.DataFrame:
@@ -1066,7 +1097,7 @@ def _number_by_date(
     dates, bad = parse_session_dates(data[column], config.read.date_format)
     if bad.any():
         problems.append(_date_problem(raw, data, column, bad, config.read.date_format))
-    patients = _text_column(data[config.columns[schema.PATIENT_ID]])
+    patients = normalise_ids(data[config.columns[schema.PATIENT_ID]], _unify_ids(config))
     first = 0 if config.outcome.intake_session == 0 else 1
     numbers_ = number_sessions_by_date(patients, dates, first).astype("float64")
     return data.assign(**{_PARSED_DATE: dates, _DATED_SESSION: numbers_})
@@ -1117,8 +1148,11 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
 
         - ``source_row`` (int): row number in the file (for wide files, the
           patient's row);
-        - ``therapist_id``, ``patient_id`` (str): stripped text, ``101.0``
-          written as ``"101"`` (no ``therapist_id`` in a two-level study);
+        - ``therapist_id``, ``patient_id`` (str): normalised by the rules of
+          :mod:`helpers.ids` (surrounding spaces and zero-width characters
+          removed, ``101.0`` written as ``"101"``, ``"007"`` as ``"7"`` with
+          ``cleaning.id_leading_zeros: unify``; :func:`id_report` lists what
+          changed); no ``therapist_id`` in a two-level study;
         - ``session`` (Int64): as in the file (0, negative or repeated
           sessions are kept for the cleaning step to log); with
           ``columns.session_date``, numbered per patient in date order
@@ -1183,7 +1217,7 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
     out: dict[str, Any] = {schema.SOURCE_ROW: frame[schema.SOURCE_ROW].astype("int64")}
     for user, canonical in sources.items():
         if canonical in (schema.THERAPIST_ID, schema.PATIENT_ID):
-            out[canonical] = _text_column(frame[user])
+            out[canonical] = normalise_ids(frame[user], _unify_ids(config))
         elif canonical == schema.SESSION:
             continue
         elif canonical == schema.SESSION_DATE:
