@@ -253,3 +253,35 @@ def test_records_on_the_same_date_go_through_the_duplicate_rules():
     ]
     with pytest.raises(StudyDataError, match="share a patient and session date"):
         cl.resolve_conflicting_duplicates(df.iloc[2:], cl.CleaningLog(2), "error")
+
+
+def test_sessions_above_max_session_are_excluded_with_the_reason():
+    df = _frame([("T1", "P1", 1, 3, 12), ("T1", "P1", 200, 3, 12), ("T1", "P1", 1100, 3, 12)])
+    log = cl.CleaningLog(3)
+    kept = cl.exclude_invalid_sessions(df, log, max_session=200)
+    assert kept["source_row"].tolist() == [2, 3]  # 200 is the limit itself: kept
+    (entry,) = log.ledger
+    assert entry["source_row"] == 4
+    assert entry["reason"] == "session number 1100 is above cleaning.max_session (200)"
+    log.reconcile(len(kept))
+
+
+def test_no_max_session_keeps_high_sessions():
+    df = _frame([("T1", "P1", 1100, 3, 12)])
+    log = cl.CleaningLog(1)
+    assert len(cl.exclude_invalid_sessions(df, log)) == 1
+
+
+def test_require_sessions_names_the_steps_that_removed_everything():
+    df = _frame([("T1", "P1", 1, np.nan, np.nan), ("T1", "P2", -1, 3, 4)])
+    log = cl.CleaningLog(2, source="s.csv")
+    kept = cl.exclude_invalid_sessions(df, log)
+    kept = cl.exclude_empty_records(kept, log, ["alliance_client_item01", "outcome"])
+    with pytest.raises(StudyDataError) as info:
+        cl.require_sessions(kept, log)
+    (problem,) = info.value.problems
+    assert problem.found == (
+        "nothing usable was found: all 2 records were excluded or used as intake "
+        "(1 by 'invalid session numbers'; 1 by 'records without scores')"
+    )
+    cl.require_sessions(df, log)  # a frame with records passes

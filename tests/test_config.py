@@ -641,10 +641,183 @@ def test_bad_date_cleaning_values():
     problems = {p.column: p for p in errors_of(data).problems}
     assert set(problems) == {"cleaning.days_since_first", "cleaning.max_gap_days"}
     assert problems["cleaning.days_since_first"].rule == "true or false"
-    assert problems["cleaning.max_gap_days"].rule == "a whole number of at least 1"
+    assert problems["cleaning.max_gap_days"].rule == "a whole number from 1 to 100000"
 
 
 def test_session_date_may_not_be_a_covariate_name():
     data = minimal(covariates={"session_date": "d", "days_since_first": "x"})
     columns = {p.column for p in errors_of(data).problems}
     assert columns == {"covariates.session_date", "covariates.days_since_first"}
+
+
+# --------------------------------------------------------------------------- bounded resources
+
+BILLION_LAUGHS = "study: s\na0: &a0 {x: 1, y: 2}\n" + "".join(
+    f"a{n}: &a{n} {{" + ", ".join(f"k{j}: *a{n - 1}" for j in range(9)) + "}\n"
+    for n in range(1, 10)
+)
+
+
+def _measure(call) -> tuple[float, int, BaseException | None]:
+    """Seconds, peak traced bytes and the exception of ``call()``."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    start = time.perf_counter()
+    error = None
+    try:
+        call()
+    except Exception as exc:
+        error = exc
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return seconds, peak, error
+
+
+def test_billion_laughs_config_is_refused_quickly(tmp_path: Path):
+    # 9 levels of 9 aliases each: 9**9 (387 million) mappings once expanded.
+    path = write_yaml(tmp_path, BILLION_LAUGHS)
+    assert path.stat().st_size < 2_000
+    seconds, peak, error = _measure(lambda: load_config(path))
+    assert isinstance(error, StudyDataError)
+    (problem,) = error.problems
+    assert problem.found == "the alias *a0 on line 3"
+    assert problem.rows == [3]
+    assert "without YAML aliases" in problem.rule
+    assert seconds < 1.0
+    assert peak < 200_000_000
+
+
+def test_line_walk_visits_an_aliased_node_once():
+    node = yaml.compose(BILLION_LAUGHS, Loader=yaml.SafeLoader)
+    seconds, peak, error = _measure(lambda: cfgmod._line_numbers(node, [], set()))
+    assert error is None
+    assert seconds < 1.0
+    assert peak < 200_000_000
+    lines = cfgmod._line_numbers(node, [], set())
+    # a0's keys (x, y) once, under a0 only; each level's nine keys under their level,
+    # but only the first alias of a level is walked (it is the same node each time).
+    assert lines[("a0", "x")] == 2
+    assert lines[("a1", "k0")] == 3
+    assert ("a1", "k1", "x") not in lines
+
+
+def test_a_single_alias_is_refused_with_its_line(tmp_path: Path):
+    text = yaml.safe_dump(MINIMAL, sort_keys=False)
+    text = text.replace("  client:\n", "  client: &c\n") + "extra: *c\n"
+    with pytest.raises(StudyDataError) as info:
+        load_config(write_yaml(tmp_path, text))
+    (problem,) = info.value.problems
+    assert problem.found == f"the alias *c on line {len(text.splitlines())}"
+
+
+def test_oversized_config_file_is_refused(tmp_path: Path):
+    path = write_yaml(tmp_path, "# padding\n" * 110_000)
+    with pytest.raises(StudyDataError) as info:
+        load_config(path)
+    (problem,) = info.value.problems
+    assert problem.found == "a file of 1,100,000 bytes"
+    assert "at most 1,000,000 bytes" in problem.rule
+
+
+@pytest.mark.parametrize(
+    "pattern", ["wai_{i:300000000}", "wai_{i:0300000000d}", "wai_{i:>5}", "{i}_{i}", "w{{i}}"]
+)
+def test_item_pattern_format_spec_is_limited(pattern: str):
+    data = minimal(alliance={"client": {"instrument": "wai_sr", "item_pattern": pattern}})
+    seconds, _, error = _measure(lambda: config_from_dict(data, "study.yml"))
+    assert isinstance(error, StudyDataError)
+    (problem,) = error.problems
+    assert problem.column == "alliance.client.item_pattern"
+    assert seconds < 1.0
+
+
+@pytest.mark.parametrize(("pattern", "third"), [("w{i}", "w3"), ("w{i:03d}", "w003")])
+def test_item_pattern_zero_padding_allowed(pattern: str, third: str):
+    data = minimal(alliance={"client": {"instrument": "wai_sr", "item_pattern": pattern}})
+    assert config_from_dict(data).item_columns("client")[2] == third
+
+
+# --------------------------------------------------------------------------- one error path
+
+
+def test_config_that_is_not_utf8(tmp_path: Path):
+    path = tmp_path / "study.yml"
+    path.write_bytes("study: s\nlayout: long\n# Müller\n".encode("latin-1"))
+    with pytest.raises(StudyDataError) as info:
+        load_config(path)
+    (problem,) = info.value.problems
+    assert problem.found == "byte 0xFC on line 3 is not UTF-8"
+    assert problem.rows == [3]
+    assert "UTF-8" in problem.fix
+
+
+def test_config_given_as_a_folder_or_a_fifo(tmp_path: Path):
+    import os
+
+    with pytest.raises(StudyDataError) as info:
+        load_config(tmp_path)
+    assert info.value.problems[0].found == "a folder, not a file"
+    fifo = tmp_path / "pipe.yml"
+    os.mkfifo(fifo)
+    with pytest.raises(StudyDataError) as info:
+        load_config(fifo)  # would block forever if opened
+    assert info.value.problems[0].found == "a named pipe (FIFO), not a file"
+
+
+def test_config_that_cannot_be_read(tmp_path: Path):
+    import os
+
+    path = write_yaml(tmp_path, yaml.safe_dump(MINIMAL))
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("running as a user who may read any file (root): chmod 000 does not block")
+        with pytest.raises(StudyDataError) as info:
+            load_config(path)
+    finally:
+        path.chmod(0o644)
+    (problem,) = info.value.problems
+    assert problem.found == "Permission denied"
+    assert "permissions" in problem.fix
+
+
+@pytest.mark.parametrize("encoding", ["rot13", "base64"])
+def test_codecs_that_are_not_text_encodings_are_refused(encoding: str):
+    (problem,) = errors_of(minimal(read={"encoding": encoding})).problems
+    assert problem.column == "read.encoding"
+    assert problem.found == f"'{encoding}' (a codec that is not a text encoding)"
+
+
+def test_overflowing_settings_are_refused():
+    data = minimal(cleaning={"early_session": 10**19, "min_sessions_within": 1e19})
+    problems = {p.column: p for p in errors_of(data).problems}
+    assert set(problems) == {"cleaning.early_session", "cleaning.min_sessions_within"}
+    assert problems["cleaning.early_session"].found == (
+        "a number too large for a setting (about 20 digits)"
+    )
+    assert problems["cleaning.min_sessions_within"].found == "1e+19"
+
+
+def test_yaml_text_1e19_is_refused_as_a_setting(tmp_path: Path):
+    text = yaml.safe_dump(MINIMAL, sort_keys=False) + "cleaning:\n  early_session: 1e19\n"
+    with pytest.raises(StudyDataError) as info:
+        load_config(write_yaml(tmp_path, text))
+    (problem,) = info.value.problems
+    assert problem.column == "cleaning.early_session"
+    assert problem.found == "'1e19'"
+
+
+def test_id_and_max_session_keys_are_checked_and_exported():
+    cfg = config_from_dict(minimal(cleaning={"id_leading_zeros": "unify", "max_session": 60}))
+    assert (cfg.cleaning.id_leading_zeros, cfg.cleaning.max_session) == ("unify", 60)
+    assert cfg.to_dict()["cleaning"]["id_leading_zeros"] == "unify"
+    assert cfg.to_dict()["cleaning"]["max_session"] == 60
+    defaults = config_from_dict(minimal()).cleaning
+    assert (defaults.id_leading_zeros, defaults.max_session) == ("keep", 200)
+    data = minimal(cleaning={"id_leading_zeros": "strip", "max_session": 0})
+    problems = {p.column: p for p in errors_of(data).problems}
+    assert problems["cleaning.id_leading_zeros"].rule == "one of: keep, unify"
+    assert problems["cleaning.max_session"].rule == "a whole number from 1 to 100000"

@@ -1112,3 +1112,151 @@ def test_excel_numbers_in_a_date_column_are_reported(tmp_path: Path):
     (problem,) = load_error(tmp_path / "d.xlsx", dated_config()).problems
     assert problem.column == "visit" and problem.rows == [2] and problem.values == [45356]
     assert "not formatted as dates" in problem.fix
+
+
+# ----------------------------------------------------------------- one error path
+
+
+def test_a_fifo_or_device_is_refused_without_reading(tmp_path: Path):
+    import os
+
+    fifo = tmp_path / "data.csv"
+    os.mkfifo(fifo)
+    (problem,) = load_error(fifo).problems  # opening it would block forever
+    assert problem.found == "a named pipe (FIFO)"
+    assert problem.rule == "a regular data file"
+    if Path("/dev/zero").exists():
+        with pytest.raises(StudyDataError) as info:
+            read_table("/dev/zero", ReadConfig(format="csv"))
+        assert info.value.problems[0].found == "a device such as /dev/zero"
+
+
+def test_an_unreadable_data_file_is_reported(tmp_path: Path):
+    import os
+
+    path = write_text(tmp_path, "data.csv", "therapist,patient,session,wai,phq\nT,P,1,40,5\n")
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("running as a user who may read any file (root): chmod 000 does not block")
+        with pytest.raises(StudyDataError) as info:
+            read_table(path)
+    finally:
+        path.chmod(0o644)
+    (problem,) = info.value.problems
+    assert problem.found == "Permission denied"
+    assert problem.rule == "a data file you may read"
+
+
+@pytest.mark.parametrize("cell", ["1e309", "-1e309", "9" * 400, "1e20"])
+def test_overflowing_session_numbers_are_reported(cell: str):
+    raw = _raw_from_cells(["3", "4"])
+    raw.data.loc[1, "session"] = cell
+    with pytest.raises(StudyDataError) as info:
+        map_to_canonical(raw, totals_config())
+    (problem,) = info.value.problems
+    assert problem.column == "session"
+    assert problem.rows == [3]
+    assert problem.found == "1 infinite or overflowing session number"
+    assert problem.values == [cell[:40]]
+
+
+def test_infinite_session_in_a_parquet_file_is_reported(tmp_path: Path):
+    frame = pd.DataFrame(
+        {
+            "therapist": ["T", "T"],
+            "patient": ["P", "P"],
+            "session": [1.0, np.inf],
+            "wai": [40.0, 41.0],
+            "phq": [5.0, 4.0],
+        }
+    )
+    frame.to_parquet(tmp_path / "d.parquet")
+    with pytest.raises(StudyDataError) as info:
+        read_study(tmp_path / "d.parquet", totals_config())
+    (problem,) = info.value.problems
+    assert problem.rows == [2]  # case number 2 (Parquet rows are numbered from 1)
+    assert problem.values == ["inf"]
+
+
+def test_the_largest_exact_session_number_is_still_read():
+    raw = _raw_from_cells(["3"])
+    raw.data.loc[0, "session"] = str(2**53)
+    assert map_to_canonical(raw, totals_config())["session"].tolist() == [2**53]
+
+
+# ----------------------------------------------------------------- id hygiene
+
+
+def _id_raw(patients: list, therapists: list | None = None) -> RawTable:
+    raw = _raw_from_cells(["40"] * len(patients))
+    raw.data["patient"] = pd.Series(patients, dtype=object)
+    if therapists is not None:
+        raw.data["therapist"] = pd.Series(therapists, dtype=object)
+    raw.data["session"] = pd.Series([str(i) for i in range(1, len(patients) + 1)], dtype="str")
+    return raw
+
+
+def test_ids_lose_surrounding_spaces_and_zero_width_characters():
+    patients = ["P7", " P7", "P7\u200b", "\ufeffP8\t", "\u200c\u200d", "P 9"]
+    frame = map_to_canonical(_id_raw(patients), totals_config())
+    # the zero-width-only id is empty, so missing; inner spaces are kept
+    assert frame["patient_id"].tolist()[:4] == ["P7", "P7", "P7", "P8"]
+    assert pd.isna(frame["patient_id"].iloc[4])
+    assert frame["patient_id"].iloc[5] == "P 9"
+
+
+def test_leading_zeros_are_kept_unless_unified():
+    raw = _id_raw(["007", "7", "101.0", 101.0, "0"], therapists=["T1"] * 5)
+    kept = map_to_canonical(raw, totals_config())
+    assert kept["patient_id"].tolist() == ["007", "7", "101.0", "101", "0"]
+    unified = map_to_canonical(raw, totals_config(cleaning={"id_leading_zeros": "unify"}))
+    assert unified["patient_id"].tolist() == ["7", "7", "101", "101", "0"]
+
+
+def test_id_report_lists_changes_and_collisions():
+    from helpers.ids import describe_id_report
+    from helpers.loading import id_report
+
+    raw = _id_raw(["P7", " P7", " P7", "007", "7", "P8"], therapists=["T1", "T1 ", "T1"] * 2)
+    report = id_report(raw, totals_config(cleaning={"id_leading_zeros": "unify"}))
+    rows = report.sort_values(["column", "original"]).to_dict("records")
+    assert rows == [
+        {"column": "patient_id", "original": "' P7'", "normalised": "P7", "records": 2,
+         "collides_with": "'P7'"},
+        {"column": "patient_id", "original": "'007'", "normalised": "7", "records": 1,
+         "collides_with": "'7'"},
+        {"column": "therapist_id", "original": "'T1 '", "normalised": "T1", "records": 2,
+         "collides_with": "'T1'"},
+    ]  # fmt: skip
+    text = describe_id_report(report)
+    assert text.startswith("identifiers: 3 id spellings normalised (5 records); 3 collisions: ")
+    assert "'007' and '7' are now one id '7' (patient_id)" in text
+
+
+def test_id_report_is_empty_for_clean_ids():
+    from helpers.loading import id_report
+
+    raw = _id_raw(["P1", "P2", 3.0], therapists=["T1", "T1", "T2"])
+    assert id_report(raw, totals_config()).empty
+
+
+def test_cleaning_summary_says_how_many_ids_were_normalised(tmp_path: Path):
+    from helpers.pipeline import run_cleaning
+
+    text = "therapist,patient,session,wai,phq\nT1,P1,1,40,5\nT1, P1,2,41,4\nT1,P1\u200b,3,42,3\n"
+    path = write_text(tmp_path, "ids.csv", text)
+    result = run_cleaning(path, BAD / "totals.yml")
+    assert result.sessions["patient_id"].tolist() == ["P1", "P1", "P1"]
+    assert "identifiers: 2 id spellings normalised (2 records); 1 collision: " in result.summary()
+    assert len(result.id_changes) == 2
+
+
+def test_max_session_from_the_config_excludes_a_typo(tmp_path: Path):
+    from helpers.pipeline import run_cleaning
+
+    text = "therapist,patient,session,wai,phq\nT1,P1,1,40,5\nT1,P1,2,41,4\nT1,P1,1100,42,3\n"
+    path = write_text(tmp_path, "typo.csv", text)
+    ledger = run_cleaning(path, BAD / "totals.yml").ledger
+    assert ledger["source_row"].tolist() == [4]
+    assert ledger["reason"].tolist() == ["session number 1100 is above cleaning.max_session (200)"]

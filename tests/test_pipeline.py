@@ -715,3 +715,54 @@ def test_instrument_table_does_not_call_a_therapist_rating_the_client_form():
     assert table.loc["alliance (therapist)", "instrument"] == (
         "Working Alliance Inventory - Short Revised (therapist rating)"
     )
+
+
+# ----------------------------------------------------------------- one error path
+
+
+def test_all_empty_scores_are_an_error_not_zero_sessions(tmp_path):
+    data = tmp_path / "empty_scores.csv"
+    data.write_text("therapist,patient,session,wai,phq\nT1,P1,1,,\nT1,P1,2,NA,\nT1,P2,1,,\n")
+    with pytest.raises(StudyDataError) as info:
+        run_cleaning(data, BAD / "totals.yml", tmp_path / "out")
+    (problem,) = info.value.problems
+    assert problem.found == (
+        "nothing usable was found: all 3 records were excluded or used as intake "
+        "(3 by 'records without scores')"
+    )
+    assert info.value.summary == "No usable data in empty_scores.csv."
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_reports_an_unexpected_error_as_a_bug(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    from helpers import cli, pipeline
+
+    def broken(*args, **kwargs):
+        raise KeyError("a column the code forgot")
+
+    monkeypatch.setattr(pipeline, "run_cleaning", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    status = cli.main(["clean", "--input", "x.csv", "--config", "x.yml", "--out", "out"])
+    err = capsys.readouterr().err
+    assert status == 3
+    assert err.startswith("error: this is a bug in the suite, not a problem with your data")
+    assert "KeyError" in err and "Traceback" not in err
+    (saved,) = tmp_path.glob("helpers-bug-*.txt")
+    assert str(saved) in err
+    text = saved.read_text(encoding="utf-8")
+    assert text.startswith("Traceback") and "a column the code forgot" in text
+
+
+def test_cli_keeps_exit_2_for_a_config_with_aliases(tmp_path):
+    config = tmp_path / "study.yml"
+    config.write_text("study: &s x\nlayout: *s\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers", "clean", "--input", str(DEMO_DATA), "--config",
+         str(config), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "found:    the alias *s on line 2" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -37,7 +37,8 @@ The rules, in the order :func:`helpers.pipeline.run_cleaning` applies them:
 6. :func:`split_intake` — records at the configured intake session become the
    patient-level ``outcome_intake``.
 7. :func:`exclude_invalid_sessions` — session numbers that are zero or
-   negative (other than the intake session).
+   negative (other than the intake session), or implausibly high: above
+   ``cleaning.max_session`` (default 200; a typo such as 1100 for 11).
 8. :func:`exclude_empty_records` — records with neither an alliance nor an
    outcome score after scoring.
 9. :func:`exclude_patients_without_outcome` — patients with no outcome at any
@@ -491,11 +492,26 @@ def split_intake(
     return kept, intake
 
 
-def exclude_invalid_sessions(df: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
-    """Exclude records whose session number is zero or negative."""
+def exclude_invalid_sessions(
+    df: pd.DataFrame, log: CleaningLog, max_session: int | None = None
+) -> pd.DataFrame:
+    """Exclude records whose session number is zero, negative or above ``max_session``.
+
+    Parameters
+    ----------
+    max_session : int, optional
+        The highest plausible session number (``cleaning.max_session``);
+        ``None`` = no upper limit.
+    """
     step = "invalid session numbers"
-    bad = df[SESSION] <= 0
-    reasons = [f"session number {s:g} is not a positive integer" for s in df.loc[bad, SESSION]]
+    too_high = df[SESSION] > max_session if max_session is not None else df[SESSION] != df[SESSION]
+    bad = (df[SESSION] <= 0) | too_high
+    reasons = [
+        f"session number {s:g} is above cleaning.max_session ({max_session})"
+        if high
+        else f"session number {s:g} is not a positive integer"
+        for s, high in zip(df.loc[bad, SESSION], too_high[bad], strict=True)
+    ]
     log.exclude(df.loc[bad], step, reasons)
     kept = df.loc[~bad]
     log.record_step(step, kept)
@@ -545,3 +561,37 @@ def flag_few_sessions(
     out["within_eligible"] = n_complete >= min_sessions
     log.record_step(step, out)
     return out
+
+
+def require_sessions(df: pd.DataFrame, log: CleaningLog) -> None:
+    """Stop when no record is left to analyse, saying what removed them.
+
+    Without this check an input whose scores are all empty would "clean" to
+    0 sessions of 0 patients and fail later, far from the cause.
+
+    Raises
+    ------
+    StudyDataError
+        When ``df`` is empty; ``found`` names the steps that excluded the
+        records, the largest first.
+    """
+    if not df.empty:
+        return
+    steps: dict[str, int] = {}
+    for entry in log.ledger:
+        steps[entry["step"]] = steps.get(entry["step"], 0) + 1
+    ranked = sorted(steps.items(), key=lambda item: -item[1])
+    why = "; ".join(f"{n} by '{step}'" for step, n in ranked) or "no records"
+    raise StudyDataError(
+        Problem(
+            file=log.source or None,
+            column=None,
+            rule="at least one session with an alliance or outcome score",
+            found=f"nothing usable was found: all {log.n_records_in} records were "
+            f"excluded or used as intake ({why})",
+            fix="check that the config names the columns holding the scores (alliance, "
+            "outcome) and that read.missing_codes does not list real values; "
+            "the steps named above say where the records went",
+        ),
+        f"No usable data in {log.source or 'the study'}.",
+    )

@@ -19,7 +19,10 @@ compare-runs
 
 A user's mistake (a bad file, a config naming a missing column …) is printed
 as a readable report and the command exits with status 2; it never shows a
-Python traceback for bad input.
+Python traceback for bad input.  A notebook that fails exits with status 1.
+Any other error is a bug of the suite: a short message says so, the full
+traceback is saved to a temporary file named in the message, and the command
+exits with status 3 (:data:`EXIT_BUG`).
 """
 
 from __future__ import annotations
@@ -186,7 +189,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         from helpers.runner import NotebookFailedError
 
         if not isinstance(err, NotebookFailedError):
-            raise
+            return report_bug(err)
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except Exception as err:  # anything else is a bug of the suite, not the user's mistake
+        return report_bug(err)
     return 0
+
+
+#: Exit status of a failure that is a bug of the suite (not a bad input, not a notebook).
+EXIT_BUG = 3
+
+
+def report_bug(err: BaseException) -> int:
+    """Save the traceback of an unexpected error to a file and print a short report.
+
+    The traceback goes to a new file in the system's temporary folder (never
+    into a study's output folder, so no committed output holds a machine's
+    paths); the message says it is a bug and where the file is.
+
+    Parameters
+    ----------
+    err : BaseException
+        The exception being handled.
+
+    Returns
+    -------
+    int
+        :data:`EXIT_BUG`.
+    """
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(err))
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="helpers-bug-", suffix=".txt", delete=False, encoding="utf-8"
+    ) as handle:
+        handle.write(text)
+    print(
+        f"error: this is a bug in the suite, not a problem with your data "
+        f"({type(err).__name__}: {str(err)[:200]}).\n"
+        f"The full traceback was saved to {handle.name}; please attach that file "
+        "when you report the bug.",
+        file=sys.stderr,
+    )
+    return EXIT_BUG

@@ -21,6 +21,7 @@ from __future__ import annotations
 import codecs
 import datetime
 import difflib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,7 +61,10 @@ CLEANING_CHOICES: dict[str, tuple[str, ...]] = {
     "out_of_range": ("set_missing", "error"),
     "conflicting_duplicates": ("exclude", "keep_first", "error"),
     "multiple_therapists": ("exclude", "keep_majority", "error"),
+    "id_leading_zeros": ("keep", "unify"),
 }
+#: Default of ``cleaning.max_session``: higher session numbers are excluded as implausible.
+DEFAULT_MAX_SESSION = 200
 
 # The keys the template allows, per section.
 TOP_LEVEL_KEYS: tuple[str, ...] = (
@@ -105,10 +109,18 @@ CLEANING_KEYS: tuple[str, ...] = (
     "early_session",
     "max_gap_days",
     "days_since_first",
+    "id_leading_zeros",
+    "max_session",
 )
 _DELIMITER_WORDS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 _DEFAULT_DELIMITERS = {"csv": ",", "tsv": "\t"}
 _SEPARATOR_WORDS = {"point": ".", "dot": ".", "comma": ",", "space": " ", "apostrophe": "'"}
+#: Largest study config read (bytes); a study config is a few kilobytes.
+MAX_CONFIG_BYTES = 1_000_000
+#: ``item_pattern``: one ``{i}`` field, optionally zero-padded to 1-9 digits (``{i:02d}``).
+_ITEM_PATTERN = re.compile(r"^[^{}]*\{i(?::0[1-9]d)?\}[^{}]*$")
+#: Largest whole number a count-like setting accepts (sessions, days, rows).
+MAX_SETTING = 100_000
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -238,7 +250,11 @@ class CleaningConfig:
     """Cleaning policies (config section ``cleaning``); see the template.
 
     ``max_gap_days`` and ``days_since_first`` apply to studies whose sessions
-    are given by date (``columns.session_date``).
+    are given by date (``columns.session_date``).  ``id_leading_zeros``
+    (``keep`` or ``unify``) chooses whether digit-only ids such as ``007``
+    and ``101.0`` are written as whole numbers (:mod:`helpers.ids`);
+    ``max_session`` is the highest plausible session number (records above
+    it are excluded and logged).
     """
 
     out_of_range: str = "set_missing"
@@ -248,6 +264,8 @@ class CleaningConfig:
     early_session: int = 3
     max_gap_days: int = 28
     days_since_first: bool = False
+    id_leading_zeros: str = "keep"
+    max_session: int = DEFAULT_MAX_SESSION
 
 
 @dataclass(frozen=True)
@@ -527,6 +545,9 @@ def _type_name(value: Any) -> str:
         return "a block of keys"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, int) and value.bit_length() > 63:
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"a number too large for a setting (about {digits} digits)"
     return repr(value)
 
 
@@ -630,17 +651,38 @@ class _Checker:
         return default
 
     def integer(
-        self, data: Mapping, key: tuple[str, ...], minimum: int | None, default: int | None
+        self,
+        data: Mapping,
+        key: tuple[str, ...],
+        minimum: int | None,
+        default: int | None,
+        maximum: int = MAX_SETTING,
     ) -> int | None:
+        """A whole-number setting from ``minimum`` (or ``-maximum``) to ``maximum``.
+
+        The upper bound keeps absurd values (``1e19`` written out in digits)
+        from overflowing the 64-bit numbers the analysis uses.
+        """
         value = data.get(key[-1])
         if value is None:
             return default
+        low = -maximum if minimum is None else minimum
         ok = isinstance(value, int) and not isinstance(value, bool)
-        if ok and (minimum is None or value >= minimum):
+        if ok and low <= value <= maximum:
             return int(value)
-        rule = "a whole number" + ("" if minimum is None else f" of at least {minimum}")
-        self.add(key, rule, _type_name(value), f"set {key[-1]}: to {rule}", value)
+        rule = f"a whole number from {low} to {maximum}"
+        self.add(key, rule, _type_name(value), f"set {key[-1]}: to {rule}", _short(value))
         return default
+
+
+def _short(value: Any, limit: int = 40) -> Any:
+    """A value as reported: long numbers and texts cut to ``limit`` characters."""
+    if isinstance(value, int) and value.bit_length() > 63:
+        return _type_name(value)
+    text = str(value)
+    if isinstance(value, bool) or len(text) <= limit:
+        return value
+    return text[: limit - 1] + "…"
 
 
 def _fix_add(key: tuple[str, ...]) -> str:
@@ -651,19 +693,27 @@ def _fix_add(key: tuple[str, ...]) -> str:
     )
 
 
-def _line_numbers(node: yaml.Node, checker_dupes: list, prefix=()) -> dict[tuple[str, ...], int]:
-    """Map each key path of a composed YAML document to its 1-based line; note duplicates."""
+def _line_numbers(
+    node: yaml.Node, checker_dupes: list, visited: set[int], prefix=()
+) -> dict[tuple[str, ...], int]:
+    """Map each key path of a composed YAML document to its 1-based line; note duplicates.
+
+    Each node is visited once (``visited`` holds the ids of nodes seen), so a
+    node reached twice -- through an alias -- costs nothing more.
+    """
     lines: dict[tuple[str, ...], int] = {}
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            name = str(key_node.value)
-            key = (*prefix, name)
-            if name in seen:
-                checker_dupes.append((key, key_node.start_mark.line + 1))
-            seen.add(name)
-            lines[key] = key_node.start_mark.line + 1
-            lines.update(_line_numbers(value_node, checker_dupes, key))
+    if id(node) in visited or not isinstance(node, yaml.MappingNode):
+        return lines
+    visited.add(id(node))
+    seen: set[str] = set()
+    for key_node, value_node in node.value:
+        name = str(key_node.value)
+        key = (*prefix, name)
+        if name in seen:
+            checker_dupes.append((key, key_node.start_mark.line + 1))
+        seen.add(name)
+        lines[key] = key_node.start_mark.line + 1
+        lines.update(_line_numbers(value_node, checker_dupes, visited, key))
     return lines
 
 
@@ -699,15 +749,14 @@ def _check_read(c: _Checker, data: Mapping) -> ReadConfig:
             )
             delimiter = None
     encoding = c.text(sec, ("read", "encoding"), False, "a text encoding name") or "utf-8"
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
+    problem = _encoding_problem(encoding)
+    if problem is not None:
         c.add(
             ("read", "encoding"),
             "a text encoding Python knows, e.g. utf-8, latin-1, cp1252",
-            f"'{encoding}'",
+            f"'{_short(encoding)}' ({problem})",
             _suggest(encoding, ["utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16"]),
-            encoding,
+            _short(encoding),
         )
         encoding = "utf-8"
     codes_value = sec.get("missing_codes", list(DEFAULT_MISSING_CODES))
@@ -736,6 +785,21 @@ def _check_read(c: _Checker, data: Mapping) -> ReadConfig:
         decimal=decimal,
         thousands=thousands,
     )
+
+
+def _encoding_problem(name: str) -> str | None:
+    """Why ``name`` cannot decode a text file (``None`` when it can).
+
+    Some codecs Python knows turn bytes into bytes or text into text (rot13,
+    base64, zlib): they are refused like unknown names.
+    """
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        return "an unknown encoding"
+    if not getattr(info, "_is_text_encoding", True):
+        return "a codec that is not a text encoding"
+    return None
 
 
 def _check_date_format(c: _Checker, sec: Mapping) -> str | None:
@@ -873,17 +937,14 @@ def _check_measure(
         pattern = c.text(block, (*key, "item_pattern"), True, "a pattern with {i}")
         if pattern is None:
             return None
-        try:
-            expanded = {pattern.format(i=1), pattern.format(i=2)}
-        except (KeyError, IndexError, ValueError):
-            expanded = set()
-        if "{i" not in pattern or len(expanded) != 2:
+        if not _ITEM_PATTERN.match(pattern):
             c.add(
                 (*key, "item_pattern"),
-                "a column-name pattern with {i} for the item number, e.g. 'wai_{i}'",
-                f"'{pattern}'",
+                "a column-name pattern with {i} for the item number, e.g. 'wai_{i}' "
+                "({i:02d} to zero-pad to 2 digits, up to {i:09d}; no other braces)",
+                f"'{_short(pattern)}'",
                 "put {i} where the item number goes (use {i:02d} for 01, 02, …)",
-                pattern,
+                _short(pattern),
             )
             return None
     else:
@@ -989,6 +1050,7 @@ def _check_cleaning(c: _Checker, data: Mapping) -> CleaningConfig:
     for key in ("min_sessions_within", "early_session"):
         values[key] = c.integer(sec, ("cleaning", key), 1, getattr(defaults, key))
     values["max_gap_days"] = c.integer(sec, ("cleaning", "max_gap_days"), 1, defaults.max_gap_days)
+    values["max_session"] = c.integer(sec, ("cleaning", "max_session"), 1, defaults.max_session)
     values["days_since_first"] = c.boolean(
         sec, ("cleaning", "days_since_first"), defaults.days_since_first
     )
@@ -1249,6 +1311,115 @@ def _summary(path: Path | None) -> str:
     return f"The study config {name} cannot be used as it is."
 
 
+def _config_problem(path: Path, rule: str, found: str, fix: str, **kw: Any) -> StudyDataError:
+    """A :class:`StudyDataError` about the config file as a whole."""
+    return StudyDataError(
+        Problem(file=path.resolve(), column=None, rule=rule, found=found, fix=fix, **kw),
+        _summary(path.resolve()),
+    )
+
+
+def _file_kind(path: Path) -> str:
+    """What a path that is not a regular file is, in words."""
+    if not path.exists():
+        return "no such file"
+    if path.is_dir():
+        return "a folder, not a file"
+    if path.is_fifo():
+        return "a named pipe (FIFO), not a file"
+    if path.is_char_device() or path.is_block_device():
+        return "a device, not a file"
+    return "not a regular file"
+
+
+def _read_config_text(path: Path) -> str:
+    """The config's text: a regular UTF-8 file of at most :data:`MAX_CONFIG_BYTES`."""
+    fix = (
+        "check the path, or copy the template: "
+        "python -c 'import helpers.config as c; print(c.default_template_path())'"
+    )
+    rule = "an existing study config file (YAML)"
+    if not path.is_file():
+        raise _config_problem(path, rule, _file_kind(path), fix)
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise _config_problem(
+                path,
+                f"a study config of at most {MAX_CONFIG_BYTES:,} bytes",
+                f"a file of {size:,} bytes",
+                "check that this is the study config (it is usually a few kilobytes)",
+            )
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise _config_problem(
+            path, "a study config file you may read", exc.strerror or str(exc), _OS_FIX
+        ) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise _config_problem(
+            path,
+            "a study config saved as UTF-8 text",
+            f"byte 0x{raw[exc.start]:02X} on line {line} is not UTF-8",
+            "save the config as UTF-8 in your editor (e.g. 'Save with encoding: UTF-8')",
+            rows=[line],
+            row_label="line",
+        ) from None
+
+
+#: Fix for a config the operating system refused to read.
+_OS_FIX = "check the file's permissions (you need read access), or copy it somewhere you may read"
+
+
+def _refuse_aliases(text: str, path: Path) -> None:
+    """Stop at the first YAML alias (``*name``).
+
+    A study config needs no anchors or aliases, and aliases of aliases let a
+    small file expand into billions of nodes ("billion laughs"), so none is
+    accepted.  Scanning the event stream is linear in the file's size.
+    """
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            line = event.start_mark.line + 1
+            raise _config_problem(
+                path,
+                "a config without YAML aliases (*name) and anchors (&name)",
+                f"the alias *{_short(event.anchor)} on line {line}",
+                "write the values out in full where the alias stands",
+                rows=[line],
+                row_label="line",
+            )
+
+
+def _parse_yaml(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
+    """The composed node tree (for line numbers) and the parsed data of a config."""
+    try:
+        _refuse_aliases(text, path)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise _config_problem(
+            path,
+            "valid YAML ('key: value' lines, nested keys indented by spaces)",
+            str(getattr(exc, "problem", None) or exc).strip(),
+            "check the indentation and quoting near that line; quote values containing ':' or '#'",
+            rows=[mark.line + 1] if mark is not None else [],
+            row_label="line",
+        ) from None
+    except (RecursionError, ValueError) as exc:
+        found = "blocks nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise _config_problem(
+            path,
+            "a study config shaped like the template",
+            _short(found, 120),
+            "start from the template and keep its nesting",
+        ) from None
+    return node, data
+
+
 def load_config(path: str | Path) -> StudyConfig:
     """Read and check a study config (YAML, shaped like ``study_template.yml``).
 
@@ -1265,9 +1436,12 @@ def load_config(path: str | Path) -> StudyConfig:
     Raises
     ------
     StudyDataError
-        When the file is missing or not valid YAML, or for every unknown key
-        (with the nearest valid key suggested), missing required key and bad
-        value, each with its line number.
+        When the file is missing, not a regular file (a folder, a FIFO, a
+        device), unreadable, larger than :data:`MAX_CONFIG_BYTES`, not UTF-8,
+        not valid YAML or uses YAML aliases (``*name``: refused outright, a
+        study config needs none and they allow "billion laughs" expansions),
+        or for every unknown key (with the nearest valid key suggested),
+        missing required key and bad value, each with its line number.
 
     Examples
     --------
@@ -1275,39 +1449,10 @@ def load_config(path: str | Path) -> StudyConfig:
     'phq9'
     """
     path = Path(path)
-    if not path.is_file():
-        raise StudyDataError(
-            Problem(
-                file=path.resolve(),
-                column=None,
-                rule="an existing study config file (YAML)",
-                found="no such file" if not path.exists() else "a folder, not a file",
-                fix="check the path, or copy the template: "
-                "python -c 'import helpers.config as c; print(c.default_template_path())'",
-            ),
-            _summary(path.resolve()),
-        )
-    text = path.read_text(encoding="utf-8-sig")
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise StudyDataError(
-            Problem(
-                file=path.resolve(),
-                column=None,
-                rows=[mark.line + 1] if mark is not None else [],
-                rule="valid YAML ('key: value' lines, nested keys indented by spaces)",
-                found=str(getattr(exc, "problem", None) or exc).strip(),
-                fix="check the indentation and quoting near that line; "
-                "quote values containing ':' or '#'",
-                row_label="line",
-            ),
-            _summary(path.resolve()),
-        ) from None
+    text = _read_config_text(path)
+    node, data = _parse_yaml(text, path)
     duplicates: list[tuple[tuple[str, ...], int]] = []
-    lines = _line_numbers(node, duplicates) if node is not None else {}
+    lines = _line_numbers(node, duplicates, set()) if node is not None else {}
     if data is None:
         data = {}
     try:

@@ -44,6 +44,8 @@ from helpers.config import (
     ReadConfig,
     StudyConfig,
 )
+from helpers.ids import id_report as ids_report
+from helpers.ids import normalise_ids
 from helpers.reshape import match_session_columns, wide_to_long
 from helpers.session_dates import (
     number_sessions_by_date,
@@ -255,16 +257,44 @@ def read_table(path: str | Path, read_config: ReadConfig | StudyConfig | None = 
         )
     if path.is_dir():
         raise _fail(path, "a data file", "a folder", "give the path of the file itself")
+    if not path.is_file():
+        raise _fail(
+            path,
+            "a regular data file",
+            _special_file_kind(path),
+            "give the path of the exported data file (a pipe or device is never read)",
+        )
     fmt = _detect_format(path, read_config)
+    try:
+        return _read_format(path, fmt, read_config)
+    except OSError as exc:
+        raise _fail(
+            path,
+            "a data file you may read",
+            exc.strerror or type(exc).__name__,
+            "check the file's permissions (you need read access), or copy it somewhere "
+            "you may read",
+        ) from None
+
+
+def _special_file_kind(path: Path) -> str:
+    """What an existing path that is neither a folder nor a regular file is."""
+    if path.is_fifo():
+        return "a named pipe (FIFO)"
+    if path.is_char_device() or path.is_block_device():
+        return "a device such as /dev/zero"
+    return "a special file (not a regular file)"
+
+
+def _read_format(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
+    """Read ``path`` with the reader of ``fmt``."""
     if fmt in ("csv", "tsv"):
-        table = _read_text(path, fmt, read_config)
-    elif fmt == "xlsx":
-        table = _read_excel(path, read_config)
-    elif fmt in ("sav", "dta"):
-        table = _read_readstat(path, fmt, read_config)
-    else:
-        table = _read_parquet(path, read_config)
-    return table
+        return _read_text(path, fmt, read_config)
+    if fmt == "xlsx":
+        return _read_excel(path, read_config)
+    if fmt in ("sav", "dta"):
+        return _read_readstat(path, fmt, read_config)
+    return _read_parquet(path, read_config)
 
 
 def _check_no_source_row(path: Path, names: list[str]) -> None:
@@ -1468,6 +1498,35 @@ def _date_problem(raw: RawTable, frame: pd.DataFrame, column: str, bad, date_for
     )
 
 
+def _unify_ids(config: StudyConfig) -> bool:
+    """Whether digit-only ids are written as whole numbers (``cleaning.id_leading_zeros``)."""
+    return config.cleaning.id_leading_zeros == "unify"
+
+
+def id_report(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
+    """The ids :func:`map_to_canonical` normalises, and the collisions that causes.
+
+    Parameters
+    ----------
+    raw : RawTable
+        From :func:`read_table`.
+    config : StudyConfig
+        The study config (``columns`` and ``cleaning.id_leading_zeros``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`helpers.ids.id_report` (one row per changed spelling; a
+        wide file counts one record per patient row).
+    """
+    columns = {
+        canonical: raw.data[user]
+        for canonical, user in config.columns.items()
+        if canonical in (schema.THERAPIST_ID, schema.PATIENT_ID) and user in raw.data
+    }
+    return ids_report(columns, _unify_ids(config))
+
+
 def _number_by_date(
     raw: RawTable, data: pd.DataFrame, config: StudyConfig, problems: list[Problem]
 ) -> pd.DataFrame:
@@ -1476,10 +1535,37 @@ def _number_by_date(
     dates, bad = parse_session_dates(data[column], config.read.date_format)
     if bad.any():
         problems.append(_date_problem(raw, data, column, bad, config.read.date_format))
-    patients = _text_column(data[config.columns[schema.PATIENT_ID]])
+    patients = normalise_ids(data[config.columns[schema.PATIENT_ID]], _unify_ids(config))
     first = 0 if config.outcome.intake_session == 0 else 1
     numbers_ = number_sessions_by_date(patients, dates, first).astype("float64")
     return data.assign(**{_PARSED_DATE: dates, _DATED_SESSION: numbers_})
+
+
+#: Session numbers beyond this (in absolute value) are not whole numbers a float
+#: holds exactly, let alone sessions: they are reported, never converted.
+MAX_SESSION_NUMBER = 2**53
+
+
+def _huge_sessions(sessions: np.ndarray) -> np.ndarray:
+    """Mask of session numbers that are infinite or too large to be whole numbers."""
+    with np.errstate(invalid="ignore"):
+        return np.isinf(sessions) | (np.abs(np.nan_to_num(sessions)) > MAX_SESSION_NUMBER)
+
+
+def _huge_session_problem(raw: RawTable, frame: pd.DataFrame, column: str, huge) -> Problem:
+    values = [str(v)[:40] for v in frame[column].to_numpy(dtype=object)[huge]]
+    rows, values = _unique_rows(frame[schema.SOURCE_ROW].to_numpy()[huge], values)
+    n = len(rows)
+    return Problem(
+        file=raw.path,
+        column=column,
+        rows=rows,
+        values=values,
+        rule=f"session numbers of at most {MAX_SESSION_NUMBER:,} (1 = first session)",
+        found=f"{n} infinite or overflowing session {'number' if n == 1 else 'numbers'}",
+        fix="correct these cells; a number such as 1e309 or a very long run of digits is "
+        "usually a typing or export error",
+    )
 
 
 def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
@@ -1500,8 +1586,11 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
 
         - ``source_row`` (int): row number in the file (for wide files, the
           patient's row);
-        - ``therapist_id``, ``patient_id`` (str): stripped text, ``101.0``
-          written as ``"101"`` (no ``therapist_id`` in a two-level study);
+        - ``therapist_id``, ``patient_id`` (str): normalised by the rules of
+          :mod:`helpers.ids` (surrounding spaces and zero-width characters
+          removed, ``101.0`` written as ``"101"``, ``"007"`` as ``"7"`` with
+          ``cleaning.id_leading_zeros: unify``; :func:`id_report` lists what
+          changed); no ``therapist_id`` in a two-level study;
         - ``session`` (Int64): as in the file (0, negative or repeated
           sessions are kept for the cleaning step to log); with
           ``columns.session_date``, numbered per patient in date order
@@ -1566,7 +1655,7 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
     out: dict[str, Any] = {schema.SOURCE_ROW: frame[schema.SOURCE_ROW].astype("int64")}
     for user, canonical in sources.items():
         if canonical in (schema.THERAPIST_ID, schema.PATIENT_ID):
-            out[canonical] = _text_column(frame[user])
+            out[canonical] = normalise_ids(frame[user], _unify_ids(config))
         elif canonical == schema.SESSION:
             continue
         elif canonical == schema.SESSION_DATE:
@@ -1598,6 +1687,9 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
                 "session's number first",
             )
         )
+    huge = _huge_sessions(sessions)
+    if huge.any():
+        problems.append(_huge_session_problem(raw, frame, session_column, huge))
     if problems:
         raise StudyDataError(problems, summary)
     out[schema.SESSION] = pd.array(

@@ -64,7 +64,8 @@ from helpers import cleaning as cl
 from helpers import scales, schema
 from helpers.config import StudyConfig, load_config
 from helpers.features import add_model_features
-from helpers.loading import map_to_canonical, read_table
+from helpers.ids import describe_id_report, empty_id_report
+from helpers.loading import id_report, map_to_canonical, read_table
 from helpers.provenance import write_manifest
 from helpers.scoring import classify_change, get_instrument, score_items
 from helpers.session_dates import days_since_first_session, session_date_summary
@@ -99,6 +100,10 @@ class CleaningResult:
     values_read
         Canonical column → its non-missing values in the data as read (before
         cleaning): the denominators of :meth:`values_lost`.
+    id_changes
+        The id spellings normalised when the file was mapped, with the
+        collisions that caused (:func:`helpers.loading.id_report`); empty
+        when no id changed.
     """
 
     config: StudyConfig
@@ -112,6 +117,7 @@ class CleaningResult:
         default_factory=lambda: pd.DataFrame(columns=scales.CONVERSION_COLUMNS)
     )
     values_read: dict[str, int] = field(default_factory=dict)
+    id_changes: pd.DataFrame = field(default_factory=lambda: empty_id_report())
 
     @property
     def flow(self) -> pd.DataFrame:
@@ -196,6 +202,8 @@ class CleaningResult:
         ]
         if self.session_dates is not None:
             lines.append(self._session_dates_line())
+        if not self.id_changes.empty:
+            lines.append(describe_id_report(self.id_changes))
         lines = self._add_conversions(lines)
         for name, path in self.outputs.items():
             lines.append(f"  {name}: {display_path(path)}")
@@ -343,7 +351,12 @@ def _attach_intake(
     return out
 
 
-def clean_study(canonical: pd.DataFrame, config: StudyConfig, source: str = "") -> CleaningResult:
+def clean_study(
+    canonical: pd.DataFrame,
+    config: StudyConfig,
+    source: str = "",
+    id_changes: pd.DataFrame | None = None,
+) -> CleaningResult:
     """Clean, score and derive features from a canonical long frame.
 
     Parameters
@@ -354,6 +367,9 @@ def clean_study(canonical: pd.DataFrame, config: StudyConfig, source: str = "") 
         The study config (cleaning policies, instruments, intake).
     source
         The input file's name, for messages and the ledger.
+    id_changes
+        The ids normalised when mapping (:func:`helpers.loading.id_report`),
+        kept in the result and said in its summary.
     """
     policy = config.cleaning
     log = cl.CleaningLog(len(canonical), source=source, therapists=config.has_therapists)
@@ -372,10 +388,11 @@ def clean_study(canonical: pd.DataFrame, config: StudyConfig, source: str = "") 
     )
     df = score_measures(df, config)
     df, intake = cl.split_intake(df, log, config.outcome.intake_session, schema.OUTCOME)
-    df = cl.exclude_invalid_sessions(df, log)
+    df = cl.exclude_invalid_sessions(df, log, policy.max_session)
     score_columns = [f"alliance_{r}" for r in config.alliance] + [schema.OUTCOME]
     df = cl.exclude_empty_records(df, log, score_columns)
     df = cl.exclude_patients_without_outcome(df, log, schema.OUTCOME)
+    cl.require_sessions(df, log)
     df = _attach_intake(df, intake, config, log)
     df = cl.flag_few_sessions(df, log, policy.min_sessions_within)
     whole = [c for c in (schema.SESSION, schema.DAYS_SINCE_FIRST) if c in df.columns]
@@ -398,6 +415,7 @@ def clean_study(canonical: pd.DataFrame, config: StudyConfig, source: str = "") 
         conversions=conversions,
         values_read=values_read,
         session_dates=dates,
+        id_changes=id_changes if id_changes is not None else empty_id_report(),
     )
 
 
@@ -483,7 +501,8 @@ def run_cleaning(
         config = load_config(config_path)
     raw = read_table(input_path, config.read)
     canonical = map_to_canonical(raw, config)
-    result = clean_study(canonical, config, source=display_path(input_path) or "")
+    source = display_path(input_path) or ""
+    result = clean_study(canonical, config, source=source, id_changes=id_report(raw, config))
     if out_dir is not None:
         inputs = [input_path] + ([config_path] if config_path is not None else [])
         write_outputs(result, Path(out_dir), inputs)
