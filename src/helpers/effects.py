@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.models import MixedResult, fit_mixed
+from helpers.safety import atomic_path
 
 
 def fit_quietly(data: pd.DataFrame, formula: str, reml: bool = True, **kwargs) -> MixedResult:
@@ -345,7 +346,8 @@ def save_table(table: pd.DataFrame, name: str, folder, decimals: int = 6) -> Non
     rounded = table.copy()
     numeric = rounded.select_dtypes("number").columns
     rounded[numeric] = rounded[numeric].round(decimals)
-    rounded.to_csv(folder / f"{name}.csv", lineterminator="\n")
+    with atomic_path(folder / f"{name}.csv") as tmp:  # renamed into place when complete
+        rounded.to_csv(tmp, lineterminator="\n")
 
 
 def compare_with_truth(result: MixedResult, truth: Mapping[str, float]) -> pd.DataFrame:

@@ -54,6 +54,7 @@ Outputs (in ``out_dir``)
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,7 @@ from helpers.features import add_model_features
 from helpers.ids import describe_id_report, empty_id_report
 from helpers.loading import id_report, map_to_canonical, read_table
 from helpers.provenance import write_manifest
+from helpers.safety import atomic_path, check_output_folder, run_lock
 from helpers.scoring import classify_change, get_instrument, score_items
 from helpers.session_dates import days_since_first_session, session_date_summary
 from helpers.validation import display_path
@@ -438,29 +440,64 @@ def _session_dates(
     return summary, frame
 
 
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    """One output table as CSV (no index, ``\\n`` line ends), written atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def remove_previous_outputs(out_dir: Path) -> list[Path]:
+    """Delete the files the previous cleaning run into ``out_dir`` wrote; return them.
+
+    The previous run's files are those its ``manifest.json`` lists (and the
+    manifest itself); nothing else in ``out_dir`` is touched, so a folder
+    shared with other files keeps them.  A file of another study's outputs
+    that this run would not write again (``session_dates.csv``) then does not
+    linger beside this run's outputs.  Names that would lead outside
+    ``out_dir`` are ignored.
+    """
+    manifest = out_dir / "manifest.json"
+    try:
+        listed = json.loads(manifest.read_text(encoding="utf-8")).get("outputs", [])
+        names = [str(entry["path"]) for entry in listed]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return []
+    removed = []
+    for name in [*names, manifest.name]:
+        path = out_dir / name
+        if path.parent.resolve() == out_dir.resolve() and path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def write_outputs(result: CleaningResult, out_dir: Path, inputs: list[Path]) -> dict[str, Path]:
-    """Write the processed data, ledger, flow and manifest; return their paths."""
+    """Write the processed data, ledger, flow and manifest; return their paths.
+
+    Every file is written under a temporary name and renamed into place when
+    complete (:func:`helpers.safety.atomic_path`); the manifest last, so a
+    folder with a manifest holds every file it lists.  The files of the
+    previous run into ``out_dir`` are removed first
+    (:func:`remove_previous_outputs`).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    csv = {"index": False, "lineterminator": "\n"}
-    outputs = {
-        "sessions.parquet": out_dir / "sessions.parquet",
-        "sessions.csv": out_dir / "sessions.csv",
-        "patients.csv": out_dir / "patients.csv",
-        "exclusion_ledger.csv": out_dir / "exclusion_ledger.csv",
-        "value_changes.csv": out_dir / "value_changes.csv",
-        "flow.csv": out_dir / "flow.csv",
-        "conversions.csv": out_dir / "conversions.csv",
+    remove_previous_outputs(out_dir)
+    tables = {
+        "sessions.csv": result.sessions,
+        "patients.csv": result.patients,
+        "exclusion_ledger.csv": result.ledger,
+        "value_changes.csv": result.value_changes,
+        "flow.csv": result.flow,
+        "conversions.csv": result.conversions,
+        "session_dates.csv": result.session_dates,
     }
-    result.sessions.to_parquet(outputs["sessions.parquet"], index=False)
-    result.sessions.to_csv(outputs["sessions.csv"], **csv)
-    result.patients.to_csv(outputs["patients.csv"], **csv)
-    result.ledger.to_csv(outputs["exclusion_ledger.csv"], **csv)
-    result.value_changes.to_csv(outputs["value_changes.csv"], **csv)
-    result.flow.to_csv(outputs["flow.csv"], **csv)
-    if result.session_dates is not None:
-        outputs["session_dates.csv"] = out_dir / "session_dates.csv"
-        result.session_dates.to_csv(outputs["session_dates.csv"], **csv)
-    result.conversions.to_csv(outputs["conversions.csv"], **csv)
+    outputs = {"sessions.parquet": out_dir / "sessions.parquet"}
+    with atomic_path(outputs["sessions.parquet"]) as tmp:
+        result.sessions.to_parquet(tmp, index=False)
+    for name, table in tables.items():
+        if table is not None:
+            outputs[name] = out_dir / name
+            _write_csv(table, outputs[name])
     outputs["manifest.json"] = out_dir / "manifest.json"
     write_manifest(
         outputs["manifest.json"],
@@ -486,25 +523,33 @@ def run_cleaning(
     config
         The study config, or its path.
     out_dir
-        Where to write the outputs; ``None`` writes nothing.
+        Where to write the outputs; ``None`` writes nothing.  It may not be
+        (or hold) the input file or the config
+        (:func:`helpers.safety.check_output_folder`), and the run holds its
+        lock while it writes (:func:`helpers.safety.run_lock`).
 
     Raises
     ------
     helpers.validation.StudyDataError
         When the file or config cannot be used; the message names the file,
-        column, rows and values, and how to fix it.
+        column, rows and values, and how to fix it; an
+        :class:`helpers.safety.OutputFolderError` when ``out_dir`` holds an
+        input, is a file, or another run is writing into it.
     """
     input_path = Path(input_path)
-    config_path = None
+    config_path = None if isinstance(config, StudyConfig) else Path(config)
+    inputs = [input_path] + ([config_path] if config_path is not None else [])
+    if out_dir is not None:
+        check_output_folder(out_dir, inputs)
     if not isinstance(config, StudyConfig):
-        config_path = Path(config)
-        config = load_config(config_path)
+        config = load_config(Path(config))
     raw = read_table(input_path, config.read)
     canonical = map_to_canonical(raw, config)
     source = display_path(input_path) or ""
     result = clean_study(canonical, config, source=source, id_changes=id_report(raw, config))
-    if out_dir is not None:
-        inputs = [input_path] + ([config_path] if config_path is not None else [])
+    if out_dir is None:
+        return result
+    with run_lock(out_dir, f"clean --input {display_path(input_path)}"):
         write_outputs(result, Path(out_dir), inputs)
     return result
 

@@ -55,6 +55,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from helpers.paths import FIGURES_DIR
+from helpers.safety import atomic_path
 from helpers.style import (
     DEFAULT_ASPECT,
     FONT_FAMILY,
@@ -1472,7 +1473,8 @@ def save_figure(
     ``Software`` entry, SVG files no ``Date`` and a fixed ``svg.hashsalt`` (the
     ids of clip paths derive from it), PDF files no ``CreationDate`` or
     ``ModDate``.  The figure is drawn in :data:`helpers.style.STYLE`, with
-    fonts embedded as TrueType (PDF) or paths (SVG).
+    fonts embedded as TrueType (PDF) or paths (SVG).  Each file is written
+    under a temporary name and renamed into place (:func:`helpers.safety.atomic_path`).
     """
     func = "save_figure"
     figure = fig.figure if isinstance(fig, Axes) else fig
@@ -1505,7 +1507,8 @@ def save_figure(
     with mpl.rc_context(rc=STYLE), _frozen_layout(figure):
         for fmt in formats:
             path = out / f"{name}.{fmt}"
-            figure.savefig(path, format=fmt, dpi=int(dpi), metadata=dict(FIGURE_FORMATS[fmt]))
+            with atomic_path(path) as tmp:  # never a half-written figure under its name
+                figure.savefig(tmp, format=fmt, dpi=int(dpi), metadata=dict(FIGURE_FORMATS[fmt]))
             written.append(path)
     return written
 

@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from helpers.paths import PROJECT_ROOT, relative_to_root
+from helpers.safety import atomic_write_text
 
 #: Packages whose versions are recorded in manifests and the notebooks' last cell.
 KEY_PACKAGES: tuple[str, ...] = (
@@ -104,6 +105,7 @@ def write_manifest(
 
     The commit is recorded for provenance; pass ``include_commit=False`` where
     the manifest itself must be byte-identical across commits (e.g. in tests).
+    The file is written atomically (:func:`helpers.safety.atomic_write_text`).
     """
     manifest = {
         "parameters": parameters,
@@ -113,5 +115,5 @@ def write_manifest(
     }
     if include_commit:
         manifest["commit"] = git_commit()
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
     return manifest

@@ -23,6 +23,7 @@ import pandas as pd
 from helpers.paths import resolve_path
 from helpers.present import format_table
 from helpers.runner import is_failed_copy
+from helpers.safety import atomic_write_text, run_lock
 
 _TITLES = {
     "01": "Load, validate, score and clean",
@@ -49,11 +50,21 @@ def _table_html(table: pd.DataFrame) -> str:
     return format_table(table).to_html(border=0, index=show_index)
 
 
-def headline_tables(results_dir: Path) -> list[tuple[str, pd.DataFrame]]:
-    """The tables the index page shows, where the run produced them."""
+def headline_tables(
+    results_dir: Path, listed: set[Path] | None = None
+) -> list[tuple[str, pd.DataFrame]]:
+    """The tables the index page shows, where the run produced them.
+
+    ``listed``, when given, holds the files the run wrote (:func:`run_files`):
+    a result table left in the folder by an earlier run is not shown.
+    """
+
+    def produced(path: Path) -> bool:
+        return path.exists() and (listed is None or path in listed)
+
     shown: list[tuple[str, pd.DataFrame]] = []
     fixed = results_dir / "03_fixed_effects.csv"
-    if fixed.exists():
+    if produced(fixed):
         table = pd.read_csv(fixed, index_col=0)
         main = table.loc[table["model"] == "session: main"].set_index("term")
         keep = [t for t in ("alliance_within_lag", "alliance_between_c") if t in main.index]
@@ -65,11 +76,11 @@ def headline_tables(results_dir: Path) -> list[tuple[str, pd.DataFrame]]:
                 )
             )
     r_file = results_dir / "03_patient_level_r.csv"
-    if r_file.exists():
+    if produced(r_file):
         table = pd.read_csv(r_file, index_col=0).reset_index(drop=True)
         shown.append(("Patient-level alliance–outcome correlation", table))
     bench = results_dir / "05_benchmark.csv"
-    if bench.exists():
+    if produced(bench):
         shown.append(("Beside the meta-analyses", pd.read_csv(bench)))
     return shown
 
@@ -100,21 +111,44 @@ def report_notebooks(out: Path, manifest: Mapping[str, Any]) -> list[Path]:
     return sorted(p for p in candidates if p.is_file() and not is_failed_copy(p))
 
 
+def run_files(out: Path, manifest: Mapping[str, Any]) -> set[Path] | None:
+    """The output files the manifest lists as the run's, or ``None`` when it lists none.
+
+    A manifest without ``outputs`` (or no manifest) leaves the report to take
+    every file of the run folder, as before manifests listed outputs.
+    """
+    listed = manifest.get("outputs")
+    if listed is None:
+        return None
+    return {out / str(entry["path"]) for entry in listed}
+
+
 def write_report(out: str | Path) -> Path:
-    """Render a run's executed notebooks and write ``<out>/report/index.html``."""
+    """Render a run's executed notebooks and write ``<out>/report/index.html``.
+
+    Only the figures and result tables the manifest lists as the run's
+    outputs are shown (:func:`run_files`); every page is written atomically
+    while the run folder's lock is held (:mod:`helpers.safety`).
+    """
+    out = resolve_path(out)
+    with run_lock(out, "report"):
+        return _write_report(out)
+
+
+def _write_report(out: Path) -> Path:
     from nbconvert import HTMLExporter
 
-    out = resolve_path(out)
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    listed = run_files(out, manifest)
     exporter = HTMLExporter()
     links = []
     for notebook in report_notebooks(out, manifest):
         body, _ = exporter.from_filename(str(notebook))
         target = report / f"{notebook.stem}.html"
-        target.write_text(body, encoding="utf-8")
+        atomic_write_text(target, body)
         title = _TITLES.get(notebook.name[:2], notebook.stem)
         number = notebook.name[:2]
         links.append(f'<li><a href="{target.name}">{number} · {html.escape(title)}</a></li>')
@@ -131,10 +165,10 @@ def write_report(out: str | Path) -> Path:
         "Every number below is read from the run's saved result tables.</p>",
         "<h2>Headline results</h2>",
     ]
-    for title, table in headline_tables(out / "results"):
+    for title, table in headline_tables(out / "results", listed):
         parts += [f"<h3>{html.escape(title)}</h3>", _table_html(table)]
     parts += ["<h2>The analysis, notebook by notebook</h2>", "<ul>", *links, "</ul>"]
-    figures = sorted((out / "figures").glob("*.png"))
+    figures = sorted(p for p in (out / "figures").glob("*.png") if listed is None or p in listed)
     if figures:
         parts.append("<h2>Figures</h2>")
         for fig in figures:
@@ -151,5 +185,5 @@ def write_report(out: str | Path) -> Path:
         "</body></html>",
     ]
     index = report / "index.html"
-    index.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    atomic_write_text(index, "\n".join(parts) + "\n")
     return index

@@ -33,6 +33,26 @@ progress bars stored in executed notebooks) and with CurveZMQ transport encrypti
 it (no "running over TCP without encryption" warning per notebook).  A
 notebook that fails leaves ``<name>.failed.ipynb``; its next successful run
 deletes it.
+
+Nothing lost
+------------
+* The output folder may not be, or hold, a file the run reads (data, config,
+  truth file, the notebooks), and may not be a file
+  (:func:`helpers.safety.check_output_folder`).
+* Each invocation holds ``<out>/.helpers-run.lock`` while it writes
+  (:func:`helpers.safety.run_lock`): ``make all`` runs one invocation per
+  notebook, so two ``make all`` into one folder collide as soon as their
+  steps overlap, and the second is refused with the holder named.
+* papermill writes each executed notebook under a temporary name renamed to
+  ``<out>/notebooks/<name>.ipynb`` only on success, so a step killed midway
+  leaves no file that make would take as up to date.
+* Ownership: each notebook's run records the files it wrote in
+  ``<out>/notebooks/<name>.outputs.json``.  When the notebook runs again, the
+  files of its previous run are deleted first; the manifest lists only the
+  files recorded by the run's executed notebooks.  Files in ``processed/``,
+  ``results/`` or ``figures/`` that no step of this run wrote are left alone
+  (they may be the user's) but are not listed as this run's, and are named on
+  stderr when the manifest is written.
 """
 
 from __future__ import annotations
@@ -46,6 +66,14 @@ from typing import TYPE_CHECKING
 
 from helpers.paths import NOTEBOOKS_DIR, relative_to_root, resolve_path
 from helpers.provenance import describe_files, git_commit, package_versions
+from helpers.safety import (
+    PARTIAL_MARK,
+    atomic_write_text,
+    check_output_folder,
+    is_internal,
+    partial_path,
+    run_lock,
+)
 
 if TYPE_CHECKING:
     from traitlets.config import Config
@@ -92,6 +120,10 @@ FAILED_SUFFIX = ".failed.ipynb"
 #: passes ``disable=False`` (``effects.parametric_bootstrap(progress=True)``)
 #: overrides it; ``TQDM_DELAY=inf`` then keeps such a bar from ever drawing.
 KERNEL_ENVIRONMENT: dict[str, str] = {"TQDM_DISABLE": "1", "TQDM_DELAY": "inf"}
+
+
+#: Name suffix of the file beside an executed notebook listing the outputs it wrote.
+OUTPUTS_SUFFIX = ".outputs.json"
 
 
 def failed_copy(executed: Path) -> Path:
@@ -159,29 +191,111 @@ def _kernel_config() -> Config:
     return Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
-def _execute(notebook: Path, target: Path, parameters: dict[str, object]) -> None:
-    """Execute one notebook into ``target``; a failure leaves ``<name>.failed.ipynb``."""
+def _papermill(notebook: Path, target: Path, parameters: dict[str, object]) -> None:
+    """Run papermill on ``notebook`` with the parameters it declares, writing ``target``."""
     import papermill as pm
 
     declared = pm.inspect_notebook(str(notebook))
     wanted = {k: v for k, v in parameters.items() if k in declared}
+    with _environment(KERNEL_ENVIRONMENT):
+        pm.execute_notebook(
+            str(notebook),
+            str(target),
+            parameters=wanted,
+            cwd=str(notebook.parent),
+            kernel_name="python3",
+            progress_bar=False,
+            config=_kernel_config(),
+        )
+
+
+def _execute(notebook: Path, target: Path, parameters: dict[str, object]) -> None:
+    """Execute one notebook into ``target``; a failure leaves ``<name>.failed.ipynb``.
+
+    papermill writes the executed notebook cell by cell, so it writes to a
+    temporary name (:func:`helpers.safety.partial_path`) renamed to
+    ``target`` only on success: an interrupted or failed step never leaves a
+    file under the target's name for make to take as up to date.
+    """
+    from papermill import PapermillExecutionError
+
+    partial = partial_path(target)
     try:
-        with _environment(KERNEL_ENVIRONMENT):
-            pm.execute_notebook(
-                str(notebook),
-                str(target),
-                parameters=wanted,
-                cwd=str(notebook.parent),
-                kernel_name="python3",
-                progress_bar=False,
-                config=_kernel_config(),
-            )
-    except pm.PapermillExecutionError as err:
-        # keep the partial notebook for inspection, but not under the target's name:
-        # make must not take a failed run for an up-to-date one
+        _papermill(notebook, partial, parameters)
+    except PapermillExecutionError as err:
+        # keep the partial notebook for inspection, but not under the target's name
         failed = failed_copy(target)
-        target.replace(failed)
+        partial.replace(failed)
         raise NotebookFailedError(notebook.name, err, failed) from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, target)
+
+
+def outputs_record(executed: Path) -> Path:
+    """The file beside an executed notebook listing the outputs its run wrote."""
+    return executed.with_name(executed.name.removesuffix(".ipynb") + OUTPUTS_SUFFIX)
+
+
+def _signatures(out: Path) -> dict[Path, tuple[int, int, int]]:
+    """Inode, modification time and size of every file of the run's deterministic folders."""
+    signatures = {}
+    for path in run_output_files(out):
+        stat = path.stat()
+        signatures[path] = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    return signatures
+
+
+def recorded_outputs(out: Path, executed: Path) -> list[Path]:
+    """The existing files of ``out``'s deterministic folders that a notebook's last run wrote.
+
+    Read from its :func:`outputs_record`; empty when it has none.  Names
+    leading outside the deterministic folders are ignored.
+    """
+    import json
+
+    try:
+        names = json.loads(outputs_record(executed).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    folders = [(out / f).resolve() for f in DETERMINISTIC_FOLDERS]
+    paths = [(out / str(name)).resolve() for name in names]
+    return [p for p in paths if any(f in p.parents for f in folders) and p.is_file()]
+
+
+def _forget_step(out: Path, target: Path) -> None:
+    """Remove what the notebook's previous run left: its outputs, record, copies.
+
+    A step that starts again invalidates its earlier results, so a failed or
+    interrupted re-run leaves none of them behind to be taken for this run's.
+    """
+    for path in recorded_outputs(out, target):
+        path.unlink()
+    outputs_record(target).unlink(missing_ok=True)
+    target.unlink(missing_ok=True)
+    for partial in target.parent.glob(f".{target.stem}{PARTIAL_MARK}*"):
+        partial.unlink(missing_ok=True)
+
+
+def _run_step(notebook: Path, target: Path, out: Path, params: dict[str, object]) -> None:
+    """Execute one notebook and record the files it wrote (:func:`outputs_record`).
+
+    The files written are those of the deterministic folders that are new or
+    changed (inode, modification time or size) after the notebook ran; every
+    output is written under a temporary name and renamed, so a rewritten file
+    is a new inode even when its bytes are unchanged.
+    """
+    import json
+
+    _forget_step(out, target)
+    before = _signatures(out)
+    try:
+        _execute(notebook, target, params)
+    finally:  # also a failed step's files are its own, removed when it runs again
+        after = _signatures(out)
+        written = sorted(p.relative_to(out).as_posix() for p in after if after[p] != before.get(p))
+        atomic_write_text(outputs_record(target), json.dumps(written, indent=1) + "\n")
 
 
 def run_notebooks(
@@ -197,15 +311,20 @@ def run_notebooks(
     """Execute the numbered notebooks in order; return the executed copies' paths.
 
     Prints one line per notebook (:func:`step_line`): its position among all
-    numbered notebooks and its wall time.  After a notebook succeeds, the
-    partly executed copy of an earlier failed run of it is deleted.
+    numbered notebooks and its wall time.  Before a notebook runs, what its
+    previous run into ``out`` left (executed copy, recorded outputs, partial
+    copies) is removed; after it succeeds, the files it wrote are recorded
+    beside it (:func:`outputs_record`) and the partly executed copy of an
+    earlier failed run of it is deleted.
 
     Parameters
     ----------
     data, config
         The study's data file and config (relative paths: from the project root).
     out
-        The run's output folder.
+        The run's output folder.  It may not be (or hold) a file the run
+        reads (:func:`helpers.safety.check_output_folder`); the run holds the
+        folder's lock while it writes (:func:`helpers.safety.run_lock`).
     seed
         Random seed passed to notebooks that declare ``SEED``.
     only
@@ -215,24 +334,34 @@ def run_notebooks(
         Folder of the numbered notebooks (the suite's ``notebooks/``).
     extra
         Further parameters (:func:`notebook_parameters`), e.g. ``{"N_BOOTSTRAP": 20}``.
+
+    Raises
+    ------
+    helpers.safety.OutputFolderError
+        When ``out`` holds an input, is a file, or another run writes into it.
+    NotebookFailedError
+        When a notebook stops with an error.
     """
     data, config, out = (resolve_path(p).resolve() for p in (data, config, out))
-    executed_dir = out / "notebooks"
-    executed_dir.mkdir(parents=True, exist_ok=True)
     params = notebook_parameters(data, config, out, seed, extra)
+    reads = [data, config, notebooks_dir, *([params["TRUTH_PATH"]] if params["TRUTH_PATH"] else [])]
+    check_output_folder(out, reads)
     notebooks = numbered_notebooks(notebooks_dir)
     width = max((len(nb.stem) for nb in notebooks), default=0)
     executed = []
-    for step, notebook in enumerate(notebooks, start=1):
-        if only and not any(notebook.name.startswith(p) for p in only):
-            continue
-        target = executed_dir / notebook.name
-        start = time.perf_counter()
-        _execute(notebook, target, params)
-        failed_copy(target).unlink(missing_ok=True)
-        seconds = time.perf_counter() - start
-        print(step_line(step, len(notebooks), notebook.stem, seconds, width), flush=True)
-        executed.append(target)
+    command = "run-notebooks" + (f" --only {' '.join(only)}" if only else "")
+    with run_lock(out, command):
+        (out / "notebooks").mkdir(parents=True, exist_ok=True)
+        for step, notebook in enumerate(notebooks, start=1):
+            if only and not any(notebook.name.startswith(p) for p in only):
+                continue
+            target = out / "notebooks" / notebook.name
+            start = time.perf_counter()
+            _run_step(notebook, target, out, params)
+            failed_copy(target).unlink(missing_ok=True)
+            seconds = time.perf_counter() - start
+            print(step_line(step, len(notebooks), notebook.stem, seconds, width), flush=True)
+            executed.append(target)
     return executed
 
 
@@ -255,11 +384,15 @@ DETERMINISTIC_FOLDERS: tuple[str, ...] = ("processed", "results", "figures")
 
 
 def run_output_files(out: Path) -> list[Path]:
-    """Every file of a run's deterministic folders, sorted."""
+    """Every file of a run's deterministic folders, sorted.
+
+    Lock files and temporary files of unfinished writes (:func:`helpers.safety.is_internal`)
+    are not outputs.
+    """
     files: list[Path] = []
     for folder in DETERMINISTIC_FOLDERS:
         if (out / folder).is_dir():
-            files += [p for p in (out / folder).rglob("*") if p.is_file()]
+            files += [p for p in (out / folder).rglob("*") if p.is_file() and not is_internal(p)]
     return sorted(files)
 
 
@@ -271,6 +404,27 @@ def executed_notebooks(out: Path, notebooks_dir: Path = NOTEBOOKS_DIR) -> list[P
     """
     copies = [out / "notebooks" / nb.name for nb in numbered_notebooks(notebooks_dir)]
     return [p for p in copies if p.is_file()]
+
+
+def run_outputs(out: Path, notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """The files this run's executed notebooks wrote (:func:`recorded_outputs`), sorted."""
+    files = {p for nb in executed_notebooks(out, notebooks_dir) for p in recorded_outputs(out, nb)}
+    return sorted(files)
+
+
+def _note_unlisted(out: Path, listed: list[Path]) -> None:
+    """Say on stderr which files of the deterministic folders no notebook of this run wrote."""
+    import sys
+
+    unlisted = sorted(set(run_output_files(out)) - {p.resolve() for p in listed})
+    if unlisted:
+        names = ", ".join(p.relative_to(out).as_posix() for p in unlisted[:5])
+        more = f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else ""
+        print(
+            f"note: {len(unlisted)} file(s) in {relative_to_root(out)} were not written by this "
+            f"run and are not in its manifest: {names}{more}",
+            file=sys.stderr,
+        )
 
 
 def write_run_manifest(
@@ -286,11 +440,16 @@ def write_run_manifest(
 
     ``executed_notebooks`` lists the run's executed notebooks
     (:func:`executed_notebooks`); the report reads its notebook list from it.
+    ``outputs`` lists only the files those notebooks wrote (:func:`run_outputs`):
+    a file of ``processed/``, ``results/`` or ``figures/`` left by an earlier
+    run that this run did not write again is not listed, and is named on stderr.
+    The manifest is written atomically while the run holds the folder's lock.
     """
     import json
 
     data, config, out = (resolve_path(p).resolve() for p in (data, config, out))
     params = notebook_parameters(data, config, out, seed, extra)
+    outputs = run_outputs(out, notebooks_dir)
     manifest = {
         "commit": git_commit(),
         "packages": package_versions(),
@@ -298,11 +457,13 @@ def write_run_manifest(
             k: (relative_to_root(v) if isinstance(v, str) else v) for k, v in params.items()
         },
         "inputs": describe_files([data, config]),
-        "outputs": describe_files(run_output_files(out), base=out),
+        "outputs": describe_files(outputs, base=out),
         "executed_notebooks": [relative_to_root(p) for p in executed_notebooks(out, notebooks_dir)],
     }
     path = out / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    with run_lock(out, "run-notebooks --manifest"):
+        atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    _note_unlisted(out, outputs)
     return path
 
 
@@ -333,7 +494,7 @@ def strip_execution_metadata(path: str | Path) -> int:
         if cell.get("metadata", {}).pop("execution", None) is not None:
             cleaned += 1
     text = json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-    path.write_text(text, encoding="utf-8")
+    atomic_write_text(path, text)
     return cleaned
 
 
