@@ -68,6 +68,7 @@ def test_two_level_profile_drops_the_therapist_term_and_explains_skips():
 
 def test_three_level_formula_adds_the_therapist_intercept():
     p = build_profile(_sessions(), CONFIG)
+    assert p.null_formula("outcome") == "outcome ~ 1 + (1 | therapist_id) + (1 | patient_id)"
     assert p.formula("y ~ x", "(1 + s || patient_id)") == (
         "y ~ x + (1 + s || patient_id) + (1 | therapist_id)"
     )

@@ -238,8 +238,13 @@ patients). To enable it, set `columns.therapist_id` in the study config.
         return " + ".join(terms)
 
     def null_formula(self, score: str) -> str:
-        """The intercept-only model of ``score`` with every level's random intercept."""
-        return self.formula(f"{score} ~ 1", f"(1 | {schema.PATIENT_ID})")
+        """The intercept-only model of ``score`` with every level's random intercept.
+
+        Written outer level first, as lme4 users write it:
+        ``score ~ 1 + (1 | therapist_id) + (1 | patient_id)``.
+        """
+        outer = f" + (1 | {schema.THERAPIST_ID})" if self.n_therapists is not None else ""
+        return f"{score} ~ 1{outer} + (1 | {schema.PATIENT_ID})"
 
     def reference_modality(self, preferred: str = "CBT") -> str | None:
         """``preferred`` if present, else the first modality in sorted order."""
