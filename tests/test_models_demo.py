@@ -166,7 +166,7 @@ def _notebook_formulas() -> set[str]:
         source = "".join(cell["source"])
         if cell["cell_type"] == "code" and source.startswith(marker):
             text = "".join("".join(o.get("text", "")) for o in cell["outputs"])
-            return {" ".join(line.split(": ", 1)[1].split()) for line in text.splitlines()}
+            return {" ".join(line.rsplit(": ", 1)[1].split()) for line in text.splitlines()}
     raise AssertionError(f"notebook 03 has no cell starting with {marker!r}")
 
 
