@@ -688,9 +688,9 @@ def scores_sentence(profile) -> Sentence:
 
 
 def _short(key: str) -> str:
-    from helpers.style import INSTRUMENT_SHORT_NAMES
+    from helpers.scoring import SHORT_NAMES
 
-    return INSTRUMENT_SHORT_NAMES.get(key, key)
+    return SHORT_NAMES.get(key, key)
 
 
 def modality_levels_sentence(result, outcome_name: str) -> Sentence:

@@ -41,8 +41,8 @@ import pandas as pd
 
 from helpers import schema
 from helpers.narrative import Sentence
-from helpers.scoring import get_instrument
-from helpers.style import INSTRUMENT_SHORT_NAMES, make_labels, make_term_labels
+from helpers.scoring import SHORT_NAMES, get_instrument
+from helpers.style import make_labels, make_term_labels
 
 #: Minimum number of patients with enough sessions for within-patient models.
 MIN_WITHIN_PATIENTS = 5
@@ -276,7 +276,7 @@ patients). To enable it, set `columns.therapist_id` in the study config.
 
 def instrument_name(key: str) -> str:
     """Short printed name of an instrument key (``"phq9"`` -> ``"PHQ-9"``)."""
-    return INSTRUMENT_SHORT_NAMES.get(key, key)
+    return SHORT_NAMES.get(key, key)
 
 
 def _raters_with_scores(sessions: pd.DataFrame, configured: Mapping[str, Any]) -> tuple[str, ...]:

@@ -34,22 +34,13 @@ import pandas as pd
 
 from helpers import schema
 from helpers.config import StudyConfig
-from helpers.scoring import INSTRUMENTS, Instrument, get_instrument
+from helpers.scoring import INSTRUMENTS, SHORT_NAMES, Instrument, get_instrument
 from helpers.validation import Problem, StudyDataError
 
 #: A column stops the cleaning only when at least this many values are out of range.
 MIN_OUT_OF_RANGE = 5
 #: Share of a column's values a range must hold to name it as the likely cause.
 FITS = 0.95
-#: Short instrument names for messages.
-SHORT_NAMES: dict[str, str] = {
-    "wai_sr": "WAI-SR",
-    "wai_s": "WAI-S",
-    "phq9": "PHQ-9",
-    "gad7": "GAD-7",
-    "oq45": "OQ-45",
-    "bdi2": "BDI-II",
-}
 #: Columns of the conversion table (:func:`convert_item_means`).
 CONVERSION_COLUMNS = [
     "column",

@@ -521,6 +521,17 @@ INSTRUMENTS: dict[str, Instrument] = {
 }
 
 
+#: Short printed names of the instruments (keys of :data:`INSTRUMENTS`), for labels and messages.
+SHORT_NAMES: dict[str, str] = {
+    "wai_sr": "WAI-SR",
+    "wai_s": "WAI-S",
+    "phq9": "PHQ-9",
+    "gad7": "GAD-7",
+    "oq45": "OQ-45",
+    "bdi2": "BDI-II",
+}
+
+
 def get_instrument(instrument: str | Instrument) -> Instrument:
     """Return the :class:`Instrument` registered under ``instrument``.
 

@@ -46,7 +46,7 @@ from typing import Any
 import matplotlib as mpl
 from matplotlib import cycler
 
-from helpers.scoring import get_instrument
+from helpers.scoring import SHORT_NAMES, get_instrument
 
 # --------------------------------------------------------------------------------------
 # Sizes
@@ -252,15 +252,8 @@ def figure_size(
 # Axis labels
 # --------------------------------------------------------------------------------------
 
-#: Short printed names of the supported instruments (keys of helpers.scoring.INSTRUMENTS).
-INSTRUMENT_SHORT_NAMES: dict[str, str] = {
-    "wai_sr": "WAI-SR",
-    "wai_s": "WAI-S",
-    "phq9": "PHQ-9",
-    "gad7": "GAD-7",
-    "oq45": "OQ-45",
-    "bdi2": "BDI-II",
-}
+#: Short printed names of the supported instruments (one home: :data:`helpers.scoring.SHORT_NAMES`).
+INSTRUMENT_SHORT_NAMES: dict[str, str] = SHORT_NAMES
 
 #: What each outcome instrument measures, as the axis names it.
 OUTCOME_CONSTRUCTS: dict[str, str] = {
