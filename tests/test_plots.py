@@ -869,3 +869,12 @@ def test_save_and_show_writes_every_format_and_closes_the_figure(tmp_path):
     assert sorted(p.suffix for p in paths) == [".pdf", ".png", ".svg"]
     assert all(p.exists() for p in paths)
     assert fig.number not in plt.get_fignums()
+
+
+def test_add_note_writes_the_warning_inside_the_axes():
+    fig, ax = plots.new_figure("single")
+    plots.add_note(ax, "Therapist variance estimated at zero (singular fit)")
+    texts = [t for t in ax.texts if t.get_text().startswith("Therapist variance")]
+    assert len(texts) == 1
+    assert texts[0].get_transform() == ax.transAxes
+    assert texts[0].get_position() == (0.5, 0.97)
