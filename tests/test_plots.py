@@ -872,7 +872,7 @@ def test_save_and_show_writes_every_format_and_closes_the_figure(tmp_path):
 
 
 def test_add_note_writes_the_warning_inside_the_axes():
-    fig, ax = plots.new_figure("single")
+    _fig, ax = plots.new_figure("single")
     plots.add_note(ax, "Therapist variance estimated at zero (singular fit)")
     texts = [t for t in ax.texts if t.get_text().startswith("Therapist variance")]
     assert len(texts) == 1

@@ -45,8 +45,8 @@ EXPECTED_SKIPS: dict[str, list[tuple[str, str]]] = {
         ("04", "*Skipped — Ruptures per therapist:*"),
         ("06", "*Skipped — Figure 3 (therapist effects):*"),
     ],
-    "no_modality": [("05", "no modality column"), ("05", "set `columns.modality`")],
-    "no_intake": [
+    "tiny": [("05", "no modality column"), ("05", "set `columns.modality`")],
+    "max_8_sessions": [
         ("03", "no intake (pre-treatment) outcome score"),
         ("05", "*Skipped — The benchmark:*"),
     ],

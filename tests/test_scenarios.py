@@ -428,11 +428,11 @@ def test_decimal_comma_file(written):
 
 def test_no_modality_and_no_intake(written):
     root, _ = written
-    assert "modality" not in _read(root, "no_modality").columns
-    cfg = _config(root, "no_modality")
+    assert "modality" not in _read(root, "tiny").columns
+    cfg = _config(root, "tiny")
     assert "modality" not in cfg["columns"] and "modality_labels" not in cfg
-    assert _sessions(_read(root, "no_intake")).min() == 1
-    outcome = _config(root, "no_intake")["outcome"]
+    assert _sessions(_read(root, "max_8_sessions")).min() == 1
+    outcome = _config(root, "max_8_sessions")["outcome"]
     assert "intake_session" not in outcome and "intake_total" not in outcome
 
 

@@ -177,7 +177,13 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
                 truth=False,
                 new_config_keys=("alliance.client.total_scale", "alliance.therapist.total_scale"),
             ),
-            _scenario("max_8_sessions", "at most 8 treatment sessions", 3107, max_sessions=8),
+            _scenario(
+                "max_8_sessions",
+                "at most 8 treatment sessions, and no intake assessment (no session 0, no "
+                "intake total)",
+                3107,
+                max_sessions=8,
+            ),
             _scenario(
                 "sessions_40",
                 "up to 40 sessions (8 therapists x 4 patients, late dropout 0.03)",
@@ -188,7 +194,11 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
                 dropout_hazard_late=0.03,
             ),
             _scenario(
-                "tiny", "5 therapists x 4 patients", 3109, n_therapists=5, patients_per_therapist=4
+                "tiny",
+                "5 therapists x 4 patients, and no modality column",
+                3109,
+                n_therapists=5,
+                patients_per_therapist=4,
             ),
             _scenario(
                 "reversed",
@@ -224,8 +234,6 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
                 3114,
                 new_config_keys=("read.decimal", "alliance.therapist.total_scale"),
             ),
-            _scenario("no_modality", "no modality column", 3115),
-            _scenario("no_intake", "no intake assessment (no session 0, no intake total)", 3116),
         )
     }
 )
@@ -1117,16 +1125,14 @@ _SHAPES: dict[str, Callable[[pd.DataFrame, Scenario], _Export]] = {
     "wai_s_oq45": _shape_wai_s_oq45,
     "gad7": _shape_gad7,
     "mean_scored": _shape_mean_scored,
-    "max_8_sessions": _shape_demo_layout,
+    "max_8_sessions": _shape_no_intake,
     "sessions_40": _shape_demo_layout,
-    "tiny": _shape_demo_layout,
+    "tiny": _shape_no_modality,
     "reversed": _shape_demo_layout,
     "heavy_dropout": _shape_demo_layout,
     "session_dates": _shape_session_dates,
     "wide_spss": _shape_wide_spss,
     "decimal_comma": _shape_decimal_comma,
-    "no_modality": _shape_no_modality,
-    "no_intake": _shape_no_intake,
 }
 
 
