@@ -19,7 +19,7 @@ DATA   ?= data/raw/demo/sessions.csv
 CONFIG ?= data/raw/demo/study.yml
 OUT    ?= runs/demo
 
-.PHONY: help setup lock data scenarios all report refresh check-determinism test unit nbtest lint lab clean
+.PHONY: help setup lock data scenarios all report refresh check-determinism test test-fast unit nbtest lint lab clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -93,6 +93,9 @@ check-determinism: $(BIN)/activate ## Run the suite twice and check results and 
 	$(PY) -m helpers compare-runs runs/determinism-a runs/determinism-b
 
 test: unit nbtest ## Unit tests plus notebook regression tests (nbval)
+
+test-fast: $(BIN)/activate ## Unit tests without the scenario suite (minutes, for the edit-test loop)
+	$(BIN)/pytest -q -p no:cacheprovider -m "not scenarios" tests
 
 unit: $(BIN)/activate ## Unit tests only
 	$(BIN)/pytest -q -p no:cacheprovider tests
