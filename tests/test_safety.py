@@ -63,6 +63,7 @@ def test_clean_into_the_input_folder_is_refused_and_nothing_is_written(study):
                 str(study / "study.yml"), "--out", str(study))  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "sessions.csv, which this run reads" in proc.stderr
+    assert proc.stderr.startswith("error: the output folder cannot be used as it is.")
     assert "Traceback" not in proc.stderr
     assert _listing(study) == before  # raw file byte-identical, no file added
 

@@ -183,7 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
             print("the two runs wrote byte-identical processed data, results and figures")
     except StudyDataError as err:
-        print(f"error: the input cannot be used as it is.\n\n{err}", file=sys.stderr)
+        from helpers.safety import OutputFolderError
+
+        what = "output folder" if isinstance(err, OutputFolderError) else "input"
+        print(f"error: the {what} cannot be used as it is.\n\n{err}", file=sys.stderr)
         return 2
     except RuntimeError as err:
         from helpers.runner import NotebookFailedError
