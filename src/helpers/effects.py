@@ -374,7 +374,17 @@ def compare_with_truth(result: MixedResult, truth: Mapping[str, float]) -> pd.Da
     return pd.DataFrame(rows).set_index("term").round(3)
 
 
-_MODALITY_TERM = re.compile(r'Treatment\("(?P<reference>[^"]+)"\)\)\[T\.(?P<level>[^\]]+)\]')
+_TREATMENT_TERM = re.compile(r'Treatment\("(?P<reference>[^"]+)"\)\)\[T\.(?P<level>[^\]]+)\]')
+
+
+def treatment_level(term: str) -> tuple[str, str] | None:
+    """``(reference, level)`` of a ``C(x, Treatment("REF"))[T.level]`` term, else ``None``.
+
+    >>> treatment_level('C(modality, Treatment("CBT"))[T.humanistic]')
+    ('CBT', 'humanistic')
+    """
+    match = _TREATMENT_TERM.search(term)
+    return None if match is None else (match["reference"], match["level"])
 
 
 def modality_truth(truth_effects: Mapping[str, Any], result: MixedResult) -> dict[str, float]:
@@ -399,12 +409,12 @@ def modality_truth(truth_effects: Mapping[str, Any], result: MixedResult) -> dic
     slope_difference = float(truth_effects.get("modality_effect", 0.0))
     out: dict[str, float] = {}
     for term in result.fixed.index:
-        match = _MODALITY_TERM.search(term)
-        if match is None:
+        levels = treatment_level(term)
+        if levels is None:
             continue
         if ":" in term:
             out[term] = slope_difference
         else:
-            level, reference = match["level"], match["reference"]
+            reference, level = levels
             out[term] = float(shifts.get(level, 0.0)) - float(shifts.get(reference, 0.0))
     return out

@@ -668,11 +668,12 @@ def therapist_effects_sentence(therapist_effects, singular: bool) -> Sentence:
 
 def scores_sentence(profile) -> Sentence:
     """What ``alliance`` and ``outcome`` hold in this study: rater, instrument and range."""
+    from helpers.profile import instrument_name
     from helpers.scoring import get_instrument
 
     def described(key: str) -> str:
         inst = get_instrument(key)
-        return f"{_short(key)} total ({inst.total_min}–{inst.total_max})"
+        return f"{instrument_name(key)} total ({inst.total_min}–{inst.total_max})"
 
     alliance = described(profile.alliance_instruments[profile.primary_rater])
     outcome = described(profile.outcome_instrument)
@@ -687,30 +688,24 @@ def scores_sentence(profile) -> Sentence:
     )
 
 
-def _short(key: str) -> str:
-    from helpers.scoring import SHORT_NAMES
-
-    return SHORT_NAMES.get(key, key)
-
-
 def modality_levels_sentence(result, outcome_name: str) -> Sentence:
     """Each modality's outcome difference from the reference modality (the main effects).
 
     Terms are read as ``C(modality, Treatment("REF"))[T.level]``; interaction terms are left
     to :func:`modality_sentence`.
     """
-    import re
+    from helpers.effects import treatment_level
 
-    pattern = re.compile(r'Treatment\("(?P<ref>[^"]+)"\)\)\[T\.(?P<level>[^\]]+)\]$')
     parts = []
     for term in result.fixed.index:
-        match = pattern.search(term)
-        if match is None or ":" in term:
+        levels = treatment_level(term)
+        if levels is None or ":" in term:
             continue
+        reference, level = levels
         parts.append(
             coefficient_sentence(
                 result.fixed.loc[term],
-                f"compared with {match['ref']}, an average patient in {match['level']}",
+                f"compared with {reference}, an average patient in {level}",
                 f"has a {outcome_name}",
             )
         )

@@ -237,6 +237,16 @@ patients). To enable it, set `columns.therapist_id` in the study config.
             terms.append(f"(1 | {schema.THERAPIST_ID})")
         return " + ".join(terms)
 
+    @property
+    def intake_term(self) -> str:
+        """``" + outcome_intake_c"`` where the study has an intake score, else ``""``."""
+        return " + outcome_intake_c" if self.has("intake") else ""
+
+    @property
+    def therapist_column(self) -> str | None:
+        """``"therapist_id"`` where therapists are identified, else ``None``."""
+        return schema.THERAPIST_ID if self.n_therapists is not None else None
+
     def null_formula(self, score: str) -> str:
         """The intercept-only model of ``score`` with every level's random intercept.
 
@@ -356,11 +366,14 @@ def load_profile(processed_dir: str | Path, truth_path: str | Path = "") -> Stud
     """The profile of the study whose cleaning outputs are in ``processed_dir``.
 
     Reads ``sessions.parquet`` and the config recorded in ``manifest.json``.
-    ``truth_path`` is the simulated study's ``truth.json`` (``""`` for a real study).
+    ``truth_path`` is the simulated study's ``truth.json`` (``""`` for a real study;
+    relative paths are taken from the project root, as notebook parameters are).
     """
+    from helpers.paths import resolve_path
+
     folder = Path(processed_dir)
     sessions = pd.read_parquet(folder / "sessions.parquet")
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     config = manifest.get("parameters", {}).get("config", {})
-    has_truth = bool(truth_path) and Path(truth_path).is_file()
+    has_truth = bool(truth_path) and resolve_path(truth_path).is_file()
     return build_profile(sessions, config, has_truth=has_truth)
