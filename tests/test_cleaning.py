@@ -260,7 +260,7 @@ def test_sessions_above_max_session_are_excluded_with_the_reason():
     log = cl.CleaningLog(3)
     kept = cl.exclude_invalid_sessions(df, log, max_session=200)
     assert kept["source_row"].tolist() == [2, 3]  # 200 is the limit itself: kept
-    (entry,) = log.ledger
+    (entry,) = log.ledger_frame().to_dict("records")
     assert entry["source_row"] == 4
     assert entry["reason"] == "session number 1100 is above cleaning.max_session (200)"
     log.reconcile(len(kept))

@@ -138,6 +138,24 @@ def test_outputs_are_byte_identical_across_runs(demo, tmp_path):
         assert (first / name).read_bytes() == (tmp_path / name).read_bytes(), name
 
 
+def test_sessions_csv_reads_back_as_exactly_the_processed_data(demo):
+    result, out = demo
+    frame = result.sessions
+    text = pd.read_csv(out / "sessions.csv", keep_default_na=False, na_values=[""])
+    assert list(text.columns) == list(frame.columns)
+    for column in frame.columns:
+        expected, got = frame[column], text[column]
+        if pd.api.types.is_bool_dtype(expected):
+            assert got.tolist() == expected.tolist(), column
+        elif pd.api.types.is_numeric_dtype(expected):  # shortest round-trip form: exact
+            np.testing.assert_array_equal(got.to_numpy(float), expected.to_numpy(float), column)
+        else:
+            assert (
+                got.astype(object).where(got.notna(), None).tolist()
+                == expected.astype(object).where(expected.notna(), None).tolist()
+            ), column
+
+
 def test_manifest_records_hashes_without_absolute_paths(demo):
     _, out = demo
     text = (out / "manifest.json").read_text()

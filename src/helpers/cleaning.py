@@ -97,10 +97,11 @@ class CleaningLog:
 
     n_records_in: int
     source: str = ""
-    ledger: list[dict] = field(default_factory=list)
-    value_changes: list[dict] = field(default_factory=list)
+    ledger: list[pd.DataFrame] = field(default_factory=list)
+    value_changes: list[pd.DataFrame] = field(default_factory=list)
     flow: list[dict] = field(default_factory=list)
     therapists: bool = True
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def exclude(self, rows: pd.DataFrame, step: str, reasons: str | Iterable[str]) -> None:
         """Log ``rows`` as excluded at ``step`` with one reason or one per row."""
@@ -111,41 +112,31 @@ class CleaningLog:
         self._add(rows, step, "intake", "intake assessment: becomes outcome_intake")
 
     def _add(self, rows: pd.DataFrame, step: str, fate: str, reasons) -> None:
+        """Append ``rows`` to the ledger as one block (columns, not row objects)."""
         if rows.empty:
             return
-        if isinstance(reasons, str):
-            reasons = [reasons] * len(rows)
-        reasons = list(reasons)
-        for (_, row), reason in zip(rows.iterrows(), reasons, strict=True):
-            self.ledger.append(
-                {
-                    SOURCE_ROW: row[SOURCE_ROW],
-                    PATIENT_ID: row.get(PATIENT_ID),
-                    THERAPIST_ID: row.get(THERAPIST_ID),
-                    SESSION: row.get(SESSION),
-                    "step": step,
-                    "fate": fate,
-                    "reason": reason,
-                }
-            )
+        reasons = reasons if isinstance(reasons, str) else list(reasons)
+        if not isinstance(reasons, str) and len(reasons) != len(rows):
+            raise ValueError(f"{len(rows)} ledger rows but {len(reasons)} reasons")
+        part = {c: _column_values(rows, c) for c in (SOURCE_ROW, PATIENT_ID, THERAPIST_ID)}
+        part |= {SESSION: _column_values(rows, SESSION), "step": step, "fate": fate}
+        self.ledger.append(pd.DataFrame(part | {"reason": reasons}, index=range(len(rows))))
+        self.counts[(step, fate)] = self.counts.get((step, fate), 0) + len(rows)
 
     def change_value(
         self, rows: pd.DataFrame, column: str, new_value, step: str, reason: str
     ) -> None:
         """Log that ``column`` of ``rows`` was changed to ``new_value``."""
-        for _, row in rows.iterrows():
-            self.value_changes.append(
-                {
-                    SOURCE_ROW: row[SOURCE_ROW],
-                    PATIENT_ID: row.get(PATIENT_ID),
-                    SESSION: row.get(SESSION),
-                    "column": column,
-                    "original_value": row[column],
-                    "new_value": new_value,
-                    "step": step,
-                    "reason": reason,
-                }
-            )
+        if rows.empty:
+            return
+        part = {c: _column_values(rows, c) for c in (SOURCE_ROW, PATIENT_ID, SESSION)}
+        part |= {"column": column, "original_value": _column_values(rows, column)}
+        part |= {"new_value": new_value, "step": step, "reason": reason}
+        self.value_changes.append(pd.DataFrame(part, index=range(len(rows))))
+
+    def n_values_changed(self) -> int:
+        """Number of values altered so far."""
+        return sum(len(part) for part in self.value_changes)
 
     def record_step(self, step: str, kept: pd.DataFrame, intake: pd.DataFrame | None = None):
         """Snapshot the counts after ``step`` and check that they reconcile."""
@@ -156,9 +147,7 @@ class CleaningLog:
                 "records_kept": len(kept),
                 "patients_kept": kept[PATIENT_ID].nunique(),
                 "therapists_kept": kept[THERAPIST_ID].nunique() if self.therapists else pd.NA,
-                "records_excluded_here": sum(
-                    1 for e in self.ledger if e["step"] == step and e["fate"] == "excluded"
-                ),
+                "records_excluded_here": self.counts.get((step, "excluded"), 0),
                 "records_excluded_total": self.n_fate("excluded"),
                 "intake_records": n_intake,
             }
@@ -167,7 +156,7 @@ class CleaningLog:
 
     def n_fate(self, fate: str) -> int:
         """Number of ledger records with the given fate."""
-        return sum(1 for e in self.ledger if e["fate"] == fate)
+        return sum(n for (_, kind), n in self.counts.items() if kind == fate)
 
     def reconcile(self, n_kept: int) -> None:
         """Assert records in = kept + intake + excluded, each record once."""
@@ -181,7 +170,7 @@ class CleaningLog:
 
     def ledger_frame(self) -> pd.DataFrame:
         """The exclusion ledger as a DataFrame, in input order."""
-        frame = pd.DataFrame(self.ledger, columns=LEDGER_COLUMNS)
+        frame = _concat(self.ledger, LEDGER_COLUMNS)
         if not self.therapists:
             frame = frame.drop(columns=THERAPIST_ID)
         return frame.sort_values([SOURCE_ROW, SESSION, "step"], kind="stable").reset_index(
@@ -190,7 +179,7 @@ class CleaningLog:
 
     def value_changes_frame(self) -> pd.DataFrame:
         """Every altered value with its original, in input order."""
-        frame = pd.DataFrame(self.value_changes, columns=VALUE_CHANGE_COLUMNS)
+        frame = _concat(self.value_changes, VALUE_CHANGE_COLUMNS)
         if not frame.empty:
             frame["original_value"] = frame["original_value"].map(_format_value)
         return frame.sort_values([SOURCE_ROW, SESSION, "column"], kind="stable").reset_index(
@@ -211,6 +200,21 @@ class CleaningLog:
             .agg(records=(SOURCE_ROW, "size"), patients=(PATIENT_ID, "nunique"))
             .reset_index()
         )
+
+
+def _column_values(rows: pd.DataFrame, column: str) -> np.ndarray:
+    """``rows[column]`` as Python objects, or ``None`` for every row without the column."""
+    if column not in rows.columns:
+        return np.full(len(rows), None, dtype=object)
+    return rows[column].to_numpy(dtype=object)
+
+
+def _concat(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """The logged blocks as one frame with ``columns``, types inferred from the values."""
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    values = {c: np.concatenate([p[c].to_numpy(dtype=object) for p in parts]) for c in columns}
+    return pd.DataFrame({c: pd.Series(v, dtype=object).infer_objects() for c, v in values.items()})
 
 
 def _format_value(value) -> str:
@@ -250,15 +254,12 @@ def exclude_exact_duplicates(df: pd.DataFrame, log: CleaningLog) -> pd.DataFrame
     """Exclude records identical to an earlier record in every column but the row number."""
     step = "exact duplicates"
     content = df.drop(columns=[SOURCE_ROW])
-    dup = content.duplicated(keep="first")
-    first_row = {}
-    reasons = []
+    group = content.groupby(list(content.columns), dropna=False, sort=False).ngroup()
+    group = group.to_numpy()
+    dup = pd.Series(pd.Series(group).duplicated(keep="first").to_numpy(), index=df.index)
+    first_row = df[SOURCE_ROW].groupby(group).transform("first")
     dated = ", same session date" if SESSION_DATE in df.columns else ""
-    for i, key in zip(df.index, map(tuple, content.astype(str).to_numpy()), strict=True):
-        if dup.loc[i]:
-            reasons.append(f"exact duplicate of row {first_row[key]}{dated}")
-        else:
-            first_row.setdefault(key, int(df.loc[i, SOURCE_ROW]))
+    reasons = [f"exact duplicate of row {int(r)}{dated}" for r in first_row[dup]]
     log.exclude(df.loc[dup], step, reasons)
     kept = df.loc[~dup]
     log.record_step(step, kept)
@@ -578,8 +579,8 @@ def require_sessions(df: pd.DataFrame, log: CleaningLog) -> None:
     if not df.empty:
         return
     steps: dict[str, int] = {}
-    for entry in log.ledger:
-        steps[entry["step"]] = steps.get(entry["step"], 0) + 1
+    for (step, _), n in log.counts.items():
+        steps[step] = steps.get(step, 0) + n
     ranked = sorted(steps.items(), key=lambda item: -item[1])
     why = "; ".join(f"{n} by '{step}'" for step, n in ranked) or "no records"
     raise StudyDataError(

@@ -31,8 +31,10 @@ Examples
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 #: Invisible characters removed from ids wherever they are.
@@ -102,8 +104,24 @@ def normalise_ids(series: pd.Series, unify_numbers: bool = False) -> pd.Series:
     pandas.Series
         ``str`` dtype.
     """
-    texts = [normalise_id(id_as_written(v), unify_numbers) for v in series.to_numpy(dtype=object)]
+    texts = map_distinct(series, lambda v: normalise_id(id_as_written(v), unify_numbers))
     return pd.Series(texts, index=series.index, dtype="str")
+
+
+def map_distinct(series: pd.Series, func: Callable[[Any], Any]) -> list[Any]:
+    """``[func(v) for v in series]``, calling ``func`` once per distinct value of a text column.
+
+    Text columns (``str`` dtype, as CSV/TSV cells are read) are factorised and
+    ``func`` runs on each distinct value once (missing cells get
+    ``func(None)``), so a 5M-row column with 100k patients costs 100k calls.
+    Other dtypes (Excel, SPSS, Parquet cells that mix numbers, text and
+    booleans, where ``1 == 1.0 == True``) are mapped value by value.
+    """
+    if not isinstance(series.dtype, pd.StringDtype):
+        return [func(v) for v in series.to_numpy(dtype=object)]
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    mapped = np.asarray([func(u) for u in uniques] + [func(None)], dtype=object)
+    return mapped[codes].tolist()  # code -1 (missing) takes the last entry
 
 
 def id_report(columns: dict[str, pd.Series], unify_numbers: bool = False) -> pd.DataFrame:
@@ -128,7 +146,7 @@ def id_report(columns: dict[str, pd.Series], unify_numbers: bool = False) -> pd.
     """
     rows = []
     for column, series in columns.items():
-        written = pd.Series([id_as_written(v) for v in series.to_numpy(dtype=object)], dtype=object)
+        written = pd.Series(map_distinct(series, id_as_written), dtype=object)
         counts = written.dropna().value_counts(sort=False)
         spellings: dict[str, list[str]] = {}
         for original in counts.index:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from helpers import schema
+from helpers import schema, textscan
 from helpers.config import (
     INSTRUMENT_ITEM_COUNTS,
     SUPPORTED_FORMATS,
@@ -45,7 +45,7 @@ from helpers.config import (
     StudyConfig,
 )
 from helpers.ids import id_report as ids_report
-from helpers.ids import normalise_ids
+from helpers.ids import map_distinct, normalise_ids
 from helpers.reshape import match_session_columns, wide_to_long
 from helpers.session_dates import (
     number_sessions_by_date,
@@ -565,11 +565,8 @@ def _scan_records(text: str, delimiter: str) -> list[_PhysicalRecord]:
 
 def _decode(path: Path, raw: bytes, encoding: str) -> str:
     """The file's text; undecodable bytes are reported with their offset and line."""
-    codec = encoding
-    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
-        codec = "utf-8-sig"  # also drops the byte-order mark Excel writes
     try:
-        return raw.decode(codec)
+        return raw.decode(_codec(encoding))  # UTF-8 also drops Excel's byte-order mark
     except UnicodeDecodeError as exc:
         offset = exc.start
         line = raw.count(b"\n", 0, offset) + 1
@@ -672,7 +669,7 @@ def _read_text(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
             "check that you exported the data to this file (re-export it if needed)",
         )
     _sniff_content(path, raw, fmt, read_config.encoding)
-    text = _decode(path, raw, read_config.encoding)
+    _check_decodes(path, raw, read_config.encoding)
     delimiter = read_config.delimiter or ("\t" if fmt == "tsv" else ",")
     if read_config.thousands == delimiter:
         raise _fail(
@@ -683,6 +680,11 @@ def _read_text(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
             "read.delimiter says otherwise)",
             "set read.delimiter to the file's separator (e.g. ';'), or delete read.thousands",
         )
+    plain = _read_plain_text(path, raw, fmt, delimiter, read_config)
+    if plain is not None:
+        return plain
+    text = _decode(path, raw, read_config.encoding)
+    del raw
     physical = _scan_records(text, delimiter)
     _check_quotes_closed(path, physical)
     records = _parse_records(path, text, delimiter, fmt, physical)
@@ -727,6 +729,149 @@ def _read_text(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
         skipped_lines=dict(sorted(skipped.items())),
         physical_records=len(physical),
     )
+
+
+def _check_decodes(path: Path, raw: bytes, encoding: str) -> None:
+    """Raise :func:`_decode`'s report unless ``raw`` decodes; checked in chunks (bounded memory)."""
+    decoder = codecs.getincrementaldecoder(_codec(encoding))()
+    view = memoryview(raw)
+    try:
+        for start in range(0, len(raw), textscan.CHUNK_BYTES):
+            decoder.decode(view[start : start + textscan.CHUNK_BYTES])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        _decode(path, raw, encoding)  # raises the report with the offset and line
+        raise
+
+
+def _codec(encoding: str) -> str:
+    """The codec that reads ``encoding``; UTF-8 also drops a byte-order mark."""
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        return "utf-8-sig"
+    return encoding
+
+
+#: Encodings in which the delimiter, line feed and ASCII characters are single
+#: bytes that occur in no other character (so :mod:`helpers.textscan` applies).
+_ASCII_COMPATIBLE = {"utf-8", "ascii", "latin-1", "iso8859-1", "iso8859-15", "cp1252"}
+
+
+def _plain_reader_applies(raw: bytes, delimiter: str, encoding: str) -> bool:
+    """Whether the file can take the quote-free fast path of :func:`_read_plain_text`."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return False
+    return (
+        name in _ASCII_COMPATIBLE
+        and len(delimiter) == 1
+        and " " < delimiter < "\x7f"
+        and delimiter != '"'
+        and b'"' not in raw
+        and raw.count(b"\r") == raw.count(b"\r\n")
+    )
+
+
+def _read_plain_text(
+    path: Path, raw: bytes, fmt: str, delimiter: str, read_config: ReadConfig
+) -> RawTable | None:
+    """Read a regular quote-free file with pandas' C parser; ``None`` to use the exact reader.
+
+    Every line is a record.  The lines and their fields are counted
+    independently (:func:`helpers.textscan.scan_lines`) and the parser must
+    return exactly that many rows.  Anything irregular — a missing or blank
+    header line, a row with more or fewer fields than the header — returns
+    ``None``, and the line-by-line reader reports it with its usual message.
+    """
+    if not _plain_reader_applies(raw, delimiter, read_config.encoding):
+        return None
+    codec = _codec(read_config.encoding)
+    start = len(codecs.BOM_UTF8) if codec == "utf-8-sig" and raw.startswith(codecs.BOM_UTF8) else 0
+    lines = textscan.scan_lines(raw, delimiter, start)
+    header_row = read_config.header_row
+    if header_row > len(lines) or not lines.visible[header_row - 1]:
+        return None
+    plain = codec.removesuffix("-sig")
+    header_cells = _line_text(raw, lines, header_row - 1, plain).split(delimiter)
+    width = len(header_cells)
+    if width == 1:
+        _check_delimiter(path, header_cells[0], delimiter, fmt)
+    names = _name_columns(path, header_cells, str)
+    body, skipped = _plain_body(raw, lines, header_row, width, delimiter, plain)
+    if body is None or len(body) == 0:
+        return None  # the exact reader reports the rows (or the missing ones)
+    data = _parse_plain(raw, lines, delimiter, codec, body, width, read_config)
+    if data is None:
+        return None
+    data.columns = names
+    data.insert(0, schema.SOURCE_ROW, (body + 1).astype("int64"))
+    return RawTable(
+        data=data,
+        path=path,
+        format=fmt,
+        header_row=header_row,
+        skipped_lines=skipped,
+        physical_records=len(lines),
+    )
+
+
+def _line_text(raw: bytes, lines: textscan.LineStats, index: int, codec: str) -> str:
+    return raw[lines.starts[index] : lines.ends[index]].decode(codec)
+
+
+def _plain_body(
+    raw: bytes, lines: textscan.LineStats, header_row: int, width: int, delimiter: str, codec: str
+) -> tuple[np.ndarray | None, dict[int, str]]:
+    """Indices of the data lines and the skipped lines' reasons; ``None`` if a width is wrong."""
+    above = f"above the header (read.header_row: {header_row})"
+    skipped = {number: above for number in range(1, header_row)}
+    candidates = np.arange(header_row, len(lines))
+    maybe_blank = candidates[~lines.visible[candidates]]
+    for index in maybe_blank:
+        reason = _blank_reason(_line_text(raw, lines, index, codec).split(delimiter))
+        if reason is not None:
+            skipped[int(index) + 1] = reason
+    blank = np.asarray(sorted(n - 1 for n in skipped if n > header_row), dtype=np.int64)
+    body = np.setdiff1d(candidates, blank, assume_unique=True)
+    if np.any(lines.fields[body] != width):
+        return None, skipped
+    return body, dict(sorted(skipped.items()))
+
+
+def _parse_plain(
+    raw: bytes,
+    lines: textscan.LineStats,
+    delimiter: str,
+    codec: str,
+    body: np.ndarray,
+    width: int,
+    read_config: ReadConfig,
+) -> pd.DataFrame | None:
+    """The body lines as text columns, missing codes as missing; ``None`` if counts differ."""
+    frame = pd.read_csv(
+        io.BytesIO(raw),
+        sep=delimiter,
+        header=None,
+        names=range(max(int(lines.fields.max()), 1)),
+        dtype=str,
+        keep_default_na=False,
+        na_values=[],
+        skip_blank_lines=False,
+        quoting=csv.QUOTE_NONE,
+        encoding=codec,
+        engine="c",
+    )
+    if len(frame) != len(lines):
+        return None
+    data = frame.iloc[body, :width].reset_index(drop=True)
+    del frame
+    codes = list(read_config.missing_codes)
+    for column in data.columns:
+        values = data[column]
+        missing = values.str.strip().isin(codes)
+        if missing.any():
+            data[column] = values.where(~missing)
+    return data
 
 
 def _blank_reason(cells: list[str]) -> str | None:
@@ -1173,15 +1318,7 @@ def _to_numbers(series: pd.Series, read: ReadConfig | None = None) -> tuple[np.n
     if pd.api.types.is_numeric_dtype(series):
         return series.astype("float64").to_numpy(), np.zeros(len(series), dtype=bool)
     if isinstance(series.dtype, pd.StringDtype):  # CSV/TSV cells: text or missing
-        text = series.str.strip()
-        missing = (text.isna() | (text == "")).to_numpy(dtype=bool)
-        pattern = _number_pattern(read.decimal, read.thousands).pattern
-        ok = text.str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
-        text = text.where(ok)
-        if (read.decimal, read.thousands) != (".", None):
-            text = text.map(lambda t: _plain_number(t, read), na_action="ignore")
-        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64")
-        return values, ~missing & ~ok
+        return _text_to_numbers(series, read)
     values = np.full(len(series), np.nan)
     bad = np.zeros(len(series), dtype=bool)
     for i, value in enumerate(series.to_numpy(dtype=object)):
@@ -1202,6 +1339,21 @@ def _to_numbers(series: pd.Series, read: ReadConfig | None = None) -> tuple[np.n
         else:
             bad[i] = True
     return values, bad
+
+
+def _text_to_numbers(series: pd.Series, read: ReadConfig) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_to_numbers` of a text column, computed once per distinct cell."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    text = pd.Series(uniques, dtype="str").str.strip()
+    missing = (text.isna() | (text == "")).to_numpy(dtype=bool)
+    pattern = _number_pattern(read.decimal, read.thousands).pattern
+    ok = text.str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
+    text = text.where(ok)
+    if (read.decimal, read.thousands) != (".", None):
+        text = text.map(lambda t: _plain_number(t, read), na_action="ignore")
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64")
+    values, bad = np.append(values, np.nan), np.append(~missing & ~ok, False)
+    return values[codes], bad[codes]  # code -1 (a missing cell) takes the appended entry
 
 
 def _unique_rows(rows: Any, values: list[Any]) -> tuple[list[int], list[Any]]:
@@ -1305,8 +1457,8 @@ def _numeric_column(
 
 def _text_column(series: pd.Series) -> pd.Series:
     """Identifiers as stripped text (``101.0`` -> ``"101"``); empty -> missing."""
-    texts = [_cell_text(v) if not _is_missing(v) else "" for v in series.to_numpy(dtype=object)]
-    return pd.Series([t if t else None for t in texts], index=series.index, dtype="str")
+    texts = map_distinct(series, lambda v: (_cell_text(v) or None) if not _is_missing(v) else None)
+    return pd.Series(texts, index=series.index, dtype="str")
 
 
 def _is_missing(value: Any) -> bool:
@@ -1359,11 +1511,8 @@ def _modality_column(
                 "or correct the cells",
             )
         )
-    return pd.Series(
-        [mapping.get(v, v) if isinstance(v, str) else None for v in text],
-        index=text.index,
-        dtype="str",
-    )
+    renamed = map_distinct(text, lambda v: mapping.get(v, v) if isinstance(v, str) else None)
+    return pd.Series(renamed, index=text.index, dtype="str")
 
 
 def _covariate_column(
