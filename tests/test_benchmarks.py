@@ -13,6 +13,7 @@ import doctest
 import json
 import math
 import statistics
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,8 @@ from helpers.benchmarks import (
     META_ANALYSES,
     MetaAnalysis,
     benchmark_table,
+    between_subject_correlation,
+    bland_altman_repeated,
     correlation_ci,
     d_from_r,
     fisher_z,
@@ -36,6 +39,7 @@ from helpers.benchmarks import (
     r_from_standardized_beta,
     r_from_t,
     rater_agreement,
+    repeated_measures_correlation,
     standardized_coefficient,
     unstandardized_coefficient,
 )
@@ -535,12 +539,28 @@ def test_rater_agreement_hand_values():
     assert res.between.r == pytest.approx(-8.0 / math.sqrt(179.2), abs=1e-14)
     assert res.between.n == 5 and res.between.df == 3
     assert res.n_patients == 5 and res.n_obs == 12 and res.n_rows_incomplete == 1
-    # differences b - a over the 12 complete rows
+    # differences b - a over the 12 complete rows, by patient:
+    # P1 1,1,4 (mean 2, SS 6)  P2 -3,-5,-4 (mean -4, SS 2)  P3 -2,0,-4 (mean -2, SS 8)
+    # P4 3,1 (mean 2, SS 2)    P5 -5 (SS 0);  grand mean -13/12
+    # MS_w = 18 / (12 - 5) = 18/7
+    # MS_b = [3 (37/12)^2 + 3 (35/12)^2 + 3 (11/12)^2 + 2 (37/12)^2 + (47/12)^2] / 4
+    #      = (13092 / 144) / 4 = 1091/48
+    # divisor = (12^2 - (9 + 9 + 9 + 4 + 1)) / (4 * 12) = 112/48 = 7/3
+    # s_b^2 = (1091/48 - 18/7) / (7/3) = 6773/784;  s_d^2 = 6773/784 + 18/7 = 8789/784
     diffs = [1, 1, 4, -3, -5, -4, -2, 0, -4, 3, 1, -5]
+    ms_w, ms_b, divisor = Fraction(18, 7), Fraction(1091, 48), Fraction(7, 3)
+    var_b = (ms_b - ms_w) / divisor
+    assert var_b == Fraction(6773, 784) and var_b + ms_w == Fraction(8789, 784)
+    sd_total = math.sqrt(8789 / 784)
     assert res.mean_difference == pytest.approx(-13 / 12, abs=1e-14)
-    assert res.sd_difference == pytest.approx(statistics.stdev(diffs), abs=1e-12)
-    assert res.loa_low == pytest.approx(-13 / 12 - Z975 * statistics.stdev(diffs), abs=1e-12)
-    assert res.loa_high == pytest.approx(-13 / 12 + Z975 * statistics.stdev(diffs), abs=1e-12)
+    assert res.sd_difference == pytest.approx(sd_total, abs=1e-12)
+    assert res.loa_low == pytest.approx(-13 / 12 - Z975 * sd_total, abs=1e-12)
+    assert res.loa_high == pytest.approx(-13 / 12 + Z975 * sd_total, abs=1e-12)
+    assert res.limits.ms_within == pytest.approx(18 / 7, abs=1e-12)
+    assert res.limits.ms_between == pytest.approx(1091 / 48, abs=1e-12)
+    assert res.limits.divisor == pytest.approx(7 / 3, abs=1e-12)
+    assert res.limits.sd_within == pytest.approx(math.sqrt(18 / 7), abs=1e-12)
+    assert res.limits.sd_naive == pytest.approx(statistics.stdev(diffs), abs=1e-12)
     assert res.r_pooled == pytest.approx(
         np.corrcoef([1, 2, 3, 4, 6, 8, 5, 5, 8, 3, 5, 7], [2, 3, 7, 1, 1, 4, 3, 5, 4, 6, 6, 2])[
             0, 1
@@ -623,6 +643,194 @@ def test_rater_agreement_within_equals_ols_with_patient_dummies():
 def test_rater_agreement_invalid_input(change, kwargs, message):
     with pytest.raises(ValueError, match=message):
         rater_agreement(change(_hand_sessions()), **kwargs)
+
+
+def test_bland_altman_repeated_small_example_by_hand():
+    """Three subjects with differences (1, 3), (2) and (4, 6, 8), plus a row without b.
+
+    n = 6, k = 3, grand mean 4, subject means 2, 2, 6
+    MS_w = (2 + 0 + 8) / (6 - 3) = 10/3
+    MS_b = (2 (2-4)^2 + 1 (2-4)^2 + 3 (6-4)^2) / 2 = 24 / 2 = 12
+    divisor = (36 - (4 + 1 + 9)) / (2 * 6) = 22/12 = 11/6
+    s_b^2 = (12 - 10/3) / (11/6) = 52/11;  s_d^2 = 52/11 + 10/3 = 266/33
+    limits 4 -/+ 1.959964 sqrt(266/33) = 4 -/+ 5.564574
+    """
+    data = pd.DataFrame(
+        {
+            "id": ["A", "A", "B", "C", "C", "C", "C"],
+            "x": [10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0],
+            "y": [11.0, 13.0, 12.0, 14.0, 16.0, 18.0, np.nan],
+        }
+    )
+    res = bland_altman_repeated(data, "x", "y", "id")
+    assert (res.n_obs, res.n_subjects, res.n_rows_incomplete) == (6, 3, 1)
+    assert (res.df_between, res.df_within) == (2, 3)
+    assert res.mean_difference == pytest.approx(4.0, abs=1e-14)
+    assert res.ms_within == pytest.approx(10 / 3, abs=1e-13)
+    assert res.ms_between == pytest.approx(12.0, abs=1e-13)
+    assert res.divisor == pytest.approx(11 / 6, abs=1e-14)
+    assert res.sd_between == pytest.approx(math.sqrt(52 / 11), abs=1e-13)
+    assert res.sd_within == pytest.approx(math.sqrt(10 / 3), abs=1e-13)
+    assert res.sd_total == pytest.approx(math.sqrt(266 / 33), abs=1e-13)
+    assert res.loa_low == pytest.approx(4 - Z975 * math.sqrt(266 / 33), abs=1e-12)
+    assert res.loa_high == pytest.approx(4 + 5.564574, abs=1e-6)
+    assert not res.between_truncated
+    # intervals: bias d +/- t(0.975, 2) SE, SE^2 = (s_b^2 (4 + 1 + 9) + s_w^2 6) / 36
+    se = math.sqrt((52 / 11 * 14 + 10 / 3 * 6) / 36)
+    t = stats.t.ppf(0.975, 2)
+    assert res.mean_difference_ci == pytest.approx((4 - t * se, 4 + t * se), abs=1e-12)
+    # Graybill-Wang bounds of s_d^2 = MS_b / (11/6) + (5/11) MS_w, then MOVER for the limits
+    c = [(6 / 11, 12.0, 2), (5 / 11, 10 / 3, 3)]
+    theta = 266 / 33
+    var_lo = theta - math.sqrt(
+        sum((cc * ms * (1 - df / stats.chi2.ppf(0.975, df))) ** 2 for cc, ms, df in c)
+    )
+    var_hi = theta + math.sqrt(
+        sum((cc * ms * (df / stats.chi2.ppf(0.025, df) - 1)) ** 2 for cc, ms, df in c)
+    )
+    sd = math.sqrt(theta)
+    upper = 4 + Z975 * sd
+    assert res.loa_high_ci[0] == pytest.approx(
+        upper - math.hypot(t * se, Z975 * (sd - math.sqrt(var_lo))), abs=1e-10
+    )
+    assert res.loa_high_ci[1] == pytest.approx(
+        upper + math.hypot(t * se, Z975 * (math.sqrt(var_hi) - sd)), abs=1e-10
+    )
+    assert res.loa_low_ci[0] < res.loa_low < res.loa_low_ci[1]
+    assert res.to_frame().loc[0, "difference"] == "y - x"
+
+
+def test_bland_altman_repeated_one_pair_per_subject_is_the_ordinary_analysis():
+    """n = k: divisor 1, s_d^2 = MS_b = the ordinary variance; the components are NaN."""
+    rng = np.random.default_rng(11)
+    data = pd.DataFrame(
+        {"id": np.arange(25), "a": rng.normal(50, 5, 25), "b": rng.normal(48, 6, 25)}
+    )
+    res = bland_altman_repeated(data, "a", "b", "id")
+    diffs = (data["b"] - data["a"]).tolist()
+    assert res.divisor == pytest.approx(1.0, abs=1e-14)
+    assert res.sd_total == pytest.approx(statistics.stdev(diffs), rel=1e-12)
+    assert res.sd_total == pytest.approx(res.sd_naive, rel=1e-12)
+    assert math.isnan(res.sd_within) and math.isnan(res.sd_between)
+    assert res.loa_low == pytest.approx(statistics.mean(diffs) - Z975 * res.sd_naive, rel=1e-12)
+    # the bias interval is the one-sample t interval
+    half = stats.t.ppf(0.975, 24) * statistics.stdev(diffs) / 5
+    assert res.mean_difference_ci == pytest.approx(
+        (statistics.mean(diffs) - half, statistics.mean(diffs) + half), rel=1e-12
+    )
+
+
+def _simulated_differences(rng, k, mu, sd_between, sd_within):
+    rows = []
+    for i in range(k):
+        u = rng.normal(0, sd_between)
+        for _ in range(int(rng.integers(1, 11))):
+            truth = rng.normal(45, 6)  # the true value varies from session to session
+            rows.append({"id": i, "a": truth, "b": truth + mu + u + rng.normal(0, sd_within)})
+    return pd.DataFrame(rows)
+
+
+def test_bland_altman_repeated_recovers_known_components():
+    """400 subjects, 1-10 pairs each, sd_between 2, sd_within 3, bias -1.
+
+    Sampling SEs (normal theory): s_w^2 has SE sigma_w^2 sqrt(2 / df_w) ~ 9 * 0.03 = 0.27,
+    i.e. ~0.045 on the SD scale; s_b^2 has SE ~ sqrt(2 / (k - 1)) (sigma_b^2 +
+    sigma_w^2 / m) ~ 0.071 * (4 + 9 / 5.5) ~ 0.40, i.e. ~0.10 on the SD scale; the bias has
+    SE ~ sqrt(4 / 400 + 9 / 2200) ~ 0.12.  Tolerances are 4 SEs.
+    """
+    rng = np.random.default_rng(2024)
+    data = _simulated_differences(rng, 400, -1.0, 2.0, 3.0)
+    res = bland_altman_repeated(data, "a", "b", "id")
+    assert res.sd_within == pytest.approx(3.0, abs=4 * 0.045)
+    assert res.sd_between == pytest.approx(2.0, abs=4 * 0.10)
+    assert res.mean_difference == pytest.approx(-1.0, abs=4 * 0.12)
+    assert res.sd_total == pytest.approx(math.sqrt(13.0), abs=0.25)
+    true_high = -1.0 + Z975 * math.sqrt(13.0)
+    assert res.loa_high_ci[0] < true_high < res.loa_high_ci[1]
+
+
+def test_bland_altman_repeated_limit_intervals_cover():
+    """Coverage of the approximate 95% intervals of the limits over 400 small studies
+    (30 subjects, 1-10 pairs each): within 2.5 binomial SEs (1.1 points) of 95% would be
+    exact; the MOVER is approximate, so 90-99% is accepted."""
+    rng = np.random.default_rng(5)
+    true_low, true_high = -1.0 - Z975 * math.sqrt(13.0), -1.0 + Z975 * math.sqrt(13.0)
+    hits_low = hits_high = 0
+    for _ in range(400):
+        res = bland_altman_repeated(_simulated_differences(rng, 30, -1.0, 2.0, 3.0), "a", "b", "id")
+        hits_low += res.loa_low_ci[0] <= true_low <= res.loa_low_ci[1]
+        hits_high += res.loa_high_ci[0] <= true_high <= res.loa_high_ci[1]
+    assert 0.90 <= hits_low / 400 <= 0.99
+    assert 0.90 <= hits_high / 400 <= 0.99
+
+
+def test_bland_altman_repeated_truncates_a_negative_between_variance():
+    # differences with identical subject means: MS_b = 0 < MS_w
+    data = pd.DataFrame({"id": ["A", "A", "B", "B"], "a": [0.0] * 4, "b": [1.0, 3.0, 3.0, 1.0]})
+    res = bland_altman_repeated(data, "a", "b", "id")
+    assert res.between_truncated and res.sd_between == 0.0
+    assert res.sd_total == pytest.approx(res.sd_within, abs=1e-14)
+    assert res.sd_within == pytest.approx(math.sqrt(4 / 2), abs=1e-14)
+
+
+# Bland & Altman (1995, BMJ 310: 446), table 1: intramural pH and PaCO2 of 8 subjects
+# (the rmcorr package's data set bland1995).
+BLAND_1995 = {
+    1: ([6.68, 6.53, 6.43, 6.33], [3.97, 4.12, 4.09, 3.97]),
+    2: ([6.85, 7.06, 7.13, 7.17], [5.27, 5.37, 5.41, 5.44]),
+    3: (
+        [7.40, 7.42, 7.41, 7.37, 7.34, 7.35, 7.28, 7.30, 7.34],
+        [5.67, 3.64, 4.32, 4.73, 4.96, 5.04, 5.22, 4.82, 5.07],
+    ),
+    4: ([7.36, 7.33, 7.29, 7.30, 7.35], [5.67, 5.10, 5.53, 4.75, 5.51]),
+    5: (
+        [7.35, 7.30, 7.30, 7.37, 7.27, 7.28, 7.32, 7.32],
+        [4.28, 4.44, 4.32, 3.23, 4.46, 4.72, 4.75, 4.99],
+    ),
+    6: ([7.38, 7.30, 7.29, 7.33, 7.31, 7.33], [4.78, 4.73, 5.12, 4.93, 5.03, 4.93]),
+    7: ([6.86, 6.94, 6.92], [6.85, 6.44, 6.52]),
+    8: (
+        [7.19, 7.29, 7.21, 7.25, 7.20, 7.19, 6.77, 6.82],
+        [5.28, 4.56, 4.34, 4.32, 4.41, 3.69, 6.09, 5.58],
+    ),
+}
+
+
+def test_repeated_measures_correlation_reproduces_bland_altman_1995():
+    """rmcorr(Subject, PaCO2, pH, bland1995): r = -0.5067697, df = 38, p = 0.0008471081,
+    95% CI -0.7067146 to -0.2318631 (rmcorr package README; Bakdash & Marusich 2017)."""
+    data = pd.DataFrame(
+        [
+            {"Subject": s, "pH": ph, "PaCO2": co2}
+            for s, (phs, co2s) in BLAND_1995.items()
+            for ph, co2 in zip(phs, co2s, strict=True)
+        ]
+    )
+    assert len(data) == 47
+    res = repeated_measures_correlation(data, "PaCO2", "pH", "Subject")
+    assert res.r == pytest.approx(-0.5067697, abs=5e-8)
+    assert res.df == 38 and res.n == 47 and res.n_patients == 8
+    assert res.p == pytest.approx(0.0008471081, rel=1e-6)
+    assert res.ci == pytest.approx((-0.7067146, -0.2318631), abs=5e-8)
+    assert res.label.startswith("within subjects")
+
+
+def test_rater_agreement_is_the_composition_of_the_three_functions():
+    data = _hand_sessions()
+    res = rater_agreement(data)
+    a, b = "alliance_client", "alliance_therapist"
+    assert res.between == between_subject_correlation(data, a, b)
+    assert res.within == repeated_measures_correlation(data, a, b)
+    limits = bland_altman_repeated(data, a, b)
+    assert res.limits == limits
+    assert (res.sd_difference, res.loa_low, res.loa_high) == (
+        limits.sd_total,
+        limits.loa_low,
+        limits.loa_high,
+    )
+    frame = res.difference_frame()
+    assert frame.loc[0, "sd_within"] == limits.sd_within
+    assert frame.loc[0, "loa_high_ci_high"] == limits.loa_high_ci[1]
 
 
 # ---------------------------------------------------------------------------

@@ -535,10 +535,23 @@ def test_lrt_boundary_mixture_for_slope_with_covariance(fitted):
     assert test.df == 2
     assert test.p_value == pytest.approx(expected, rel=1e-4)
     assert "mixture of chi-square(1) and chi-square(2)" in test.method
-    plain = likelihood_ratio_test(
-        fitted[("sleep_ri", False)], fitted[("sleep_slope_corr", False)], boundary=False
-    )
+    assert test.mixture == ((1, 0.5), (2, 0.5)) and test.boundary
+    assert test.added_random == ("var(Days | Subject)", "cov(Intercept, Days | Subject)")
+    assert test.p_value_naive == pytest.approx(stats.chi2.sf(stat, 2), rel=1e-4)
+
+
+def test_lrt_boundary_argument_is_deprecated_and_only_overrides_to_plain(fitted, lrt_fits):
+    restricted, full = fitted[("sleep_ri", False)], fitted[("sleep_slope_corr", False)]
+    stat = 2 * (_lme4_loglik("sleep_slope_corr", False) - _lme4_loglik("sleep_ri", False))
+    with pytest.warns(FutureWarning, match=r"boundary=\.\.\.\) is deprecated"):
+        plain = likelihood_ratio_test(restricted, full, boundary=False)
     assert plain.p_value == pytest.approx(stats.chi2.sf(stat, 2), rel=1e-4)
+    assert not plain.boundary and plain.conservative and "boundary=False" in plain.method
+    with pytest.warns(FutureWarning):
+        same = likelihood_ratio_test(restricted, full, boundary=True)
+    assert same.p_value == likelihood_ratio_test(restricted, full).p_value
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="no boundary mixture"):
+        likelihood_ratio_test(*lrt_fits["sleep_fixed_days_ml"], boundary=True)
 
 
 def test_lrt_mixture_gives_half_the_naive_p_at_the_5_percent_point(fitted):
@@ -552,19 +565,167 @@ def test_lrt_mixture_gives_half_the_naive_p_at_the_5_percent_point(fitted):
 
 def test_lrt_refuses_reml_fits_with_different_fixed_effects(datasets, fitted):
     no_days = _quiet_fit(datasets["sleepstudy"], "Reaction ~ 1 + (1 | Subject)")
-    with pytest.raises(ValueError, match="REML log-likelihoods of models with different fixed"):
+    with pytest.raises(
+        ValueError, match="REML log-likelihoods of models with different fixed"
+    ) as err:
         likelihood_ratio_test(no_days, fitted[("sleep_ri", True)])
+    # the message names both refits to make
+    assert "fit_mixed(data, 'Reaction ~ 1 + (1 | Subject)', reml=False)" in str(err.value)
+    assert "fit_mixed(data, 'Reaction ~ Days + (1 | Subject)', reml=False)" in str(err.value)
     with pytest.raises(ValueError, match="REML fit with an ML fit"):
         likelihood_ratio_test(fitted[("sleep_ri", True)], fitted[("sleep_ri", False)])
-    no_days_ml = _quiet_fit(datasets["sleepstudy"], "Reaction ~ 1 + (1 | Subject)", reml=False)
-    test = likelihood_ratio_test(no_days_ml, fitted[("sleep_ri", False)], boundary=False)
-    assert test.df == 1 and test.p_value < 1e-10
 
 
 def test_lrt_refuses_different_data(datasets, fitted):
     fewer = _quiet_fit(datasets["sleepstudy"].iloc[:170], "Reaction ~ Days + (1 + Days | Subject)")
     with pytest.raises(ValueError, match="same observations"):
         likelihood_ratio_test(fitted[("sleep_ri", True)], fewer)
+
+
+LRT_REFERENCE = {
+    c["id"]: c for c in json.loads((REFERENCE / "lrt_reference.json").read_text())["comparisons"]
+}
+
+
+@pytest.fixture(scope="module")
+def lrt_fits(datasets, fitted) -> dict[str, tuple[object, object]]:
+    """(restricted, full) fits of every comparison in lrt_reference.json (lrt_reference.R),
+    reusing the reference fits where the formula is the same."""
+    cache = {
+        (ref["data"], ref["formula"], ref["reml"]): fitted[(ref["model_id"], ref["reml"])]
+        for ref in FITS
+        if ref["model_id"] not in PYTHON_FORMULA
+    }
+
+    def fit(data: str, formula: str, reml: bool):
+        key = (data, formula, reml)
+        if key not in cache:
+            cache[key] = _quiet_fit(datasets[data], formula, reml=reml)
+        return cache[key]
+
+    return {
+        cid: (fit(c["data"], c["restricted"], c["reml"]), fit(c["data"], c["full"], c["reml"]))
+        for cid, c in LRT_REFERENCE.items()
+    }
+
+
+def _lrt_against_lme4(lrt_fits, cid: str):
+    """The test of one reference comparison, its statistic checked against lme4's logLik."""
+    ref = LRT_REFERENCE[cid]
+    test = likelihood_ratio_test(*lrt_fits[cid])
+    assert test.df == ref["df"] == ref["df_full"] - ref["df_restricted"]
+    assert test.reml == ref["reml"]
+    assert test.statistic == pytest.approx(ref["statistic"], abs=2e-5)
+    # R's anova() p (plain chi-square) from the same statistic
+    assert test.p_value_naive == pytest.approx(ref["p_chisq"], rel=1e-3, abs=1e-300)
+    return test, ref["statistic"]
+
+
+def test_lrt_fixed_effect_by_ml_is_plain_chi_square(lrt_fits):
+    """y ~ 1 + (1 | g) against y ~ Days + (1 | g) by ML: chi-square(1), as anova() gives."""
+    test, stat = _lrt_against_lme4(lrt_fits, "sleep_fixed_days_ml")
+    assert test.p_value == pytest.approx(stats.chi2.sf(stat, 1), rel=1e-4)
+    assert test.p_value == test.p_value_naive
+    assert test.mixture == ((1, 1.0),) and not test.boundary and not test.conservative
+    assert test.reference == "chi-square(1)" and test.added_fixed == ("Days",)
+    assert "fixed-effect" in test.method and "ML" in test.method
+
+
+def test_lrt_fixed_and_random_difference_shifts_the_mixture(lrt_fits):
+    """Days added as fixed effect and as uncorrelated random slope (ML): 1 fixed df plus the
+    50:50 chi-square(0)/chi-square(1) of the slope variance -> 50:50 chi-square(1)/(2)."""
+    test, stat = _lrt_against_lme4(lrt_fits, "sleep_fixed_and_slope_ml")
+    assert test.mixture == ((1, 0.5), (2, 0.5)) and test.boundary
+    assert test.p_value == pytest.approx(
+        0.5 * stats.chi2.sf(stat, 1) + 0.5 * stats.chi2.sf(stat, 2), rel=1e-4
+    )
+    assert test.added_fixed == ("Days",) and test.added_random == ("var(Days | Subject)",)
+    assert "shifted by 1" in test.method
+
+
+def test_lrt_fixed_and_random_difference_needs_ml(datasets):
+    sleep = datasets["sleepstudy"]
+    small = _quiet_fit(sleep, "Reaction ~ 1 + (1 | Subject)")
+    large = _quiet_fit(sleep, "Reaction ~ Days + (1 + Days || Subject)")
+    with pytest.raises(ValueError, match=r"reml=False\)"):
+        likelihood_ratio_test(small, large)
+
+
+def test_lrt_one_uncorrelated_variance_is_50_50_chi2_0_and_1(lrt_fits):
+    test, stat = _lrt_against_lme4(lrt_fits, "tl_add_patient_slope_uncorr_reml")
+    assert test.mixture == ((0, 0.5), (1, 0.5))
+    assert test.reference == "50:50 mixture of chi-square(0) and chi-square(1)"
+    assert test.p_value == pytest.approx(0.5 * stats.chi2.sf(stat, 1), rel=1e-4)
+
+
+def test_lrt_correlated_slope_on_the_outer_factor(lrt_fits):
+    """(1 | t) -> (1 + session | t): one variance and one covariance, 50:50 chi2(1), chi2(2)."""
+    test, stat = _lrt_against_lme4(lrt_fits, "tl_add_therapist_slope_corr_reml")
+    expected = 0.5 * stats.chi2.sf(stat, 1) + 0.5 * stats.chi2.sf(stat, 2)
+    assert test.p_value == pytest.approx(expected, rel=1e-4)
+    assert test.added_random == (
+        "var(session | therapist_id)",
+        "cov(Intercept, session | therapist_id)",
+    )
+
+
+def test_lrt_two_independent_variances_use_the_25_50_25_mixture(lrt_fits):
+    """Slopes of x_within added uncorrelated for therapists and for patients (REML, same
+    fixed effects): 0.25 chi2(0) + 0.5 chi2(1) + 0.25 chi2(2) (Self & Liang 1987)."""
+    test, stat = _lrt_against_lme4(lrt_fits, "tl_add_two_uncorr_slopes_reml")
+    assert test.mixture == ((0, 0.25), (1, 0.5), (2, 0.25)) and test.boundary
+    # lme4: 2 (-7378.27395 + 7378.60706) = 0.6662; chi2(1) sf 0.41437, chi2(2) sf 0.71669
+    expected = 0.25 * 0.0 + 0.5 * stats.chi2.sf(stat, 1) + 0.25 * stats.chi2.sf(stat, 2)
+    assert expected == pytest.approx(0.3863, abs=1e-4)
+    assert test.p_value == pytest.approx(expected, rel=1e-4)
+    # the range over all correlations of the two estimates: p from 0 to 1/2
+    low = 0.5 * stats.chi2.sf(stat, 1)
+    high = low + 0.5 * stats.chi2.sf(stat, 2)
+    assert f"between {low:.4g} and {high:.4g}" in test.method
+
+
+def test_lrt_least_squares_against_two_random_intercepts(lrt_fits):
+    """lm (engine "ols") against (1 | therapist) + (1 | patient): two variances, binomial."""
+    test, _stat = _lrt_against_lme4(lrt_fits, "tl_lm_vs_two_intercepts_reml")
+    assert lrt_fits["tl_lm_vs_two_intercepts_reml"][0].engine == "ols"
+    assert test.mixture == ((0, 0.25), (1, 0.5), (2, 0.25))
+
+
+def test_lrt_several_correlated_effects_fall_back_to_conservative_chi2(lrt_fits):
+    """lm against (1 + Days | Subject): two variances and their covariance; no closed-form
+    mixture, so the plain chi-square(3), flagged conservative (anova()'s p)."""
+    test, _stat = _lrt_against_lme4(lrt_fits, "sleep_lm_vs_corr_slope_reml")
+    assert test.conservative and not test.boundary
+    assert test.p_value == test.p_value_naive
+    assert "conservative" in test.method
+
+
+def test_lrt_added_covariance_is_interior(lrt_fits):
+    """(1 + Days || Subject) -> (1 + Days | Subject): a covariance, not on the boundary."""
+    test, _stat = _lrt_against_lme4(lrt_fits, "sleep_uncorr_vs_corr_reml")
+    assert test.p_value == pytest.approx(0.839496190165212, rel=1e-3)
+    assert not test.boundary and not test.conservative and test.mixture == ((1, 1.0),)
+    assert "inside its parameter space" in test.method
+
+
+def test_lrt_refuses_non_nested_models(datasets, fitted, lrt_fits):
+    sleep = datasets["sleepstudy"]
+    slope_only = _quiet_fit(sleep, "Reaction ~ Days + (0 + Days | Subject)", reml=False)
+    with pytest.raises(ValueError, match=r"not nested.*var\(Intercept \| Subject\)"):
+        likelihood_ratio_test(fitted[("sleep_ri", False)], slope_only)
+    # fixed effects that the other model cannot reproduce
+    factor_only = _quiet_fit(sleep, "Reaction ~ 1 + (1 | Subject)", reml=False)
+    with pytest.raises(ValueError, match="look swapped"):
+        likelihood_ratio_test(fitted[("sleep_ri", False)], factor_only)
+    with pytest.raises(ValueError, match="look swapped"):
+        likelihood_ratio_test(fitted[("sleep_slope_corr", True)], fitted[("sleep_ri", True)])
+    sleep2 = sleep.assign(Days2=sleep["Days"] ** 2)
+    quad = _quiet_fit(sleep2, "Reaction ~ Days2 + (1 | Subject)", reml=False)
+    lin = _quiet_fit(sleep2, "Reaction ~ Days + (1 | Subject)", reml=False)
+    with pytest.raises(ValueError, match="AIC/BIC"):
+        likelihood_ratio_test(lin, quad)
+    with pytest.raises(ValueError, match="adds no parameter"):
+        likelihood_ratio_test(fitted[("sleep_ri", False)], fitted[("sleep_ri", False)])
 
 
 def test_icc_from_null_models(fitted):
@@ -799,12 +960,15 @@ def test_lrt_of_a_random_intercept_against_least_squares(datasets):
 def test_lrt_between_two_least_squares_fits_by_ml():
     small = fit_mixed(FIVE, "y ~ 1", reml=False)
     large = fit_mixed(FIVE, "y ~ x", reml=False)
-    test = likelihood_ratio_test(small, large, boundary=False)
+    test = likelihood_ratio_test(small, large)
     # ML: 2 (l1 - l0) = n log(RSS0 / RSS1) = 5 log(6 / 2.4)
     assert test.statistic == pytest.approx(5 * np.log(6 / 2.4), rel=1e-12)
     assert test.df == 1
+    # chi-square(1), not the boundary mixture: 5 log 2.5 = 4.5815, p = .0323 (not .0162)
     assert test.p_value == pytest.approx(stats.chi2.sf(5 * np.log(6 / 2.4), 1), rel=1e-12)
-    with pytest.raises(ValueError, match="different fixed effects"):
+    assert test.p_value == pytest.approx(0.03232, abs=5e-5)
+    assert not test.boundary and test.reference == "chi-square(1)"
+    with pytest.raises(ValueError, match=r"fit_mixed\(data, 'y ~ x', reml=False\)"):
         likelihood_ratio_test(fit_mixed(FIVE, "y ~ 1"), fit_mixed(FIVE, "y ~ x"))
 
 

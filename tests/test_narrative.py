@@ -200,3 +200,27 @@ def test_modality_levels_sentence_reads_treatment_coded_main_effects_only():
     )
     assert "humanistic has a PHQ-9 higher by 0.10 points on average, but" in text
     assert text.count("Compared with") == 2  # the interaction term is not a level difference
+
+
+def test_lrt_sentence_names_the_reference_the_test_chose():
+    mixture = SimpleNamespace(
+        statistic=0.2178,
+        p_value=0.3204,
+        df=1,
+        boundary=True,
+        reference="50:50 mixture of chi-square(0) and chi-square(1)",
+        conservative=False,
+    )
+    assert narrative.lrt_sentence(mixture, "a random slope") == (
+        "Adding a random slope does not clearly improve the model: χ² = 0.22, p = .320 "
+        "(50:50 mixture of χ²(0) and χ²(1))."
+    )
+    plain = SimpleNamespace(
+        statistic=150.0,
+        p_value=1e-30,
+        df=3,
+        boundary=False,
+        reference="chi-square(3)",
+        conservative=True,
+    )
+    assert "(χ²(3), conservative)" in narrative.lrt_sentence(plain, "a correlated slope")

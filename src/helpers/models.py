@@ -1830,17 +1830,33 @@ class LikelihoodRatioTest:
     statistic : float
         ``2 (loglik_full - loglik_restricted)``.
     df : int
-        Difference in the number of parameters.
+        Number of parameters the full model adds (fixed effects plus covariance
+        parameters), equal to the difference of lme4's ``df`` of ``logLik()``.
     p_value : float
-        p-value used (the mixture one when ``boundary``).
+        p-value from the reference distribution that fits the comparison (``mixture``).
     p_value_naive : float
-        Plain chi-square(df) p-value (conservative for a variance on the boundary).
+        Plain chi-square(df) p-value, the one ``anova()`` in R prints; conservative (too
+        large) when an added variance is on the boundary.
     boundary : bool
-        Whether the 50:50 chi-square mixture was used.
+        Whether a chi-square mixture for variances on the boundary was used.
     reml : bool
         Whether REML log-likelihoods were compared.
     method : str
-        Plain-language description of the reference distribution.
+        Plain-language description of the reference distribution and why it was chosen.
+    reference : str
+        The reference distribution alone, e.g. ``"50:50 mixture of chi-square(0) and
+        chi-square(1)"``.
+    mixture : tuple of (int, float)
+        The reference distribution as ``(df, weight)`` pairs; ``((df, 1.0),)`` for a plain
+        chi-square.  chi-square(0) is a point mass at 0.
+    conservative : bool
+        ``True`` when no exact boundary mixture is known for the added parameters and the
+        plain chi-square(df) was used: its p-value is an upper bound.
+    added_fixed : tuple of str
+        Fixed-effect columns of the full model that the restricted one lacks.
+    added_random : tuple of str
+        Covariance parameters the full model adds, e.g. ``"var(session_c | patient_id)"``
+        or ``"cov(Intercept, session_c | patient_id)"``.
     """
 
     statistic: float
@@ -1850,6 +1866,11 @@ class LikelihoodRatioTest:
     boundary: bool
     reml: bool
     method: str
+    reference: str = ""
+    mixture: tuple[tuple[int, float], ...] = ()
+    conservative: bool = False
+    added_fixed: tuple[str, ...] = ()
+    added_random: tuple[str, ...] = ()
 
 
 def _chi2_sf(statistic: float, df: int) -> float:
@@ -1859,36 +1880,206 @@ def _chi2_sf(statistic: float, df: int) -> float:
     return float(stats.chi2.sf(statistic, df))
 
 
+def _mixture_sf(statistic: float, mixture: Sequence[tuple[int, float]]) -> float:
+    """Survival function of a chi-square mixture given as ``(df, weight)`` pairs."""
+    return float(sum(weight * _chi2_sf(statistic, df) for df, weight in mixture))
+
+
+def _mixture_label(mixture: Sequence[tuple[int, float]]) -> str:
+    """``"chi-square(2)"``, ``"50:50 mixture of chi-square(0) and chi-square(1)"``, ..."""
+    if len(mixture) == 1:
+        return f"chi-square({mixture[0][0]})"
+    if len(mixture) == 2 and mixture[0][1] == mixture[1][1] == 0.5:
+        return f"50:50 mixture of chi-square({mixture[0][0]}) and chi-square({mixture[1][0]})"
+    parts = " + ".join(f"{weight:g} chi-square({df})" for df, weight in mixture)
+    return f"mixture {parts}"
+
+
+def _random_parameters(result: MixedResult) -> dict[tuple[str, str, frozenset[str]], str]:
+    """The covariance parameters of a fit's random part, keyed structurally.
+
+    Keys are ``("var", group, {effect})`` and ``("cov", group, {effect1, effect2})`` (a
+    covariance exists between two effects of one correlated term); values are readable
+    names.  A grouping factor ``a:b`` is the same as ``b:a``; effect names ignore spaces.
+    """
+    parsed = parse_formula(result.formula, require_random=False)
+    params: dict[tuple[str, str, frozenset[str]], str] = {}
+    for term in parsed.random_terms:
+        group = ":".join(sorted(term.grouping))
+        effects = [e.replace(" ", "") for e in term.effects]
+        for effect in effects:
+            params[("var", group, frozenset([effect]))] = f"var({effect} | {group})"
+        if term.correlated:
+            for i, first in enumerate(effects):
+                for second in effects[i + 1 :]:
+                    params[("cov", group, frozenset([first, second]))] = (
+                        f"cov({first}, {second} | {group})"
+                    )
+    return params
+
+
+def _fixed_span_nested(restricted: MixedResult, full: MixedResult) -> bool:
+    """Whether every fixed-effect column of ``restricted`` lies in the span of ``full``'s."""
+    if restricted.design.empty or full.design.empty:
+        return set(restricted.fixed.index) <= set(full.fixed.index)
+    x0 = restricted.design.to_numpy(dtype=float)
+    x1 = full.design.to_numpy(dtype=float)
+    coef, *_ = np.linalg.lstsq(x1, x0, rcond=None)
+    residual = np.linalg.norm(x0 - x1 @ coef, axis=0)
+    scale = np.maximum(np.linalg.norm(x0, axis=0), 1.0)
+    return bool(np.all(residual <= 1e-8 * scale))
+
+
+def _same_fixed_columns(restricted: MixedResult, full: MixedResult) -> bool:
+    """Whether both fits have the very same fixed-effect columns (names and values)."""
+    if list(restricted.fixed.index) != list(full.fixed.index):
+        return False
+    if restricted.design.empty or full.design.empty:
+        return True
+    return bool(
+        np.allclose(restricted.design.to_numpy(float), full.design.to_numpy(float), atol=1e-12)
+    )
+
+
+def _refit_call(result: MixedResult) -> str:
+    return f"fit_mixed(data, {result.formula!r}, reml=False)"
+
+
+def _random_reference(
+    added: dict[tuple[str, str, frozenset[str]], str],
+) -> tuple[tuple[tuple[int, float], ...], bool, bool, str]:
+    """Reference distribution of the random part: ``(mixture, boundary, conservative, why)``."""
+    r = len(added)
+    variances = [key for key in added if key[0] == "var"]
+    covariances = [key for key in added if key[0] == "cov"]
+    q = len(variances)
+    if r == 0:
+        return ((0, 1.0),), False, False, ""
+    if q == 0:
+        return (
+            ((r, 1.0),),
+            False,
+            False,
+            f"the full model adds {r} covariance(s) between random effects already in the "
+            "restricted model; a covariance of 0 lies inside its parameter space, so the "
+            f"usual chi-square({r}) applies",
+        )
+    if q == 1:
+        new_effect = next(iter(variances[0][2]))
+        group = variances[0][1]
+        attached = [key for key in covariances if key[1] == group and new_effect in key[2]]
+        interior = r - 1 - len(attached)
+        why = (
+            f"the full model adds one random effect ({new_effect} | {group}) whose variance is "
+            f"0 under the null, on the boundary of its parameter space"
+        )
+        if attached:
+            why += f", with its {len(attached)} covariance(s) with the effects in its block"
+        if interior:
+            why += f", plus {interior} covariance(s) between effects already in the model"
+        why += (
+            f"; the null distribution is then a 50:50 mixture of chi-square({r - 1}) and "
+            f"chi-square({r}) (Self & Liang 1987; Stram & Lee 1994)"
+        )
+        return ((r - 1, 0.5), (r, 0.5)), True, False, why
+    if not covariances:
+        weights = tuple((j, math.comb(q, j) / 2**q) for j in range(q + 1))
+        why = (
+            f"the full model adds {q} uncorrelated random-effect variances, each 0 under the "
+            "null (on the boundary); with asymptotically independent estimates the null "
+            f"distribution is the binomial mixture of chi-square(0) ... chi-square({q}) "
+            "(Self & Liang 1987)"
+        )
+        return weights, True, False, why
+    return (
+        ((r, 1.0),),
+        False,
+        True,
+        f"the full model adds {q} random-effect variances together with covariances "
+        f"({r} parameters); the null distribution is a chi-bar-square mixture whose weights "
+        "depend on the information matrix and have no closed form here, so the plain "
+        f"chi-square({r}) is used; it ignores the boundary and is conservative (p too large)",
+    )
+
+
 def likelihood_ratio_test(
-    restricted: MixedResult, full: MixedResult, boundary: bool = True
+    restricted: MixedResult, full: MixedResult, boundary: bool | None = None
 ) -> LikelihoodRatioTest:
-    """Likelihood-ratio test of nested mixed models, with the boundary mixture.
+    """Likelihood-ratio test of nested mixed models; it chooses its reference distribution.
+
+    The two fits are compared term by term (:func:`parse_formula` of both formulas, and
+    their fixed-effect design matrices), and the reference distribution follows from what
+    the full model adds:
+
+    ====================================  ==============================================
+    The full model adds                   Reference distribution (``method`` says which)
+    ====================================  ==============================================
+    fixed effects only (ML required)      chi-square(f), f = added fixed columns
+    one random effect (one variance,      50:50 mixture of chi-square(r - 1) and
+    plus its r - 1 covariances in a       chi-square(r) (Self & Liang 1987; Stram & Lee
+    correlated block)                     1994); r = 1 for an uncorrelated (``||``)
+                                          effect or a new ``(1 | g)``: 50:50
+                                          chi-square(0), chi-square(1)
+    q >= 2 uncorrelated variances         binomial mixture: weights C(q, j) / 2^q on
+                                          chi-square(j), j = 0..q (q = 2: 0.25 / 0.5 /
+                                          0.25), exact for asymptotically independent
+                                          variance estimates (Self & Liang 1987)
+    covariances between effects that are  chi-square(r): a covariance of 0 is inside the
+    already in the model (``||`` -> ``|``)  parameter space
+    several variances with covariances    chi-square(r), flagged ``conservative``: the
+                                          chi-bar-square weights depend on the
+                                          information matrix; the plain chi-square
+                                          ignores the boundary, so its p is too large
+    fixed effects and random effects      the random part's reference with every df
+    (ML required)                         shifted by f: under ML the fixed effects and
+                                          the covariance parameters are asymptotically
+                                          independent (block-diagonal information), so
+                                          the statistic is chi-square(f) plus the
+                                          random part's statistic
+    ====================================  ==============================================
+
+    A least-squares fit (no random terms, ``engine == "ols"``) is the restricted model of
+    every random part: ``y ~ x`` against ``y ~ x + (1 | g)`` is the 50:50 chi-square(0),
+    chi-square(1) boundary test of the added variance, by REML as well (the fixed effects
+    are the same, and the least-squares REML criterion is lme4's at zero variance).
 
     Parameters
     ----------
     restricted : MixedResult
-        The smaller model.  It may have no random terms (a least-squares fit,
-        ``engine == "ols"``): ``y ~ x`` against ``y ~ x + (1 | g)`` is the boundary test of
-        the one added variance (df 1), under REML as well since the fixed effects agree.
+        The smaller model.
     full : MixedResult
-        The larger model (it adds ``df`` parameters).
-    boundary : bool, default True
-        Use the 50:50 mixture of chi-square(df - 1) and chi-square(df) (Self & Liang 1987;
-        Stram & Lee 1994), the null distribution when the full model adds one random
-        effect whose variance is 0 under the null (plus its ``df - 1`` covariances).  Use
-        ``False`` when the added parameters are not on the boundary (e.g. fixed effects).
+        The larger model: the same fixed-effect columns or more (their span must contain
+        the restricted ones), and for every grouping factor the same random effects and
+        covariances or more.
+    boundary : bool or None, default None
+        Deprecated (a :class:`FutureWarning` is issued when given): the rule above decides.
+        ``False`` forces the plain chi-square(df) (R's ``anova()``; conservative for a
+        variance on the boundary); ``True`` is accepted only where the rule uses a boundary
+        mixture anyway.
 
     Returns
     -------
     LikelihoodRatioTest
-        Statistic, df and p-values.
+        Statistic, df, the p-value of the chosen reference (``p_value``) and of the plain
+        chi-square (``p_value_naive``), the reference (``reference``, ``mixture``), and
+        ``method``: which rule was used and why.
 
     Raises
     ------
     ValueError
-        If the fits use different data, different criteria (REML vs ML), REML fits with
-        different fixed effects (REML likelihoods are then not comparable: refit both with
-        ``reml=False``), or the full model does not have more parameters.
+        If the fits use different data or different criteria (REML vs ML); if they are not
+        nested (a fixed-effect column, random effect or covariance of ``restricted`` is
+        missing from ``full``) or add nothing; if they differ in their fixed effects but
+        were fitted by REML (REML likelihoods of different fixed effects are not
+        comparable; the message names both ``fit_mixed(..., reml=False)`` refits); if the
+        full model's log-likelihood is below the restricted one's.
+
+    Examples
+    --------
+    Fixed effects by ML: ``likelihood_ratio_test(fit_mixed(d, "y ~ 1 + (1 | g)",
+    reml=False), fit_mixed(d, "y ~ x + (1 | g)", reml=False))`` is chi-square(1).  A random
+    slope with its covariance, by REML: ``(1 | g)`` against ``(1 + x | g)`` is the 50:50
+    mixture of chi-square(1) and chi-square(2).
     """
     if restricted.reml != full.reml:
         raise ValueError(
@@ -1900,18 +2091,64 @@ def likelihood_ratio_test(
             f"nobs {restricted.nobs} vs {full.nobs}); likelihoods are only comparable on "
             "identical data. Drop rows missing in either model before fitting both."
         )
-    if full.reml and list(restricted.fixed.index) != list(full.fixed.index):
+    names = f"restricted {restricted.formula!r}, full {full.formula!r}"
+    params0 = _random_parameters(restricted)
+    params1 = _random_parameters(full)
+    missing_random = [label for key, label in params0.items() if key not in params1]
+    fixed_nested = _fixed_span_nested(restricted, full)
+    if missing_random or not fixed_nested:
+        reasons = []
+        if not fixed_nested:
+            extra = [t for t in restricted.fixed.index if t not in set(full.fixed.index)]
+            reasons.append(
+                "fixed effects of the restricted model that the full model cannot reproduce: "
+                f"{extra or list(restricted.fixed.index)}"
+            )
+        if missing_random:
+            reasons.append(
+                f"random-effect parameters of the restricted model absent from the full one: "
+                f"{missing_random}"
+            )
+        swapped = _fixed_span_nested(full, restricted) and all(k in params0 for k in params1)
+        raise ValueError(
+            f"The models are not nested ({names}): "
+            + "; ".join(reasons)
+            + ". "
+            + (
+                "The arguments look swapped: pass the smaller model first."
+                if swapped
+                else "A likelihood-ratio test needs the restricted model to be a special "
+                "case of the full one; compare non-nested models by AIC/BIC instead."
+            )
+        )
+    added = {key: label for key, label in params1.items() if key not in params0}
+    f = len(full.fixed) - len(restricted.fixed)
+    added_fixed = tuple(t for t in full.fixed.index if t not in set(restricted.fixed.index))
+    same_fixed = f == 0 and _fixed_span_nested(full, restricted)
+    if not same_fixed and f <= 0:
+        raise ValueError(
+            f"The models are not nested ({names}): their fixed effects span different "
+            "spaces with the same number of columns."
+        )
+    if full.reml and not (same_fixed and _same_fixed_columns(restricted, full)):
         raise ValueError(
             "REML log-likelihoods of models with different fixed effects are not "
             f"comparable (restricted: {list(restricted.fixed.index)}; full: "
-            f"{list(full.fixed.index)}). Refit both models with reml=False (ML) to test "
-            "fixed effects."
+            f"{list(full.fixed.index)}). Refit both models by ML and test again: "
+            f"restricted = {_refit_call(restricted)}; full = {_refit_call(full)}."
         )
-    df = full.n_params - restricted.n_params
+    df = f + len(added)
     if df <= 0:
         raise ValueError(
-            f"The full model must have more parameters than the restricted one "
-            f"({full.n_params} vs {restricted.n_params}); check the order of the arguments."
+            f"The full model adds no parameter to the restricted one ({names}); there is "
+            "nothing to test."
+        )
+    if df != full.n_params - restricted.n_params:
+        raise ValueError(
+            f"Counting what the full model adds gives {df} parameters ({f} fixed, "
+            f"{len(added)} random), but the fits' parameter counts differ by "
+            f"{full.n_params - restricted.n_params}; the models are not nested as written "
+            f"({names})."
         )
     statistic = 2.0 * (full.loglik - restricted.loglik)
     if statistic < -1e-6 * max(1.0, abs(full.loglik)):
@@ -1922,13 +2159,66 @@ def likelihood_ratio_test(
         )
     statistic = max(statistic, 0.0)
     naive = _chi2_sf(statistic, df)
-    if boundary:
-        p_value = 0.5 * _chi2_sf(statistic, df - 1) + 0.5 * naive
-        method = f"50:50 mixture of chi-square({df - 1}) and chi-square({df})"
-    else:
-        p_value = naive
-        method = f"chi-square({df})"
-    return LikelihoodRatioTest(statistic, df, p_value, naive, boundary, full.reml, method)
+
+    mixture, is_boundary, conservative, why = _random_reference(added)
+    if f:
+        mixture = tuple((d + f, w) for d, w in mixture)
+        fixed_why = f"the full model adds {f} fixed-effect column(s) {list(added_fixed)}"
+        if added:
+            why = (
+                f"{fixed_why}, tested by ML; and {why}. Under ML the fixed effects and the "
+                "covariance parameters are asymptotically independent, so each df of the "
+                f"random part's reference is shifted by {f}"
+            )
+        else:
+            why = f"{fixed_why}, tested by ML: the usual chi-square({f}) applies"
+    if boundary is not None:
+        warnings.warn(
+            "likelihood_ratio_test(boundary=...) is deprecated: the test now chooses its "
+            "reference distribution from the two models (see LikelihoodRatioTest.method); "
+            "drop the argument.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        if boundary and not is_boundary:
+            raise ValueError(
+                f"boundary=True, but no boundary mixture applies here: {why}. Drop the "
+                "boundary argument."
+            )
+        if not boundary and is_boundary:
+            mixture, is_boundary, conservative = ((df, 1.0),), False, True
+            why = (
+                "plain chi-square requested with boundary=False; it ignores that an added "
+                "variance is on the boundary, so its p-value is conservative"
+            )
+    reference = _mixture_label(mixture)
+    p_value = _mixture_sf(statistic, mixture)
+    method = f"{reference}: {why}."
+    if is_boundary and len(mixture) == 3:
+        # Two variances: weights (1/2 - p, 1/2, p) with p = arccos(rho) / (2 pi) in
+        # [0, 1/2]; the p-value is linear in p, so its range is set by the end points.
+        d0, d1, d2 = (d for d, _ in mixture)
+        low = 0.5 * _chi2_sf(statistic, d0) + 0.5 * _chi2_sf(statistic, d1)
+        high = 0.5 * _chi2_sf(statistic, d1) + 0.5 * _chi2_sf(statistic, d2)
+        method += (
+            " If the two variance estimates are correlated (rho), the weights are "
+            "(1/2 - p, 1/2, p) with p = arccos(rho)/(2 pi), so over all correlations the "
+            f"p-value lies between {low:.4g} and {high:.4g}."
+        )
+    return LikelihoodRatioTest(
+        statistic=statistic,
+        df=df,
+        p_value=p_value,
+        p_value_naive=naive,
+        boundary=is_boundary,
+        reml=full.reml,
+        method=method,
+        reference=reference,
+        mixture=mixture,
+        conservative=conservative,
+        added_fixed=added_fixed,
+        added_random=tuple(added.values()),
+    )
 
 
 def icc_from_null(result: MixedResult) -> pd.DataFrame:

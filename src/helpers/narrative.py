@@ -299,11 +299,18 @@ def forms_agree_sentence(fits, terms) -> Sentence:
 
 
 def lrt_sentence(lrt, what: str, alpha: float = 0.05) -> Sentence:
-    """The verdict of a likelihood-ratio test, with its statistic and p."""
+    """The verdict of a likelihood-ratio test, with its statistic, p and reference
+    distribution (``lrt.reference``, chosen by :func:`helpers.models.likelihood_ratio_test`)."""
     verdict = "improves the model" if lrt.p_value < alpha else "does not clearly improve the model"
+    reference = getattr(lrt, "reference", "") or (
+        "50:50 boundary mixture" if lrt.boundary else f"chi-square({lrt.df})"
+    )
+    reference = reference.replace("chi-square", "χ²")
+    if getattr(lrt, "conservative", False):
+        reference += ", conservative"
     return Sentence(
         f"Adding {what} {verdict}: χ² = {number(lrt.statistic)}, {p_text(lrt.p_value)} "
-        f"({'50:50 boundary mixture' if lrt.boundary else f'χ² with {lrt.df} df'})."
+        f"({reference})."
     )
 
 
