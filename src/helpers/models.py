@@ -2114,9 +2114,10 @@ def with_ddf(result: MixedResult, ddf: str, level: float = 0.95) -> MixedResult:
     _check_ddf(ddf, result.reml)
     estimate = result.fixed["estimate"].to_numpy(dtype=float)
     names = list(result.fixed.index)
+    axes = result.cov_fixed
     if ddf == "asymptotic":
         cov = result.small_sample.vcov if result.ddf == "kenward-roger" else result.cov_fixed
-        cov = pd.DataFrame(np.asarray(cov), index=names, columns=names)
+        cov = pd.DataFrame(np.asarray(cov), index=axes.index, columns=axes.columns)
         se = np.sqrt(np.diag(cov.to_numpy()))
         return replace(result, fixed=_wald_table(estimate, se, names), cov_fixed=cov, ddf=ddf)
     if result.engine == "ols":
@@ -2125,7 +2126,7 @@ def with_ddf(result: MixedResult, ddf: str, level: float = 0.95) -> MixedResult:
     else:
         inference = _small_sample(result)
         cov = inference.vcov_kr if ddf == "kenward-roger" else inference.vcov
-        cov = pd.DataFrame(cov, index=names, columns=names)
+        cov = pd.DataFrame(cov, index=axes.index, columns=axes.columns)
         table = inference.coefficient_table(ddf, level)
         df = table["df"]
     se = np.sqrt(np.diag(cov.to_numpy()))
