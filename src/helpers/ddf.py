@@ -194,72 +194,67 @@ class _GroupAlgebra:
     """
 
     def __init__(self, design: MixedDesign, lambdas: Sequence[np.ndarray]) -> None:
-        x, y = design.x, design.y
-        n, p = x.shape
-        outer = design.levels[0]
-        self.q_o = outer.q
-        g = int(outer.codes.max()) + 1
+        self.n, self.p = design.x.shape
+        zr, ir = self._layout(design)
+        c, zx, zy = self._group_sums(design, zr, ir)
+        lam = _Shared(lambdas[0], lambdas[1] if len(lambdas) > 1 else np.zeros((0, 0)))
+        self.relcov = _Shared(lam.outer @ lam.outer.T, lam.inner @ lam.inner.T)
+        self._apply_inverse(design, lam, c, zx, zy)
+
+    def _layout(self, design: MixedDesign) -> tuple[np.ndarray, np.ndarray]:
+        """Random-effect values of each row and their column in its outer group's layout."""
+        outer, n = design.levels[0], self.n
+        self.q_o, self.g = outer.q, int(outer.codes.max()) + 1
+        idx = [np.broadcast_to(np.arange(self.q_o), (n, self.q_o))]
+        z_cols = [outer.z]
+        self.q_i, self.m = 0, 0
         if len(design.levels) == 2:
             inner = design.levels[1]
             self.q_i = inner.q
-            first_row = np.unique(inner.codes, return_index=True)[1]
-            inner_outer = outer.codes[first_row]
+            # Slot of each inner group within its outer group (0, 1, ... in code order).
+            inner_outer = outer.codes[np.unique(inner.codes, return_index=True)[1]]
             order = np.lexsort((np.arange(len(inner_outer)), inner_outer))
-            slot = np.empty(len(inner_outer), dtype=np.intp)
-            counts = np.bincount(inner_outer, minlength=g)
+            counts = np.bincount(inner_outer, minlength=self.g)
             starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            slot = np.empty(len(inner_outer), dtype=np.intp)
             slot[order] = np.arange(len(order)) - starts[inner_outer[order]]
             self.m = int(counts.max())
-            row_slot = slot[inner.codes]
-            z_cols = [outer.z, inner.z]
-            idx = [np.broadcast_to(np.arange(self.q_o), (n, self.q_o))]
-            idx.append(self.q_o + row_slot[:, None] * self.q_i + np.arange(self.q_i))
-        else:
-            self.q_i, self.m = 0, 0
-            z_cols = [outer.z]
-            idx = [np.broadcast_to(np.arange(self.q_o), (n, self.q_o))]
+            idx.append(self.q_o + slot[inner.codes][:, None] * self.q_i + np.arange(self.q_i))
+            z_cols.append(inner.z)
         self.q = self.q_o + self.m * self.q_i
-        self.g, self.n, self.p = g, n, p
-        zr = np.concatenate(z_cols, axis=1)
-        ir = np.concatenate(idx, axis=1)
-        q = self.q
-        base = outer.codes[:, None]
-        c = np.zeros(g * q * q)
-        zx = np.zeros(g * q * p)
-        zy = np.zeros(g * q)
+        return np.concatenate(z_cols, axis=1), np.concatenate(idx, axis=1)
+
+    def _group_sums(self, design: MixedDesign, zr: np.ndarray, ir: np.ndarray):
+        """Per outer group ``Z'Z`` (G, q, q), ``Z'X`` (G, q, p) and ``Z'y`` (G, q)."""
+        x, y, codes = design.x, design.y, design.levels[0].codes
+        g, q, p = self.g, self.q, self.p
+        c, zx, zy = np.zeros(g * q * q), np.zeros(g * q * p), np.zeros(g * q)
         for a in range(zr.shape[1]):
             for b in range(zr.shape[1]):
-                flat = (outer.codes * q + ir[:, a]) * q + ir[:, b]
+                flat = (codes * q + ir[:, a]) * q + ir[:, b]
                 c += np.bincount(flat, zr[:, a] * zr[:, b], minlength=g * q * q)
-            flat = ((base * q + ir[:, a : a + 1]) * p + np.arange(p)).ravel()
+            flat = ((codes[:, None] * q + ir[:, a : a + 1]) * p + np.arange(p)).ravel()
             zx += np.bincount(flat, (zr[:, a : a + 1] * x).ravel(), minlength=g * q * p)
-            zy += np.bincount(outer.codes * q + ir[:, a], zr[:, a] * y, minlength=g * q)
-        c = c.reshape(g, q, q)
-        zx = zx.reshape(g, q, p)
-        zy = zy.reshape(g, q)
-        self.relcov = _Shared(
-            lambdas[0] @ lambdas[0].T,
-            lambdas[1] @ lambdas[1].T if len(lambdas) > 1 else np.zeros((0, 0)),
-        )
-        lam = _Shared(lambdas[0], lambdas[1] if len(lambdas) > 1 else np.zeros((0, 0)))
-        # K = I + Lambda' C Lambda;  W^-1 = I - Z Lambda K^-1 Lambda' Z'.
+            zy += np.bincount(codes * q + ir[:, a], zr[:, a] * y, minlength=g * q)
+        return c.reshape(g, q, q), zx.reshape(g, q, p), zy.reshape(g, q)
+
+    def _apply_inverse(self, design, lam: _Shared, c, zx, zy) -> None:
+        """``W^-1 = I - Z Lambda K^-1 Lambda' Z'`` with ``K = I + Lambda' Z'Z Lambda``."""
+        x, y, q, p = design.x, design.y, self.q, self.p
         h = self.left(lam, np.concatenate([c, zx, zy[:, :, None]], axis=2), transpose=True)
-        kmat = np.eye(q) + self.right(h[:, :, :q], lam)
-        solved = np.linalg.solve(kmat, h)
+        solved = np.linalg.solve(np.eye(q) + self.right(h[:, :, :q], lam), h)
         correction = np.einsum("gaj,gak->gjk", h[:, :, :q], solved)  # (Lambda'C)' K^-1 [.]
         self.s = c - correction[:, :, :q]
         self.f = zx - correction[:, :, q : q + p]
-        s_zy = zy - correction[:, :, q + p]
         hx, hy = h[:, :, q : q + p], h[:, :, q + p]
-        xwx = x.T @ x - np.einsum("gaj,gak->jk", hx, solved[:, :, q : q + p])
+        self.xwx = x.T @ x - np.einsum("gaj,gak->jk", hx, solved[:, :, q : q + p])
         xwy = x.T @ y - np.einsum("gaj,ga->j", hx, solved[:, :, q + p])
         ywy = float(y @ y - np.einsum("ga,ga->", hy, solved[:, :, q + p]))
-        self.m_inv = np.linalg.inv(xwx)  # M = (X'W^-1 X)^-1
-        self.m_inv = (self.m_inv + self.m_inv.T) / 2
+        m_inv = np.linalg.inv(self.xwx)  # M = (X'W^-1 X)^-1
+        self.m_inv = (m_inv + m_inv.T) / 2
         self.beta = self.m_inv @ xwy
         self.pwrss = ywy - float(xwy @ self.beta)
-        self.xwx = xwx
-        self.r = s_zy - self.f @ self.beta  # Z'W^-1 (y - X beta) = Z'P_W y
+        self.r = zy - correction[:, :, q + p] - self.f @ self.beta  # Z'P_W y
 
     # ---- shared block-diagonal products ------------------------------------------------
 
