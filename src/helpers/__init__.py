@@ -15,6 +15,7 @@ One module per stage of the analysis:
 - :mod:`helpers.pipeline` — the whole cleaning step, as run by notebook 01 and the CLI;
 - :mod:`helpers.explore` — descriptive tables (notebook 02);
 - :mod:`helpers.models` — lme4-style mixed models on statsmodels, checked like lme4;
+- :mod:`helpers.ddf` — Satterthwaite and Kenward-Roger df for fixed effects (lmerTest, pbkrtest);
 - :mod:`helpers.effects` — effect sizes, R², diagnostics tables, parametric bootstrap;
 - :mod:`helpers.ruptures` — rupture–repair detection and summaries (notebook 04);
 - :mod:`helpers.benchmarks` — effect-size conversions and the meta-analytic benchmark;

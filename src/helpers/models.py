@@ -78,7 +78,7 @@ import math
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,8 @@ from scipy import stats
 from scipy.linalg import solve_triangular
 from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
+from helpers.ddf import DDF_METHODS, MixedDesign, RandomLevel, SmallSampleInference
+from helpers.ddf import contrast_ftest as _contrast_ftest
 from helpers.engine import EngineInputError, EngineWarning, NestedLMM
 
 __all__ = [
@@ -102,11 +104,13 @@ __all__ = [
     "RandomTerm",
     "StatsmodelsSpec",
     "UnsupportedModelError",
+    "contrast_test",
     "fit_mixed",
     "icc_from_null",
     "likelihood_ratio_test",
     "map_to_statsmodels",
     "parse_formula",
+    "with_ddf",
 ]
 
 #: Optimiser runs tried by :func:`fit_mixed`; ``"a+b"`` runs ``b`` from ``a``'s solution.
@@ -746,9 +750,13 @@ class MixedResult:
     reml : bool
         ``True`` for REML, ``False`` for ML.
     fixed : pandas.DataFrame
-        Indexed by term: ``estimate, se, ci_low, ci_high, z, p``.  ``se`` is lme4's
-        ``sqrt(diag(sigma^2 (X' V^-1 X)^-1))`` at the estimates; the interval is the Wald
-        95% interval and ``p`` the two-sided normal p-value of ``z = estimate / se``.
+        Indexed by term.  With ``ddf == "asymptotic"`` (the default): ``estimate, se,
+        ci_low, ci_high, z, p``; ``se`` is lme4's ``sqrt(diag(sigma^2 (X' V^-1 X)^-1))``
+        at the estimates, the interval the Wald 95% interval and ``p`` the two-sided normal
+        p-value of ``z = estimate / se``.  With ``"satterthwaite"`` or ``"kenward-roger"``:
+        ``estimate, se, ci_low, ci_high, df, t, p``: ``t = estimate / se`` is referred to a
+        t distribution with ``df`` (per coefficient) for ``p`` and the 95% interval; ``se``
+        is lme4's for Satterthwaite and the Kenward-Roger adjusted one for Kenward-Roger.
     varcomp : pandas.DataFrame
         One row per variance, covariance and the residual: ``group, term, term2,
         variance_or_cov, sd_or_corr`` (``term2`` is empty except for covariances, whose
@@ -821,6 +829,16 @@ class MixedResult:
     engine_result : helpers.engine.EngineResult or None
         The engine's own result on the engine path (conditional modes and variances,
         ``theta_names``, optimiser runs); ``None`` on the statsmodels path.
+    ddf : str
+        How ``fixed`` tests the coefficients: ``"asymptotic"`` (normal reference),
+        ``"satterthwaite"`` (lmerTest) or ``"kenward-roger"`` (pbkrtest); see
+        :func:`with_ddf` and :mod:`helpers.ddf`.  ``cov_fixed`` is lme4's ``vcov()``
+        except under ``"kenward-roger"``, where it is the adjusted covariance
+        (``se_convention`` says which).
+    small_sample : helpers.ddf.SmallSampleInference or None
+        The Satterthwaite / Kenward-Roger machinery at this fit's covariance parameters
+        (set by :func:`with_ddf`, reused by :func:`contrast_test`); its ``vcov`` is lme4's
+        ``vcov()``, ``vcov_kr`` the adjusted one.
 
     Notes
     -----
@@ -880,6 +898,8 @@ class MixedResult:
     response: str = ""
     response_values: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     engine_result: Any = field(repr=False, default=None)
+    ddf: str = "asymptotic"
+    small_sample: Any = field(repr=False, default=None)
     _random_design: dict[str, pd.DataFrame] = field(repr=False, default_factory=dict)
     _fingerprint: str = field(repr=False, default="")
 
@@ -897,11 +917,20 @@ class MixedResult:
 
     @property
     def se_convention(self) -> str:
-        """How ``fixed['se']`` was computed."""
+        """How ``fixed['se']`` (and ``cov_fixed``) were computed, and the df of the tests."""
         if self.engine == "ols":
             divisor = "n - p (REML; R's vcov(lm()))" if self.reml else "n (ML)"
-            return f"least squares: s^2 (X'X)^-1 with s^2 = RSS / {divisor}"
-        return "lme4 vcov(): sigma^2 (X' V^-1 X)^-1 at the estimates"
+            text = f"least squares: s^2 (X'X)^-1 with s^2 = RSS / {divisor}"
+            return text + ("" if self.ddf == "asymptotic" else "; t tests with df = n - p")
+        if self.ddf == "kenward-roger":
+            return (
+                "Kenward-Roger adjusted covariance (pbkrtest vcovAdj); t tests with "
+                "Kenward-Roger df (lme4's vcov() is small_sample.vcov)"
+            )
+        text = "lme4 vcov(): sigma^2 (X' V^-1 X)^-1 at the estimates"
+        if self.ddf == "satterthwaite":
+            text += "; t tests with Satterthwaite df (lmerTest)"
+        return text
 
     def summary(self) -> str:
         """A short plain-text summary (formula, fit, fixed effects, variance components)."""
@@ -1487,6 +1516,7 @@ def fit_mixed(
     optimizers: Sequence[str] = DEFAULT_OPTIMIZERS,
     data_name: str = "data",
     engine: str = "auto",
+    ddf: str = "asymptotic",
 ) -> MixedResult:
     """Fit an lme4-style linear mixed model (vectorised engine or statsmodels), like lme4.
 
@@ -1522,6 +1552,11 @@ def fit_mixed(
         Only the engine fits correlated effects of an inner factor, e.g.
         ``(1 + session_c | patient_id) + (1 | therapist_id)``.  Ignored for a formula
         without random terms, which every setting fits by least squares.
+    ddf : {"asymptotic", "satterthwaite", "kenward-roger"}, default "asymptotic"
+        Reference distribution of the tests in ``MixedResult.fixed``: the normal
+        (``z``, lme4's summary), or t with Satterthwaite df (lmerTest) or Kenward-Roger df
+        and adjusted SEs (pbkrtest; REML only).  See :func:`with_ddf`, which does the same
+        for an existing fit.
 
     Returns
     -------
@@ -1567,6 +1602,12 @@ def fit_mixed(
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}; got {engine!r}.")
+    if ddf != "asymptotic":
+        _check_ddf(ddf, reml)
+        fit = fit_mixed(
+            data, formula, reml, optimizers=optimizers, data_name=data_name, engine=engine
+        )
+        return with_ddf(fit, ddf)
     if not optimizers:
         raise ValueError("optimizers must name at least one optimiser run.")
     for spec_text in optimizers:
@@ -2268,3 +2309,222 @@ def icc_from_null(result: MixedResult) -> pd.DataFrame:
             "icc": np.cumsum(shares),
         }
     )
+
+
+# --------------------------------------------------------------------------------------
+# Small-sample degrees of freedom (helpers.ddf) and contrast tests
+# --------------------------------------------------------------------------------------
+
+
+def _check_ddf(ddf: str, reml: bool) -> None:
+    """Validate a ``ddf=`` value; Kenward-Roger needs a REML fit."""
+    if ddf not in DDF_METHODS:
+        raise ValueError(f"ddf must be one of {DDF_METHODS}; got {ddf!r}.")
+    if ddf == "kenward-roger" and not reml:
+        raise ValueError(
+            "ddf='kenward-roger' needs a REML fit (lmerTest refuses ML fits; pbkrtest "
+            "refits them by REML): fit with reml=True, or use ddf='satterthwaite'."
+        )
+
+
+def _small_sample_design(result: MixedResult) -> tuple[MixedDesign, list[np.ndarray], float]:
+    """The fit's design, grouping and covariance parameters for :mod:`helpers.ddf`."""
+    blocks = _blocks_by_group(parse_formula(result.formula))
+    labels = list(blocks)
+    frame = result.model_frame
+    if len(labels) == 2:
+        outer = result.spec.outer if result.spec is not None else None
+        outer = outer or _nesting_outer(frame, labels, "data")
+        labels = [outer, labels[1] if labels[0] == outer else labels[0]]
+    vc = result.varcomp
+    levels, covariances = [], []
+    for label in labels:
+        effects = [effect for block in blocks[label] for effect in block]
+        z = _random_columns(frame, label, effects)
+        if isinstance(z, str):
+            raise UnsupportedModelError(f"Small-sample df are not available: {z}")
+        position = {effect: i for i, effect in enumerate(effects)}
+        cov = np.zeros((len(effects), len(effects)))
+        for term, term2, value in vc.loc[
+            vc["group"] == label, ["term", "term2", "variance_or_cov"]
+        ].itertuples(index=False):
+            i, j = position[term], position[term2 or term]
+            cov[i, j] = cov[j, i] = value
+        index_blocks, start = [], 0
+        for block in blocks[label]:
+            index_blocks.append(tuple(range(start, start + len(block))))
+            start += len(block)
+        codes = pd.factorize(frame[label], sort=True)[0]
+        levels.append(RandomLevel(label, codes, z.to_numpy(dtype=float), tuple(index_blocks)))
+        covariances.append(cov)
+    sigma2 = float(vc.loc[vc["group"] == "Residual", "variance_or_cov"].iloc[0])
+    design = MixedDesign(
+        result.design.to_numpy(dtype=float), np.asarray(result.response_values), tuple(levels)
+    )
+    return design, covariances, sigma2
+
+
+def _small_sample(result: MixedResult) -> SmallSampleInference:
+    """The result's :class:`~helpers.ddf.SmallSampleInference`, built once and kept."""
+    if result.small_sample is None:
+        design, covariances, sigma2 = _small_sample_design(result)
+        result.small_sample = SmallSampleInference(design, covariances, sigma2, result.reml)
+    return result.small_sample
+
+
+def with_ddf(result: MixedResult, ddf: str, level: float = 0.95) -> MixedResult:
+    """A copy of a fit whose ``fixed`` table uses small-sample denominator df.
+
+    Parameters
+    ----------
+    result : MixedResult
+        A fit of :func:`fit_mixed` (any engine; the covariance parameters are taken from
+        ``result.varcomp``, so the df do not depend on the optimiser that found them).
+    ddf : {"asymptotic", "satterthwaite", "kenward-roger"}
+        ``"satterthwaite"``: lmerTest's df, lme4's SEs.  ``"kenward-roger"``: pbkrtest's
+        adjusted covariance (``cov_fixed`` and ``se``) and df; REML fits only.
+        ``"asymptotic"``: the normal-reference table of :func:`fit_mixed`.
+    level : float, default 0.95
+        Confidence level of ``ci_low, ci_high``.
+
+    Returns
+    -------
+    MixedResult
+        With ``fixed`` = ``estimate, se, ci_low, ci_high, df, t, p`` (``z`` instead of
+        ``df, t`` for ``"asymptotic"``), ``ddf`` set, ``cov_fixed`` adjusted under
+        Kenward-Roger and ``small_sample`` holding the computation.  A least-squares fit
+        (no random terms) gets ``df = n - p`` for both methods and keeps its covariance:
+        under REML this is exactly R's ``summary(lm())`` t test.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method, or Kenward-Roger on an ML fit.
+    """
+    _check_ddf(ddf, result.reml)
+    estimate = result.fixed["estimate"].to_numpy(dtype=float)
+    names = list(result.fixed.index)
+    axes = result.cov_fixed
+    if ddf == "asymptotic":
+        cov = result.small_sample.vcov if result.ddf == "kenward-roger" else result.cov_fixed
+        cov = pd.DataFrame(np.asarray(cov), index=axes.index, columns=axes.columns)
+        se = np.sqrt(np.diag(cov.to_numpy()))
+        return replace(result, fixed=_wald_table(estimate, se, names), cov_fixed=cov, ddf=ddf)
+    if result.engine == "ols":
+        cov = result.cov_fixed
+        df = np.full(len(names), float(result.nobs - len(names)))
+    else:
+        inference = _small_sample(result)
+        cov = inference.vcov_kr if ddf == "kenward-roger" else inference.vcov
+        cov = pd.DataFrame(cov, index=axes.index, columns=axes.columns)
+        table = inference.coefficient_table(ddf, level)
+        df = table["df"]
+    se = np.sqrt(np.diag(cov.to_numpy()))
+    tval = estimate / se
+    crit = stats.t.ppf(0.5 + level / 2, df)
+    fixed = pd.DataFrame(
+        {
+            "estimate": estimate,
+            "se": se,
+            "ci_low": estimate - crit * se,
+            "ci_high": estimate + crit * se,
+            "df": df,
+            "t": tval,
+            "p": 2 * stats.t.sf(np.abs(tval), df),
+        },
+        index=pd.Index(names, name="term"),
+    )
+    return replace(result, fixed=fixed, cov_fixed=cov, ddf=ddf)
+
+
+def _contrast_matrix(contrast: Any, names: Sequence[str]) -> np.ndarray:
+    """Rows of term weights from a term, terms, a weight mapping (or a list) or a matrix."""
+    if isinstance(contrast, str):
+        contrast = [contrast]
+    if isinstance(contrast, pd.DataFrame):
+        unknown = [c for c in contrast.columns if c not in names]
+        if unknown:
+            raise ValueError(f"contrast columns {unknown} are not fixed effects {list(names)}.")
+        return contrast.reindex(columns=names, fill_value=0.0).to_numpy(dtype=float)
+    if isinstance(contrast, np.ndarray):
+        matrix = np.atleast_2d(contrast.astype(float))
+        if matrix.shape[1] != len(names):
+            raise ValueError(
+                f"contrast matrix has {matrix.shape[1]} columns for {len(names)} fixed effects."
+            )
+        return matrix
+    rows = [contrast] if isinstance(contrast, dict) else list(contrast)
+    matrix = np.zeros((len(rows), len(names)))
+    for i, row in enumerate(rows):
+        weights = {row: 1.0} if isinstance(row, str) else dict(row)
+        for term, weight in weights.items():
+            if term not in names:
+                raise ValueError(
+                    f"contrast term {term!r} is not a fixed effect; terms: {list(names)}."
+                )
+            matrix[i, list(names).index(term)] += float(weight)
+    if not len(rows) or np.all(matrix == 0):
+        raise ValueError("contrast_test needs at least one non-zero contrast row.")
+    return matrix
+
+
+def contrast_test(
+    result: MixedResult,
+    contrast: Any,
+    *,
+    ddf: str | None = None,
+    rhs: Sequence[float] | float | None = None,
+) -> pd.Series:
+    """F test that linear combinations of the fixed effects are zero (or ``rhs``).
+
+    Parameters
+    ----------
+    result : MixedResult
+        A fit of :func:`fit_mixed`.
+    contrast : str, sequence of str, mapping, sequence of mappings, array or DataFrame
+        The rows of ``L``: a term name or a list of them (each row picks one term:
+        "are these coefficients all zero?"), a mapping term -> weight (one row, e.g.
+        ``{"a": 1, "b": -1}``) or a list of mappings, a (rows x p) array, or a DataFrame
+        whose columns are terms.
+    ddf : {"asymptotic", "satterthwaite", "kenward-roger"}, optional
+        Default: the fit's ``result.ddf``.  ``"asymptotic"``: Wald chi-square on
+        ``rank(L)`` df with lme4's ``vcov()`` (``F = chi2 / ndf``, ``ddf = inf``).
+        ``"satterthwaite"``: lmerTest's ``contestMD`` (eigen-decomposition of
+        ``L Cov L'``; rank-deficient ``L`` is reduced).  ``"kenward-roger"``: pbkrtest's
+        ``KRmodcomp`` (scaled F; REML fits, ``L`` of full row rank).  Least-squares fits
+        give the exact F test of ``lm`` (``ddf = n - p``) for both small-sample methods.
+    rhs : float or sequence of float, optional
+        Hypothesised values of ``L beta`` (default 0).
+
+    Returns
+    -------
+    pandas.Series
+        ``F, ndf, ddf, p, method``; plus ``chi2`` (asymptotic) or ``F_unscaled,
+        F_scaling`` (Kenward-Roger).
+
+    Raises
+    ------
+    ValueError
+        Unknown terms or method, an all-zero contrast, Kenward-Roger on an ML fit.
+    """
+    method = result.ddf if ddf is None else ddf
+    _check_ddf(method, result.reml)
+    names = list(result.fixed.index)
+    lmat = _contrast_matrix(contrast, names)
+    rhs_vec = None if rhs is None else np.broadcast_to(np.asarray(rhs, float), lmat.shape[:1])
+    beta = result.fixed["estimate"].to_numpy(dtype=float)
+    if result.engine == "ols" and method != "asymptotic":
+        out = _contrast_ftest(
+            None, lmat, "asymptotic", beta=beta, vcov=result.cov_fixed.to_numpy(), rhs=rhs_vec
+        )
+        ddf_ols = float(result.nobs - len(names))
+        out = {"F": out["F"], "ndf": out["ndf"], "ddf": ddf_ols}
+        out["p"] = float(stats.f.sf(out["F"], out["ndf"], ddf_ols))
+    elif method == "asymptotic":
+        vcov = result.cov_fixed.to_numpy()
+        if result.ddf == "kenward-roger":
+            vcov = result.small_sample.vcov
+        out = _contrast_ftest(None, lmat, method, beta=beta, vcov=vcov, rhs=rhs_vec)
+    else:
+        out = _contrast_ftest(_small_sample(result), lmat, method, rhs=rhs_vec)
+    return pd.Series({**out, "method": method})

@@ -64,7 +64,7 @@ import pandas as pd
 from scipy import stats
 
 from helpers.features import grand_mean_center, lag_within_patient, person_mean_center
-from helpers.models import MixedResult
+from helpers.models import MixedResult, contrast_test
 from helpers.schema import PATIENT_ID, SESSION
 from helpers.validation import require_frame
 
@@ -560,7 +560,11 @@ def simple_slopes(
 
 
 def wald_test(
-    result: MixedResult, terms: Sequence[str], *, covariance: pd.DataFrame | None = None
+    result: MixedResult,
+    terms: Sequence[str],
+    *,
+    covariance: pd.DataFrame | None = None,
+    ddf: str | None = None,
 ) -> pd.Series:
     """Joint Wald test that several fixed effects are all zero.
 
@@ -580,11 +584,18 @@ def wald_test(
         The coefficients tested, as in ``result.fixed.index``.
     covariance : pandas.DataFrame, optional
         The fixed-effect covariance matrix (default: :func:`fixed_effects_covariance`).
+        Not combined with ``ddf``.
+    ddf : {"asymptotic", "satterthwaite", "kenward-roger"}, optional
+        Default ``None``: the chi-square test above with ``result.cov_fixed``.  Otherwise
+        the F test of :func:`helpers.models.contrast_test` (Satterthwaite as lmerTest,
+        Kenward-Roger as pbkrtest, or ``"asymptotic"``: the chi-square test with lme4's
+        ``vcov()``); ``statistic`` is then ``F`` (``chi2`` for ``"asymptotic"``), ``df``
+        its numerator df and ``ddf`` the denominator df.
 
     Returns
     -------
     pandas.Series
-        ``statistic``, ``df``, ``p``.
+        ``statistic``, ``df``, ``p`` (and ``ddf`` when ``ddf`` is given).
 
     Raises
     ------
@@ -600,6 +611,14 @@ def wald_test(
         raise ValueError(f"{where}: name at least one term.")
     if len(set(terms)) != len(terms):
         raise ValueError(f"{where}: terms are repeated: {terms}.")
+    if ddf is not None:
+        if covariance is not None:
+            raise ValueError(f"{where}: give either covariance= or ddf=, not both.")
+        test = contrast_test(result, terms, ddf=ddf)
+        statistic = test["chi2"] if ddf == "asymptotic" else test["F"]
+        return pd.Series(
+            {"statistic": statistic, "df": test["ndf"], "ddf": test["ddf"], "p": test["p"]}
+        )
     estimates, cov = _estimates_and_covariance(result, covariance, where)
     _check_terms(terms, list(estimates.index), where)
     b = estimates.loc[terms].to_numpy()
