@@ -70,6 +70,7 @@ __all__ = [
     "profile_intervals",
     "share_interval",
     "share_profile",
+    "share_profile_from_model",
 ]
 
 #: Columns of the tables returned by :func:`profile_intervals` and :func:`share_interval`.
