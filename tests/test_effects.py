@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from helpers.effects import (
     bootstrap_ci,
@@ -213,3 +214,21 @@ def test_effects_of_a_two_level_fit_without_therapists():
     assert table["CI covers truth"].all()
     assert diagnostics_table({"m": fit}).loc["m", "nobs"] == 2400
     assert varcomp_table({"m": fit})["group"].tolist() == ["patient_id"] * 2 + ["Residual"]
+
+
+def test_ddf_table_gives_lmertest_and_pbkrtest_numbers_on_sleepstudy():
+    from helpers.effects import ddf_table
+    from helpers.paths import PROJECT_ROOT
+
+    reference = PROJECT_ROOT / "tests" / "reference"
+    sleep = pd.read_csv(reference / "sleepstudy.csv")
+    fit = fit_quietly(sleep, "Reaction ~ Days + (1 + Days | Subject)")
+    table = ddf_table(fit)
+    r = pd.read_csv(reference / "ddf" / "ddf_coef.csv")
+    r = r[(r["model_id"] == "sleep_corr") & r["reml"]].set_index("term")
+    np.testing.assert_allclose(table["df (Satterthwaite)"], r["df_satt"], rtol=2e-5)
+    np.testing.assert_allclose(table["se (KR)"], r["se_kr"], rtol=2e-5)
+    np.testing.assert_allclose(table["p (KR)"], r["p_kr"], rtol=1e-4)
+    z = table["estimate"] / table["se"]  # the Wald p by hand
+    np.testing.assert_allclose(table["p (z)"], 2 * stats.norm.sf(z.abs()), rtol=1e-12)
+    assert table["same conclusion"].all()  # both terms are clear by every test here

@@ -224,3 +224,61 @@ def test_lrt_sentence_names_the_reference_the_test_chose():
         conservative=True,
     )
     assert "(χ²(3), conservative)" in narrative.lrt_sentence(plain, "a correlated slope")
+
+
+def _ddf_table(same: list[bool]) -> pd.DataFrame:
+    terms = ["Intercept", "x_within", "x_between"][: len(same)]
+    return pd.DataFrame(
+        {"df (Satterthwaite)": [30.0, 2833.46, 18.04][: len(same)], "same conclusion": same},
+        index=terms,
+    )
+
+
+def test_ddf_sentence_lists_the_df_and_says_when_tests_agree():
+    text = narrative.ddf_sentence(_ddf_table([True, True, True]))
+    assert text == (
+        "Satterthwaite degrees of freedom: `x_within` 2833.5 and `x_between` 18.0. The z-test "
+        "and the small-sample t-tests reach the same conclusion at p < .05 for every term."
+    )
+
+
+def test_ddf_sentence_names_the_terms_where_tests_disagree():
+    text = narrative.ddf_sentence(_ddf_table([True, True, False]))
+    assert "different conclusions at p < .05 for `x_between`: report the small-sample" in text
+
+
+def _shares(lower: float, at_bound: bool) -> pd.DataFrame:
+    row = {"estimate": 0.05, "lower": lower, "upper": 0.12, "level": 0.95}
+    return pd.concat({"outcome": pd.DataFrame([row | {"lower_at_bound": at_bound}])})
+
+
+def test_share_interval_sentence_gives_the_interval():
+    text = narrative.share_interval_sentence(_shares(0.012, False))
+    assert text == (
+        "Therapists' share of the variance — `outcome`: 5.0% (95% profile interval 1.2% to 12.0%)."
+    )
+
+
+def test_share_interval_sentence_says_when_the_interval_reaches_zero():
+    text = narrative.share_interval_sentence(_shares(0.0, True))
+    assert "reaches zero: no therapist differences is also consistent" in text
+
+
+def test_modality_sentence_writes_f_tests_with_their_denominator_df():
+    tests = pd.DataFrame(
+        {"statistic": [1.2, 5.0], "df": [2.0, 2.0], "ddf": [31.44, 29.0], "p": [0.31, 0.013]},
+        index=["x_within", "x_between"],
+    )
+    sessions = pd.DataFrame({"modality": ["a", "a", "b"], "therapist_id": ["T1", "T2", "T3"]})
+    text = narrative.modality_sentence(tests, sessions)
+    assert text == (
+        "The slope of `x_within` does not differ clearly between modalities (F(2, 31.4) = 1.20, "
+        "p = .310); the slope of `x_between` differs clearly between modalities (F(2, 29.0) = "
+        "5.00, p = .013). Therapists per modality: a 2 and b 1."
+    )
+
+
+def test_modality_sentence_writes_chi_square_tests_without_ddf():
+    tests = pd.DataFrame({"statistic": [2.4], "df": [2.0], "p": [0.3]}, index=["x"])
+    text = narrative.modality_sentence(tests, pd.DataFrame({"modality": ["a"]}))
+    assert "(χ²(2) = 2.40, p = .300)" in text

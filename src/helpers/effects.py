@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from helpers.models import MixedResult, fit_mixed
+from helpers.models import MixedResult, fit_mixed, with_ddf
 from helpers.safety import atomic_path
 
 
@@ -156,7 +156,8 @@ def fixed_table(results: Mapping[str, MixedResult], terms: Sequence[str] | None 
         f.insert(0, "model", name)
         frames.append(f.reset_index())
     table = pd.concat(frames, ignore_index=True)
-    return table.round({"estimate": 3, "se": 3, "ci_low": 3, "ci_high": 3, "z": 2})
+    rounding = {"estimate": 3, "se": 3, "ci_low": 3, "ci_high": 3, "z": 2, "t": 2, "df": 1}
+    return table.round(rounding)
 
 
 def varcomp_table(results: Mapping[str, MixedResult]) -> pd.DataFrame:
@@ -418,3 +419,38 @@ def modality_truth(truth_effects: Mapping[str, Any], result: MixedResult) -> dic
             reference, level = levels
             out[term] = float(shifts.get(level, 0.0)) - float(shifts.get(reference, 0.0))
     return out
+
+
+def ddf_table(result: MixedResult, alpha: float = 0.05) -> pd.DataFrame:
+    """Each fixed effect's test three ways: Wald z, Satterthwaite t and Kenward–Roger t.
+
+    The estimates are the fit's; only the reference distribution (and, for
+    Kenward–Roger, the adjusted standard error) differ.  Kenward–Roger needs a
+    REML fit; for an ML fit its columns are missing.  A least-squares fit (no
+    random term) has ``n − p`` df under both.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by term: ``estimate, se, p (z), df (Satterthwaite), p (Satterthwaite),
+        se (KR), df (KR), p (KR), same conclusion`` (whether all three p-values
+        fall on the same side of ``alpha``).
+    """
+    wald = with_ddf(result, "asymptotic").fixed
+    satterthwaite = with_ddf(result, "satterthwaite").fixed
+    table = pd.DataFrame(
+        {
+            "estimate": wald["estimate"],
+            "se": wald["se"],
+            "p (z)": wald["p"],
+            "df (Satterthwaite)": satterthwaite["df"],
+            "p (Satterthwaite)": satterthwaite["p"],
+        }
+    )
+    if result.reml:
+        kr = with_ddf(result, "kenward-roger").fixed
+        table["se (KR)"], table["df (KR)"], table["p (KR)"] = kr["se"], kr["df"], kr["p"]
+    p_columns = [c for c in table.columns if c.startswith("p (")]
+    below = table[p_columns].lt(alpha)
+    table["same conclusion"] = below.all(axis=1) | (~below).all(axis=1)
+    return table

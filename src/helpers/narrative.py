@@ -609,14 +609,26 @@ def agreement_sentence(agreement, sessions, same_scale: bool = True) -> Sentence
     )
 
 
+def _test_text(row) -> str:
+    """``F(2, 31.4) = 1.20`` for a test with denominator df, else ``χ²(2) = 2.40``."""
+    ddf = row.get("ddf", math.inf)
+    if ddf is not None and math.isfinite(float(ddf)):
+        return f"F({int(row['df'])}, {number(ddf, 1)}) = {number(row['statistic'])}"
+    return f"χ²({int(row['df'])}) = {number(row['statistic'])}"
+
+
 def modality_sentence(interaction_tests, sessions, alpha: float = 0.05) -> Sentence:
-    """The joint tests of slope differences between modalities, with therapists per modality."""
+    """The joint tests of slope differences between modalities, with therapists per modality.
+
+    ``interaction_tests``: rows of :func:`helpers.moderators.wald_test` — an F test
+    when they have a finite ``ddf``, a chi-square test otherwise.
+    """
     parts = []
     for focal, row in interaction_tests.iterrows():
         verdict = "differs clearly" if row["p"] < alpha else "does not differ clearly"
         parts.append(
-            f"the slope of `{focal}` {verdict} between modalities (χ²({int(row['df'])}) = "
-            f"{number(row['statistic'])}, {p_text(row['p'])})"
+            f"the slope of `{focal}` {verdict} between modalities ({_test_text(row)}, "
+            f"{p_text(row['p'])})"
         )
     text = f"{'; '.join(parts)}."
     if "therapist_id" in sessions.columns:
@@ -735,3 +747,45 @@ def rupture_figure_note(aligned, drawable) -> Sentence:
         f"{'are' if len(left_out) > 1 else 'is'} not drawn: an interval needs at least two "
         "episodes there."
     )
+
+
+def share_interval_sentence(shares) -> Sentence:
+    """Each score's therapist share with its profile interval.
+
+    ``shares``: rows of :func:`helpers.intervals.share_interval`, indexed by
+    score (the first index level) — ``estimate, lower, upper, level,
+    lower_at_bound``.
+    """
+    parts = []
+    for score in shares.index.get_level_values(0).unique():
+        row = shares.loc[score].iloc[0]
+        text = (
+            f"`{score}`: {percent(row['estimate'], 1)} ({percent(row['level'])} profile "
+            f"interval {percent(row['lower'], 1)} to {percent(row['upper'], 1)})"
+        )
+        if bool(row["lower_at_bound"]) or row["lower"] <= 0:
+            text += ", an interval that reaches zero: no therapist differences is also consistent"
+        parts.append(text)
+    return Sentence("Therapists' share of the variance — " + "; ".join(parts) + ".")
+
+
+def ddf_sentence(table, alpha: float = 0.05) -> Sentence:
+    """How many df each term's t-test has, and whether z and t tests agree.
+
+    ``table``: :func:`helpers.effects.ddf_table`.
+    """
+    terms = [t for t in table.index if t != "Intercept"]
+    dfs = listing(f"`{t}` {number(table.loc[t, 'df (Satterthwaite)'], 1)}" for t in terms)
+    differ = [t for t in table.index if not bool(table.loc[t, "same conclusion"])]
+    alpha_text = f"{alpha:.2f}".lstrip("0")
+    if differ:
+        verdict = (
+            f"The tests reach different conclusions at p < {alpha_text} for "
+            f"{listing(f'`{t}`' for t in differ)}: report the small-sample test."
+        )
+    else:
+        verdict = (
+            f"The z-test and the small-sample t-tests reach the same conclusion at "
+            f"p < {alpha_text} for every term."
+        )
+    return Sentence(f"Satterthwaite degrees of freedom: {dfs}. {verdict}")
