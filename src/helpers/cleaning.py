@@ -375,30 +375,43 @@ def resolve_multiple_therapists(
         )
     if policy not in {"keep_majority", "exclude"}:
         raise ValueError(f"unknown multiple_therapists policy {policy!r}")
+    decisions = _therapist_decisions(multi, policy)
+    involved = df.loc[df[PATIENT_ID].isin(decisions.index), [PATIENT_ID, THERAPIST_ID]]
+    kept_therapist = involved[PATIENT_ID].map(decisions["keep"])
+    out = kept_therapist.isna() | (involved[THERAPIST_ID] != kept_therapist)
     drop = pd.Series(False, index=df.index)
-    reasons = pd.Series("", index=df.index, dtype=object)
+    drop.loc[involved.index[out.to_numpy()]] = True
+    reasons = involved.loc[out.to_numpy(), PATIENT_ID].map(decisions["reason"])
+    log.exclude(df.loc[drop], step, reasons.tolist())
+    kept = df.loc[~drop]
+    log.record_step(step, kept)
+    return kept
+
+
+def _therapist_decisions(multi: pd.DataFrame, policy: str) -> pd.DataFrame:
+    """Per patient under several therapists: the therapist kept (or none) and the reason.
+
+    ``multi`` has one row per (patient, therapist) with its record count ``n``.
+    """
+    rows = []
     for patient, g in multi.groupby(PATIENT_ID, sort=False):
         total = int(g["n"].sum())
         top = g.loc[g["n"].idxmax()]
         listing = ", ".join(f"{t} ({n})" for t, n in zip(g[THERAPIST_ID], g["n"], strict=True))
-        in_patient = df[PATIENT_ID] == patient
         if policy == "keep_majority" and 2 * int(top["n"]) > total:
-            minority = in_patient & (df[THERAPIST_ID] != top[THERAPIST_ID])
-            drop |= minority
-            reasons.loc[minority] = (
+            keep = top[THERAPIST_ID]
+            reason = (
                 f"patient recorded under several therapists [{listing}]; "
-                f"kept the majority therapist {top[THERAPIST_ID]}"
+                f"kept the majority therapist {keep}"
             )
         else:
-            drop |= in_patient
+            keep = None
             why = "no strict majority" if policy == "keep_majority" else "policy exclude"
-            reasons.loc[in_patient] = (
+            reason = (
                 f"patient recorded under several therapists [{listing}]; patient excluded ({why})"
             )
-    log.exclude(df.loc[drop], step, reasons.loc[drop].tolist())
-    kept = df.loc[~drop]
-    log.record_step(step, kept)
-    return kept
+        rows.append((patient, keep, reason))
+    return pd.DataFrame(rows, columns=[PATIENT_ID, "keep", "reason"]).set_index(PATIENT_ID)
 
 
 def set_out_of_range_missing(

@@ -131,9 +131,21 @@ def _session_numbers(
     return values.astype("int64")
 
 
+def _session_keys(patients: np.ndarray, *sessions: np.ndarray) -> list[np.ndarray]:
+    """One int64 key per (patient, session) pair, equal exactly when both are equal.
+
+    Patients are factorised once; each session array is offset by the
+    smallest session number given, so the keys of all arrays are comparable.
+    """
+    codes = pd.factorize(patients)[0].astype(np.int64)
+    low = min(int(s.min()) for s in sessions) if len(codes) else 0
+    span = max(int(s.max()) for s in sessions) - low + 1 if len(codes) else 1
+    return [codes * span + (np.asarray(s, dtype=np.int64) - low) for s in sessions]
+
+
 def _check_unique_sessions(df: pd.DataFrame, by: str, sessions: np.ndarray, where: str) -> None:
-    keys = pd.DataFrame({"p": df[by].to_numpy(), "s": sessions})
-    duplicated = keys.duplicated(keep=False).to_numpy()
+    (keys,) = _session_keys(df[by].to_numpy(), sessions)
+    duplicated = pd.Series(keys).duplicated(keep=False).to_numpy()
     if duplicated.any():
         raise ValueError(
             f"{where}: more than one row for the same {by!r} and session in rows "
@@ -145,10 +157,21 @@ def _check_unique_sessions(df: pd.DataFrame, by: str, sessions: np.ndarray, wher
 def _keyed_lookup(
     patients: np.ndarray, sessions: np.ndarray, values: np.ndarray, wanted: np.ndarray
 ) -> np.ndarray:
-    """Value of the same patient at session ``wanted`` (NaN where that session is absent)."""
-    table = pd.Series(values, index=pd.MultiIndex.from_arrays([patients, sessions]))
-    target = pd.MultiIndex.from_arrays([patients, wanted])
-    return table.reindex(target).to_numpy(dtype=float)
+    """Value of the same patient at session ``wanted`` (NaN where that session is absent).
+
+    (patient, session) pairs are unique (checked by the callers); the lookup
+    sorts their keys once and finds each wanted key by binary search.
+    """
+    out = np.full(len(patients), np.nan)
+    if len(patients) == 0:
+        return out
+    keys, targets = _session_keys(patients, sessions, wanted)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    position = np.minimum(np.searchsorted(sorted_keys, targets), len(keys) - 1)
+    found = sorted_keys[position] == targets
+    out[found] = np.asarray(values, dtype=float)[order[position[found]]]
+    return out
 
 
 # ---------------------------------------------------------------------------

@@ -847,31 +847,68 @@ def _parse_plain(
     width: int,
     read_config: ReadConfig,
 ) -> pd.DataFrame | None:
-    """The body lines as text columns, missing codes as missing; ``None`` if counts differ."""
-    frame = pd.read_csv(
-        io.BytesIO(raw),
-        sep=delimiter,
-        header=None,
-        names=range(max(int(lines.fields.max()), 1)),
-        dtype=str,
-        keep_default_na=False,
-        na_values=[],
-        skip_blank_lines=False,
-        quoting=csv.QUOTE_NONE,
-        encoding=codec,
-        engine="c",
+    """The body lines as text columns, missing codes as missing; ``None`` if counts differ.
+
+    Arrow's CSV reader parses straight into Arrow strings (no Python object
+    per cell; pandas' ``str`` columns then share its buffers).  It returns the
+    lines with exactly ``width`` fields (empty lines and others are skipped
+    and counted); those must be the lines the independent scan found.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = [f"c{j}" for j in range(width)]
+    skipped = []
+    start = int(lines.starts[0]) if len(lines) else 0
+    table = pacsv.read_csv(
+        pa.py_buffer(raw)[start:],
+        read_options=pacsv.ReadOptions(
+            column_names=names, use_threads=False, encoding=codec.removesuffix("-sig")
+        ),
+        parse_options=pacsv.ParseOptions(
+            delimiter=delimiter,
+            quote_char=False,
+            double_quote=False,
+            escape_char=False,
+            newlines_in_values=False,
+            ignore_empty_lines=True,
+            invalid_row_handler=lambda row: skipped.append(row.number) or "skip",
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.large_string()),
+            null_values=list(read_config.missing_codes),
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
     )
-    if len(frame) != len(lines):
+    full = np.flatnonzero(lines.fields == width)  # the lines Arrow returns, in order
+    others = int(np.count_nonzero((lines.fields != width) & (lines.fields > 0)))
+    if table.num_rows != len(full) or len(skipped) != others:
         return None
-    data = frame.iloc[body, :width].reset_index(drop=True)
-    del frame
-    codes = list(read_config.missing_codes)
+    data = _rows_of(table, np.searchsorted(full, body))
+    _strip_missing_codes(data, read_config.missing_codes)
+    return data
+
+
+def _rows_of(table: Any, positions: np.ndarray) -> pd.DataFrame:
+    """``table``'s rows at ``positions`` as pandas ``str`` columns (a slice when contiguous)."""
+    import pyarrow as pa
+
+    if len(positions) and positions[-1] - positions[0] + 1 == len(positions):
+        table = table.slice(int(positions[0]), len(positions))  # zero-copy
+    else:
+        table = table.take(pa.array(positions))
+    text = pd.StringDtype(na_value=np.nan)
+    return table.to_pandas(types_mapper={pa.large_string(): text}.get)
+
+
+def _strip_missing_codes(data: pd.DataFrame, codes: tuple[str, ...]) -> None:
+    """Set cells that equal a missing code after stripping spaces (e.g. ``" NA"``) missing."""
     for column in data.columns:
         values = data[column]
-        missing = values.str.strip().isin(codes)
+        missing = values.str.strip().isin(list(codes)) & values.notna()
         if missing.any():
             data[column] = values.where(~missing)
-    return data
 
 
 def _blank_reason(cells: list[str]) -> str | None:
