@@ -168,6 +168,7 @@ def test_manifest_records_hashes_without_absolute_paths(demo):
         "conversions.csv",
         "exclusion_ledger.csv",
         "flow.csv",
+        "id_changes.csv",
         "patients.csv",
         "sessions.csv",
         "sessions.parquet",
@@ -852,3 +853,47 @@ def test_lines_that_do_not_reconcile_stop_the_run(tmp_path):
     with pytest.raises(LedgerMismatchError, match="9 records in the file, 1 header"):
         FileLines(records=9, data_rows=3, skipped={3: "blank line"}).reconcile("s.csv")
     FileLines(records=5, data_rows=3, skipped={3: "blank line"}).reconcile("s.csv")
+
+
+# ---------------------------------------------------------------------------
+# Ids normalised when mapping: id_changes.csv
+# ---------------------------------------------------------------------------
+
+
+def test_id_changes_are_written_to_id_changes_csv(tmp_path):
+    # ' P7' (a leading space, 2 records) and 'P7' (1 record) are one patient after
+    # normalising; 'P8' is unchanged.
+    data = tmp_path / "ids.csv"
+    data.write_text(
+        "therapist,patient,session,wai,phq\n"
+        "T1, P7,1,40,12\n"
+        "T1, P7,2,41,11\n"
+        "T1,P7,3,42,10\n"
+        "T1,P8,1,39,14\n"
+        "T1,P8,2,40,13\n"
+        "T1,P8,3,41,12\n"
+    )
+    out = tmp_path / "out"
+    result = run_cleaning(data, BAD / "totals.yml", out)
+    written = pd.read_csv(out / "id_changes.csv", keep_default_na=False, dtype=str)
+    assert written.to_dict("records") == [
+        {
+            "column": "patient_id",
+            "original": "' P7'",
+            "normalised": "P7",
+            "records": "2",
+            "collides_with": "'P7'",
+        }
+    ]
+    assert sorted(result.sessions["patient_id"].unique()) == ["P7", "P8"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "id_changes.csv" in {o["path"] for o in manifest["outputs"]}
+    assert "' P7' and 'P7' are now one id 'P7' (patient_id)" in result.summary()
+
+
+def test_id_changes_csv_is_header_only_when_no_id_changed(demo):
+    result, out = demo
+    assert result.id_changes.empty
+    assert (out / "id_changes.csv").read_text() == (
+        "column,original,normalised,records,collides_with\n"
+    )

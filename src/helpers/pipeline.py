@@ -34,6 +34,12 @@ Outputs (in ``out_dir``)
     line number and why (:class:`FileLines`).  Header only for other formats
     or when no line was skipped.  The file's records reconcile as
     records of the file = header + skipped lines + data rows.
+``id_changes.csv``
+    Every id spelling normalised when the file was mapped (whitespace or
+    zero-width characters stripped, leading zeros unified), as written
+    (``repr``, so spaces show), the id it became, its number of records and
+    the other spellings that became the same id
+    (:func:`helpers.ids.id_report`).  Header only when no id changed.
 ``value_changes.csv``
     Every value the cleaning altered (out-of-range values set to missing),
     with its original.
@@ -635,6 +641,7 @@ def write_outputs(result: CleaningResult, out_dir: Path, inputs: list[Path]) -> 
         "patients.csv": result.patients,
         "exclusion_ledger.csv": result.ledger,
         "skipped_lines.csv": result.skipped_lines,
+        "id_changes.csv": result.id_changes,
         "value_changes.csv": result.value_changes,
         "flow.csv": result.flow,
         "conversions.csv": result.conversions,
