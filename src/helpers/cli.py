@@ -115,6 +115,8 @@ def values_lost_text(lost: pd.DataFrame) -> str:
 
 
 def _write_scenarios(out: Path, only: Sequence[str] | None) -> int:
+    """Write the chosen scenarios into ``out`` (checked, under its lock); return the status."""
+    from helpers.safety import check_generator_folder, run_lock
     from helpers.scenarios import SCENARIOS, write_scenarios
 
     unknown = [name for name in only or () if name not in SCENARIOS]
@@ -125,7 +127,10 @@ def _write_scenarios(out: Path, only: Sequence[str] | None) -> int:
             file=sys.stderr,
         )
         return 2
-    for summary in write_scenarios(out, only):
+    check_generator_folder(out)
+    with run_lock(out, "scenarios"):
+        summaries = write_scenarios(out, only)
+    for summary in summaries:
         print(
             f"{summary['name']:<16} {summary['n_therapists']:>3} therapists "
             f"{summary['n_patients']:>4} patients  up to {summary['max_session']:>2} sessions "
@@ -142,9 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "simulate":
+            from helpers.paths import DEMO_DIR
+            from helpers.safety import check_generator_folder, run_lock
             from helpers.simulate import write_demo_study
 
-            write_demo_study(args.out, seed=args.seed)
+            check_generator_folder(args.out, own=DEMO_DIR)
+            with run_lock(args.out, f"simulate --seed {args.seed}"):
+                write_demo_study(args.out, seed=args.seed)
             print(f"demo study written to {args.out}")
         elif args.command == "scenarios":
             return _write_scenarios(args.out, args.only)

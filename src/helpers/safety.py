@@ -104,11 +104,17 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> P
 # ---------------------------------------------------------------------------
 
 
-def _refuse(out: Path, found: str, fix: str, summary: str) -> OutputFolderError:
+def _refuse(
+    out: Path,
+    found: str,
+    fix: str,
+    summary: str,
+    rule: str = "an output folder that holds none of the files the run reads",
+) -> OutputFolderError:
     problem = Problem(
         file=out,
         column=None,
-        rule="an output folder that holds none of the files the run reads",
+        rule=rule,
         found=found,
         fix=fix,
     )
@@ -153,6 +159,46 @@ def check_output_folder(
                 "which this run reads; its outputs could overwrite it",
                 f"choose an {option} folder outside the input's folder, e.g. runs/<study name>",
                 f"Refusing to write into {display_path(out)}: it holds the run's inputs.",
+            )
+
+
+def check_generator_folder(out: str | Path, own: str | Path | None = None) -> None:
+    """Refuse an output folder of a data generator that holds the project's own files.
+
+    ``simulate`` and ``scenarios`` read no input, but their files (a
+    ``README.md``, a ``sessions.csv`` …) would replace the project's: the
+    folder may not be or hold the suite's notebooks, its source code, or the
+    demo data, except ``own``, the one folder the command is meant to
+    regenerate (``simulate`` writes the demo data into ``data/raw/demo``).
+
+    Parameters
+    ----------
+    out
+        The output folder (it need not exist yet).
+    own
+        A protected folder the command may write into itself (not its parents).
+
+    Raises
+    ------
+    OutputFolderError
+        As :func:`check_output_folder`.
+    """
+    from helpers.paths import DEMO_DIR, NOTEBOOKS_DIR, PROJECT_ROOT
+
+    out = Path(out).resolve()
+    check_output_folder(out, [])  # a file where the folder should be
+    protected = [NOTEBOOKS_DIR, PROJECT_ROOT / "src", DEMO_DIR]
+    for folder in (p.resolve() for p in protected if p.exists()):
+        if folder == out and own is not None and folder == Path(own).resolve():
+            continue
+        if folder == out or out in folder.parents:
+            raise _refuse(
+                out,
+                f"--out {'is' if folder == out else 'contains'} {display_path(folder)}, "
+                "a folder of the project whose files the generated ones could replace",
+                "choose a new folder for the generated data, e.g. runs/<name>",
+                f"Refusing to write into {display_path(out)}: it holds the project's own files.",
+                rule="an output folder holding none of the project's notebooks, code or demo data",
             )
 
 
