@@ -420,3 +420,46 @@ def test_generators_into_a_locked_folder_are_refused(tmp_path, capsys):
         assert main(["simulate", "--out", str(out)]) == 2
     assert "running: another run" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+def _race_for_the_lock(out: str, start, done, wins) -> None:
+    """In a child process: try to take the folder's lock at the barrier; hold it until done."""
+    from helpers.safety import _acquire
+
+    start.wait()
+    try:
+        _acquire(Path(out), f"racer {os.getpid()}")
+    except OutputFolderError:
+        won = False
+    else:
+        won = True
+    wins.put((os.getpid(), won))
+    done.wait()
+
+
+def test_a_stale_lock_taken_over_by_racing_runs_has_exactly_one_winner(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    racers, rounds = 6, 15
+    for round_ in range(rounds):
+        out = tmp_path / f"out{round_}"
+        out.mkdir()
+        stale = {"pid": _dead_pid(), "host": socket.gethostname(), "command": "old"}
+        (out / LOCK_NAME).write_text(json.dumps(stale))
+        start, done = context.Barrier(racers), context.Barrier(racers)
+        wins = context.Queue()
+        children = [
+            context.Process(target=_race_for_the_lock, args=(str(out), start, done, wins))
+            for _ in range(racers)
+        ]
+        for child in children:
+            child.start()
+        results = [wins.get(timeout=30) for _ in children]
+        for child in children:
+            child.join(timeout=30)
+        winners = [pid for pid, won in results if won]
+        assert len(winners) == 1, f"round {round_}: {len(winners)} runs took the lock over"
+        holder = json.loads((out / LOCK_NAME).read_text())
+        assert holder["pid"] == winners[0]
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # no claim file left
