@@ -15,7 +15,8 @@ run-notebooks
 report
     Render a run's executed notebooks to HTML with an index page.
 compare-runs
-    Check that two runs wrote byte-identical files (``make check-determinism``).
+    Check that two runs wrote byte-identical files (``make check-determinism``):
+    only the files each run's manifest lists are compared.
 
 A user's mistake (a bad file, a config naming a missing column …) is printed
 as a readable report and the command exits with status 2; it never shows a
