@@ -1260,3 +1260,82 @@ def test_max_session_from_the_config_excludes_a_typo(tmp_path: Path):
     ledger = run_cleaning(path, BAD / "totals.yml").ledger
     assert ledger["source_row"].tolist() == [4]
     assert ledger["reason"].tolist() == ["session number 1100 is above cleaning.max_session (200)"]
+
+
+# ------------------------------------------------------ bounded resources: Excel
+
+
+def _workbook(path: Path, n_rows: int) -> Path:
+    """A long-layout workbook: header and ``n_rows`` sessions of patient P1."""
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["therapist", "patient", "session", "wai", "phq"])
+    for session in range(1, n_rows + 1):
+        sheet.append(["T1", "P1", session, 40, 12])
+    workbook.save(path)
+    return path
+
+
+def _rewrite_sheet(path: Path, edit) -> Path:
+    """Rewrite ``xl/worksheets/sheet1.xml`` of the workbook at ``path`` through ``edit``."""
+    with zipfile.ZipFile(path) as archive:
+        parts = {info.filename: archive.read(info) for info in archive.infolist()}
+    name = "xl/worksheets/sheet1.xml"
+    parts[name] = edit(parts[name])
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for part, data in parts.items():
+            archive.writestr(part, data)
+    return path
+
+
+def test_a_workbook_that_inflates_beyond_the_limit_is_refused_fast(tmp_path, monkeypatch):
+    import time
+
+    from helpers import loading
+
+    # 3 MiB of a comment inside the sheet XML compresses to a few kB: a small zip bomb.
+    padding = b"<!--" + b"a" * (3 * 2**20) + b"-->"
+    path = _rewrite_sheet(
+        _workbook(tmp_path / "bomb.xlsx", 3),
+        lambda xml: xml.replace(b"<sheetPr>", padding + b"<sheetPr>", 1),
+    )
+    assert path.stat().st_size < 50_000
+    monkeypatch.setattr(loading, "MAX_XLSX_UNCOMPRESSED_BYTES", 2**20)  # 1 MiB
+    start = time.perf_counter()
+    (problem,) = load_error(path).problems
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0
+    assert problem.rule == "an Excel workbook of at most 1.0 MB uncompressed"
+    assert "inflates to 3." in problem.found
+    assert "the largest part, xl/worksheets/sheet1.xml, to 3.0 MB" in problem.found
+    assert problem.fix.startswith("export the sheet to CSV")
+    # the same file under the real limit is a valid workbook: the guard refused it
+    monkeypatch.setattr(loading, "MAX_XLSX_UNCOMPRESSED_BYTES", 500 * 2**20)
+    assert read_table(path).data["session"].tolist() == [1, 2, 3]
+
+
+def test_a_sheet_declaring_too_many_rows_is_refused(tmp_path, monkeypatch):
+    from helpers import loading
+
+    path = _workbook(tmp_path / "rows.xlsx", 10)  # header and 10 rows: dimension A1:E11
+    monkeypatch.setattr(loading, "MAX_XLSX_ROWS", 5)
+    (problem,) = load_error(path).problems
+    assert problem.rule == "a sheet of at most 5 rows (Excel's limit)"
+    assert problem.found == "sheet 'Sheet' declares 11 rows (its dimension element)"
+    assert problem.fix.startswith("export the sheet to CSV")
+
+
+def test_a_sheet_without_a_dimension_is_counted_as_it_streams(tmp_path, monkeypatch):
+    import re
+
+    from helpers import loading
+
+    path = _rewrite_sheet(
+        _workbook(tmp_path / "rows.xlsx", 10), lambda xml: re.sub(rb"<dimension[^>]*/>", b"", xml)
+    )
+    assert b"<dimension" not in zipfile.ZipFile(path).read("xl/worksheets/sheet1.xml")
+    monkeypatch.setattr(loading, "MAX_XLSX_ROWS", 5)
+    (problem,) = load_error(path).problems
+    assert problem.found == "sheet 'Sheet' holds more than 5 rows"
+    monkeypatch.setattr(loading, "MAX_XLSX_ROWS", 11)  # exactly the header and 10 rows: read
+    assert len(read_table(path).data) == 10

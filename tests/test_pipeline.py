@@ -168,9 +168,11 @@ def test_manifest_records_hashes_without_absolute_paths(demo):
         "conversions.csv",
         "exclusion_ledger.csv",
         "flow.csv",
+        "id_changes.csv",
         "patients.csv",
         "sessions.csv",
         "sessions.parquet",
+        "skipped_lines.csv",
         "value_changes.csv",
     ]
     sessions = next(o for o in manifest["outputs"] if o["path"] == "sessions.csv")
@@ -361,8 +363,12 @@ def test_two_level_study_cleans_without_therapist_columns(two_level):
     assert len(result.sessions) == 8 and result.sessions["patient_id"].nunique() == 3
     assert "therapist_id" not in result.ledger.columns
     assert result.ledger["source_row"].tolist() == [2, 6, 9]  # the intake rows
-    header, first, *_ = (out / "flow.csv").read_text().splitlines()
+    header, lines, first, *_ = (out / "flow.csv").read_text().splitlines()
     assert header.split(",")[3] == "therapists_kept"
+    assert (
+        lines
+        == '"lines of the file: 1 header, 11 data rows, 0 skipped (skipped_lines.csv)",12,,,0,0,0'
+    )
     assert first == "records read,11,3,,0,0,0"  # therapists not identified: empty, not 0
     assert "patients under several therapists: not applicable (no therapist column)" in set(
         result.flow["step"]
@@ -784,3 +790,110 @@ def test_cli_keeps_exit_2_for_a_config_with_aliases(tmp_path):
     assert proc.returncode == 2
     assert "found:    the alias *s on line 2" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------
+# Lines the parser skipped: in skipped_lines.csv, the flow, the manifest and the summary
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "skipped", "reason", "records"),
+    [
+        # lines 3 and 6 empty, line 5 three spaces, line 8 empty before the last line break
+        ("blank_lines.csv", [3, 5, 6, 8], "blank line", 8),
+        # lines 3, 5 and 6 are ",,,,"
+        ("separator_rows.csv", [3, 5, 6], "only separators", 7),
+    ],
+)
+def test_skipped_lines_are_in_every_account_of_the_run(tmp_path, name, skipped, reason, records):
+    # Both files hold a header and 3 data rows (lines 2, 4, 7) of patient P01.
+    result = run_cleaning(BAD / name, BAD / "totals.yml", tmp_path)
+    n = len(skipped)
+    written = pd.read_csv(tmp_path / "skipped_lines.csv", keep_default_na=False)
+    assert written.columns.tolist() == ["line", "reason"]
+    assert written["line"].tolist() == skipped
+    assert set(written["reason"]) == {reason}
+    # the ledger stays one row per record that entered cleaning: none of these was one
+    assert result.ledger.empty and len(result.sessions) == 3
+    flow = pd.read_csv(tmp_path / "flow.csv", keep_default_na=False)
+    assert (
+        flow["step"].iloc[0]
+        == f"lines of the file: 1 header, 3 data rows, {n} skipped (skipped_lines.csv)"
+    )
+    assert flow["records_kept"].iloc[0] == records == 1 + n + 3
+    assert flow["step"].iloc[1] == "records read" and flow["records_kept"].iloc[1] == 3
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["parameters"]["input_lines"] == {
+        "records": records,
+        "header": 1,
+        "data_rows": 3,
+        "skipped_lines": n,
+    }
+    assert "skipped_lines.csv" in {o["path"] for o in manifest["outputs"]}
+    first, second = result.summary().splitlines()[:2]
+    assert first.endswith(f"; {n} lines of the file skipped.")
+    lines = ", ".join(map(str, skipped))
+    assert second == (
+        f"lines of the file not read as data: {n} {reason} (lines {lines}); "
+        f"{records} records = 1 header + {n} skipped + 3 data rows (see skipped_lines.csv)."
+    )
+
+
+def test_skipped_lines_csv_is_header_only_when_nothing_was_skipped(demo):
+    result, out = demo
+    assert (out / "skipped_lines.csv").read_text() == "line,reason\n"
+    assert "skipped" not in result.summary().splitlines()[0]
+
+
+def test_lines_that_do_not_reconcile_stop_the_run(tmp_path):
+    from helpers.cleaning import LedgerMismatchError
+    from helpers.pipeline import FileLines
+
+    with pytest.raises(LedgerMismatchError, match="9 records in the file, 1 header"):
+        FileLines(records=9, data_rows=3, skipped={3: "blank line"}).reconcile("s.csv")
+    FileLines(records=5, data_rows=3, skipped={3: "blank line"}).reconcile("s.csv")
+
+
+# ---------------------------------------------------------------------------
+# Ids normalised when mapping: id_changes.csv
+# ---------------------------------------------------------------------------
+
+
+def test_id_changes_are_written_to_id_changes_csv(tmp_path):
+    # ' P7' (a leading space, 2 records) and 'P7' (1 record) are one patient after
+    # normalising; 'P8' is unchanged.
+    data = tmp_path / "ids.csv"
+    data.write_text(
+        "therapist,patient,session,wai,phq\n"
+        "T1, P7,1,40,12\n"
+        "T1, P7,2,41,11\n"
+        "T1,P7,3,42,10\n"
+        "T1,P8,1,39,14\n"
+        "T1,P8,2,40,13\n"
+        "T1,P8,3,41,12\n"
+    )
+    out = tmp_path / "out"
+    result = run_cleaning(data, BAD / "totals.yml", out)
+    written = pd.read_csv(out / "id_changes.csv", keep_default_na=False, dtype=str)
+    assert written.to_dict("records") == [
+        {
+            "column": "patient_id",
+            "original": "' P7'",
+            "normalised": "P7",
+            "records": "2",
+            "collides_with": "'P7'",
+        }
+    ]
+    assert sorted(result.sessions["patient_id"].unique()) == ["P7", "P8"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "id_changes.csv" in {o["path"] for o in manifest["outputs"]}
+    assert "' P7' and 'P7' are now one id 'P7' (patient_id)" in result.summary()
+
+
+def test_id_changes_csv_is_header_only_when_no_id_changed(demo):
+    result, out = demo
+    assert result.id_changes.empty
+    assert (out / "id_changes.csv").read_text() == (
+        "column,original,normalised,records,collides_with\n"
+    )

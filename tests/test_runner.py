@@ -207,3 +207,47 @@ def test_extra_parameters_reach_the_notebook_parameters_and_the_manifest_keys():
         Path("/d/s.csv"), Path("/d/s.yml"), Path("/o"), 7, {"N_BOOTSTRAP": 20}
     )
     assert params["N_BOOTSTRAP"] == 20 and params["SEED"] == 7
+
+
+def _fake_run(out: Path, files: dict[str, str], listed: list[str]) -> Path:
+    """A run folder holding ``files`` whose manifest lists ``listed``."""
+    for name, text in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    outputs = [{"path": name, "bytes": 0, "sha256": "-"} for name in listed]
+    (out / "manifest.json").write_text(json.dumps({"outputs": outputs}))
+    return out
+
+
+def test_compare_runs_compares_only_the_files_each_manifest_lists(tmp_path):
+    files_a = {"results/same.csv": "1\n", "results/diff.csv": "1\n", "results/extra.csv": "x\n"}
+    files_b = {"results/same.csv": "1\n", "results/diff.csv": "2\n", "figures/gone.png": ""}
+    a = _fake_run(tmp_path / "a", files_a | {"results/stale.csv": "old\n"}, list(files_a))
+    b = _fake_run(
+        tmp_path / "b", files_b | {"results/stale.csv": "older\n"}, [*files_b, "figures/no.png"]
+    )
+    assert compare_runs(a, b) == [
+        f"results/extra.csv (listed only in the manifest of {a})",
+        f"figures/gone.png (listed only in the manifest of {b})",
+        f"figures/no.png (listed only in the manifest of {b})",
+        "results/diff.csv",
+    ]  # results/stale.csv differs too, but neither manifest lists it
+
+
+def test_compare_runs_of_identical_listed_files_with_stale_leftovers_is_empty(tmp_path):
+    a = _fake_run(tmp_path / "a", {"results/r.csv": "1\n"}, ["results/r.csv"])
+    b = _fake_run(tmp_path / "b", {"results/r.csv": "1\n", "figures/old.png": "x"},
+                  ["results/r.csv"])  # fmt: skip
+    assert compare_runs(a, b) == []
+    (a / "results" / "r.csv").unlink()  # listed, but no longer there
+    assert compare_runs(a, b) == [f"results/r.csv (listed in the manifest but missing from {a})"]
+
+
+def test_compare_runs_without_a_manifest_is_a_report(tmp_path):
+    a = _fake_run(tmp_path / "a", {"results/r.csv": "1\n"}, ["results/r.csv"])
+    (tmp_path / "b").mkdir()
+    command = [sys.executable, "-m", "helpers", "compare-runs", str(a), str(tmp_path / "b")]
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert "is not a finished run" in proc.stderr and "Traceback" not in proc.stderr
+    assert "manifest.json lists the files it wrote" in proc.stderr

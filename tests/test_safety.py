@@ -350,3 +350,116 @@ def test_the_report_shows_only_figures_the_manifest_lists(tmp_path):
     assert "../figures/02_new.png" in text
     assert "02_stale" not in text
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+# ------------------------------------------------------------------ data generators
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A stand-in project: notebooks/, src/ and data/raw/demo/ with files in each."""
+    from helpers import paths
+
+    root = tmp_path / "project"
+    for folder, name in (("notebooks", "01_clean.ipynb"), ("src", "x.py"),
+                         ("data/raw/demo", "sessions.csv")):  # fmt: skip
+        (root / folder).mkdir(parents=True)
+        (root / folder / name).write_text("mine\n")
+    monkeypatch.setattr(paths, "PROJECT_ROOT", root)
+    monkeypatch.setattr(paths, "NOTEBOOKS_DIR", root / "notebooks")
+    monkeypatch.setattr(paths, "DEMO_DIR", root / "data" / "raw" / "demo")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("command", "out", "found"),
+    [
+        ("simulate", ".", "--out contains notebooks, a folder of the project"),
+        ("simulate", "notebooks", "--out is notebooks, a folder of the project"),
+        ("simulate", "data/raw", "--out contains data/raw/demo, a folder of the project"),
+        ("scenarios", ".", "--out contains notebooks, a folder of the project"),
+        ("scenarios", "data/raw/demo", "--out is data/raw/demo, a folder of the project"),
+        ("scenarios", "data", "--out contains data/raw/demo, a folder of the project"),
+        ("scenarios", "src", "--out is src, a folder of the project"),
+    ],
+)
+def test_generators_refuse_a_folder_holding_the_projects_files(project, capsys, command, out,
+                                                               found):  # fmt: skip
+    from helpers.cli import main
+
+    before = _listing(project)
+    assert main([command, "--out", str(project / out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the output folder cannot be used as it is.")
+    assert found in err and "Traceback" not in err
+    assert _listing(project) == before  # nothing written, no lock left
+
+
+def test_simulate_writes_its_own_demo_folder_under_the_lock(project, capsys, monkeypatch):
+    from helpers import simulate
+    from helpers.cli import main
+
+    demo = project / "data" / "raw" / "demo"
+    seen = []
+
+    def fake_write(out, seed):  # records the lock a real run would hold while writing
+        seen.append(json.loads((Path(out) / LOCK_NAME).read_text())["command"])
+
+    monkeypatch.setattr(simulate, "write_demo_study", fake_write)
+    assert main(["simulate", "--out", str(demo)]) == 0
+    assert seen == ["simulate --seed 2026"]
+    assert not (demo / LOCK_NAME).exists()
+
+
+def test_generators_into_a_locked_folder_are_refused(tmp_path, capsys):
+    from helpers.cli import main
+
+    out = tmp_path / "scen"
+    with run_lock(out, "another run"):
+        assert main(["scenarios", "--out", str(out), "--only", "tiny"]) == 2
+        assert main(["simulate", "--out", str(out)]) == 2
+    assert "running: another run" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+def _race_for_the_lock(out: str, start, done, wins) -> None:
+    """In a child process: try to take the folder's lock at the barrier; hold it until done."""
+    from helpers.safety import _acquire
+
+    start.wait()
+    try:
+        _acquire(Path(out), f"racer {os.getpid()}")
+    except OutputFolderError:
+        won = False
+    else:
+        won = True
+    wins.put((os.getpid(), won))
+    done.wait()
+
+
+def test_a_stale_lock_taken_over_by_racing_runs_has_exactly_one_winner(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    racers, rounds = 6, 15
+    for round_ in range(rounds):
+        out = tmp_path / f"out{round_}"
+        out.mkdir()
+        stale = {"pid": _dead_pid(), "host": socket.gethostname(), "command": "old"}
+        (out / LOCK_NAME).write_text(json.dumps(stale))
+        start, done = context.Barrier(racers), context.Barrier(racers)
+        wins = context.Queue()
+        children = [
+            context.Process(target=_race_for_the_lock, args=(str(out), start, done, wins))
+            for _ in range(racers)
+        ]
+        for child in children:
+            child.start()
+        results = [wins.get(timeout=30) for _ in children]
+        for child in children:
+            child.join(timeout=30)
+        winners = [pid for pid, won in results if won]
+        assert len(winners) == 1, f"round {round_}: {len(winners)} runs took the lock over"
+        holder = json.loads((out / LOCK_NAME).read_text())
+        assert holder["pid"] == winners[0]
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # no claim file left

@@ -13,13 +13,21 @@ Two shapes run at a time (the machine's two cores), with a 20-replicate bootstra
 in notebook 03 (``PARAMS=N_BOOTSTRAP=20``: the interval's precision is not what is
 tested here); the runs are shared by the tests through a session fixture, so a
 failure names the shape.
+
+One more run in the same pool is the acceptance test of atomic steps: ``make
+all`` on the ``tiny`` shape into a second folder, interrupted as a user's
+Ctrl-C does (SIGINT to make's whole process group) while notebook 03 runs,
+then run again; it must leave nothing under notebook 03's name, complete, and
+give results byte-identical to the uninterrupted run of ``tiny``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +36,7 @@ import pytest
 
 from helpers import scenarios
 from helpers.paths import PROJECT_ROOT
+from helpers.safety import LOCK_NAME, PARTIAL_MARK
 
 pytestmark = pytest.mark.scenarios
 
@@ -61,15 +70,26 @@ REVERSED_TEXT: list[tuple[str, str]] = [
 ]
 
 
-def _run_one(name: str, root: Path) -> dict:
+#: The shape run a second time, interrupted in notebook 03 and run again.
+INTERRUPTED = "tiny"
+#: Prefix of the notebook the interrupted run is stopped in.
+STOPPED_IN = "03"
+
+
+def _make_all(name: str, root: Path, out: Path) -> list[str]:
+    """The ``make all`` command line for shape ``name`` into ``out``."""
     scenario = scenarios.get_scenario(name)
     folder = root / "data" / name
-    out = root / "runs" / name
     # -o: never rebuild the virtualenv from here (two runs at once would both try)
-    command = [
+    return [
         "make", "--no-print-directory", "-o", ".venv/bin/activate", "all", "PARAMS=N_BOOTSTRAP=20",
         f"DATA={folder / scenario.data_file}", f"CONFIG={folder / 'study.yml'}", f"OUT={out}",
     ]  # fmt: skip
+
+
+def _run_one(name: str, root: Path) -> dict:
+    out = root / "runs" / name
+    command = _make_all(name, root, out)
     start = time.perf_counter()
     proc = subprocess.run(
         command, cwd=PROJECT_ROOT, capture_output=True, text=True, env=os.environ.copy()
@@ -84,15 +104,70 @@ def _run_one(name: str, root: Path) -> dict:
     }
 
 
+def _wait_for_partial(notebooks: Path, make: subprocess.Popen, seconds: float = 900) -> Path:
+    """The temporary file of notebook :data:`STOPPED_IN` once papermill writes it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and make.poll() is None:
+        found = sorted(notebooks.glob(f".{STOPPED_IN}_*{PARTIAL_MARK}*.ipynb"))
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    make.kill()
+    raise AssertionError(f"notebook {STOPPED_IN} never started (make exit {make.returncode})")
+
+
+def _interrupted_run(name: str, root: Path) -> dict:
+    """``make all`` stopped by Ctrl-C in notebook 03, what it left, then ``make all`` again."""
+    out = root / "runs" / f"{name}-interrupted"
+    command = _make_all(name, root, out)
+    start = time.perf_counter()
+    make = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        partial = _wait_for_partial(out / "notebooks", make)
+        time.sleep(3)  # the kernel is executing the notebook's cells by now
+        os.killpg(make.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+        _, stopped_stderr = make.communicate(timeout=120)
+    finally:
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGKILL)
+    left = sorted(p.name for p in (out / "notebooks").iterdir())
+    lock_left = (out / LOCK_NAME).exists()
+    rerun = subprocess.run(
+        command, cwd=PROJECT_ROOT, capture_output=True, text=True, env=os.environ.copy()
+    )
+    return {
+        "name": f"{name} (interrupted)",
+        "out": out,
+        "partial": partial.name,
+        "stopped_returncode": make.returncode,
+        "stopped_stderr": stopped_stderr,
+        "left": left,
+        "lock_left": lock_left,
+        "returncode": rerun.returncode,
+        "stderr": rerun.stderr,
+        "seconds": time.perf_counter() - start,
+    }
+
+
 @pytest.fixture(scope="session")
-def runs(tmp_path_factory) -> dict[str, dict]:
+def all_runs(tmp_path_factory) -> dict[str, dict]:
+    """Every shape's ``make all``, and the interrupted run of :data:`INTERRUPTED` (2 at a time)."""
     root = tmp_path_factory.mktemp("scenario-suite")
     scenarios.write_scenarios(root / "data")
+    jobs = [lambda: _interrupted_run(INTERRUPTED, root)]
+    jobs += [lambda n=n: _run_one(n, root) for n in NAMES]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda n: _run_one(n, root), NAMES))
-    timing = "\n".join(f"{r['name']:<16} {r['seconds']:6.1f} s" for r in results)
+        results = list(pool.map(lambda job: job(), jobs))
+    timing = "\n".join(f"{r['name']:<22} {r['seconds']:6.1f} s" for r in results)
     print(f"\nmake all per study shape:\n{timing}")
     return {r["name"]: r for r in results}
+
+
+@pytest.fixture(scope="session")
+def runs(all_runs) -> dict[str, dict]:
+    """The uninterrupted ``make all`` of each shape, by name."""
+    return {name: all_runs[name] for name in NAMES}
 
 
 def _outputs(out: Path, prefix: str) -> str:
@@ -141,3 +216,21 @@ def test_truth_sections_are_skipped_without_a_truth_file(runs, name):
 def test_reversed_study_states_the_reversed_directions(runs):
     for prefix, text in REVERSED_TEXT:
         assert text in _outputs(runs["reversed"]["out"], prefix), f"reversed/{prefix}: '{text}'"
+
+
+def test_make_all_interrupted_in_a_notebook_then_rerun_gives_identical_results(all_runs):
+    run = all_runs[f"{INTERRUPTED} (interrupted)"]
+    assert run["stopped_returncode"] != 0, "make was not stopped"
+    # nothing under notebook 03's real name (nor a later one's), no partial copy, no lock
+    executed = [n for n in run["left"] if n.endswith(".ipynb")]
+    assert executed == [f"{nb}.ipynb" for nb in NOTEBOOKS if nb < STOPPED_IN], run["left"]
+    assert not run["lock_left"]
+    assert run["returncode"] == 0, f"the re-run failed:\n{run['stderr'][-3000:]}"
+    assert sorted(p.stem for p in (run["out"] / "notebooks").glob("*.ipynb")) == NOTEBOOKS
+    uninterrupted = all_runs[INTERRUPTED]["out"]
+    compare = subprocess.run(
+        [sys.executable, "-m", "helpers", "compare-runs", str(uninterrupted), str(run["out"])],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, env=os.environ.copy(),
+    )  # fmt: skip
+    assert compare.returncode == 0, compare.stdout + compare.stderr
+    assert "byte-identical" in compare.stdout

@@ -15,7 +15,8 @@ run-notebooks
 report
     Render a run's executed notebooks to HTML with an index page.
 compare-runs
-    Check that two runs wrote byte-identical files (``make check-determinism``).
+    Check that two runs wrote byte-identical files (``make check-determinism``):
+    only the files each run's manifest lists are compared.
 
 A user's mistake (a bad file, a config naming a missing column …) is printed
 as a readable report and the command exits with status 2; it never shows a
@@ -115,6 +116,8 @@ def values_lost_text(lost: pd.DataFrame) -> str:
 
 
 def _write_scenarios(out: Path, only: Sequence[str] | None) -> int:
+    """Write the chosen scenarios into ``out`` (checked, under its lock); return the status."""
+    from helpers.safety import check_generator_folder, run_lock
     from helpers.scenarios import SCENARIOS, write_scenarios
 
     unknown = [name for name in only or () if name not in SCENARIOS]
@@ -125,7 +128,10 @@ def _write_scenarios(out: Path, only: Sequence[str] | None) -> int:
             file=sys.stderr,
         )
         return 2
-    for summary in write_scenarios(out, only):
+    check_generator_folder(out)
+    with run_lock(out, "scenarios"):
+        summaries = write_scenarios(out, only)
+    for summary in summaries:
         print(
             f"{summary['name']:<16} {summary['n_therapists']:>3} therapists "
             f"{summary['n_patients']:>4} patients  up to {summary['max_session']:>2} sessions "
@@ -142,9 +148,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "simulate":
+            from helpers.paths import DEMO_DIR
+            from helpers.safety import check_generator_folder, run_lock
             from helpers.simulate import write_demo_study
 
-            write_demo_study(args.out, seed=args.seed)
+            check_generator_folder(args.out, own=DEMO_DIR)
+            with run_lock(args.out, f"simulate --seed {args.seed}"):
+                write_demo_study(args.out, seed=args.seed)
             print(f"demo study written to {args.out}")
         elif args.command == "scenarios":
             return _write_scenarios(args.out, args.only)

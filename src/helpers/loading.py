@@ -228,9 +228,11 @@ def read_table(path: str | Path, read_config: ReadConfig | StudyConfig | None = 
         closed (named at the line it opens on), records joined by a stray
         quote, a file cut off in the middle of its last row, a binary file
         under a text name (gzip, zip/Excel, Parquet, SPSS, old Excel, UTF-16
-        without a byte-order mark, other binary data), or an unsupported file
-        type.  CSV/TSV lines that hold no data (blank, separators only, above
-        the header) are listed in :attr:`RawTable.skipped_lines`.
+        without a byte-order mark, other binary data), an Excel workbook that
+        inflates beyond :data:`MAX_XLSX_UNCOMPRESSED_BYTES` or a sheet of more
+        than :data:`MAX_XLSX_ROWS` rows, or an unsupported file type.  CSV/TSV
+        lines that hold no data (blank, separators only, above the header) are
+        listed in :attr:`RawTable.skipped_lines`.
 
     Examples
     --------
@@ -1134,6 +1136,78 @@ def _excel_letter(position: int) -> str:
     return get_column_letter(position)
 
 
+#: Largest total size, uncompressed, of the parts of an .xlsx workbook (its sheet XML …)
+#: that is read: a workbook larger than this (or a "zip bomb", a small file that
+#: inflates to gigabytes) is refused before it is opened.
+MAX_XLSX_UNCOMPRESSED_BYTES = 500 * 2**20
+
+#: Most rows read from an Excel sheet: Excel's own limit per sheet, so only a file
+#: Excel did not write (or one padded with empty rows) is refused.
+MAX_XLSX_ROWS = 1_048_576
+
+_XLSX_FIX = (
+    "export the sheet to CSV (in Excel: File > Save As > CSV UTF-8) and read that file; "
+    "a CSV file is read with far less memory"
+)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB"
+
+
+def _check_xlsx_size(path: Path) -> None:
+    """Refuse a workbook whose parts declare more than :data:`MAX_XLSX_UNCOMPRESSED_BYTES`.
+
+    Python's :mod:`zipfile` (which openpyxl uses) never inflates a part beyond
+    its declared size, so the declared sizes bound what reading can take.  A
+    file that is not a zip archive is left to openpyxl's own report.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            parts = archive.infolist()
+    except (zipfile.BadZipFile, OSError):
+        return
+    total = sum(part.file_size for part in parts)
+    if total <= MAX_XLSX_UNCOMPRESSED_BYTES:
+        return
+    largest = max(parts, key=lambda part: part.file_size)
+    raise _fail(
+        path,
+        f"an Excel workbook of at most {_mb(MAX_XLSX_UNCOMPRESSED_BYTES)} uncompressed",
+        f"a {_mb(path.stat().st_size)} file that inflates to {_mb(total)}; the largest part, "
+        f"{largest.filename}, to {_mb(largest.file_size)} from {_mb(largest.compress_size)} "
+        "(so large a ratio is typical of a sheet padded with empty cells, or of a 'zip bomb')",
+        _XLSX_FIX,
+    )
+
+
+def _too_many_rows(path: Path, sheet: str, found: str) -> StudyDataError:
+    return _fail(
+        path,
+        f"a sheet of at most {MAX_XLSX_ROWS:,} rows (Excel's limit)",
+        f"sheet {sheet!r} {found}",
+        _XLSX_FIX,
+    )
+
+
+def _sheet_grid(path: Path, worksheet: Any, sheet: str) -> list[list[Any]]:
+    """The sheet's rows as lists of values, refusing more than :data:`MAX_XLSX_ROWS` rows.
+
+    The declared size (the sheet's ``dimension`` element) is checked first;
+    rows are counted as they stream in, since a declared size can be missing
+    or wrong.
+    """
+    declared = worksheet.max_row
+    if isinstance(declared, int) and declared > MAX_XLSX_ROWS:
+        raise _too_many_rows(path, sheet, f"declares {declared:,} rows (its dimension element)")
+    grid: list[list[Any]] = []
+    for row in worksheet.iter_rows(values_only=True):
+        if len(grid) == MAX_XLSX_ROWS:
+            raise _too_many_rows(path, sheet, f"holds more than {MAX_XLSX_ROWS:,} rows")
+        grid.append(list(row))
+    return grid
+
+
 def _read_excel(path: Path, read_config: ReadConfig) -> RawTable:
     import openpyxl
     from openpyxl.utils.exceptions import InvalidFileException
@@ -1142,6 +1216,7 @@ def _read_excel(path: Path, read_config: ReadConfig) -> RawTable:
         raise _fail(
             path, "an Excel workbook", "an empty file (0 bytes)", "re-export the data to this file"
         )
+    _check_xlsx_size(path)
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError) as exc:
@@ -1175,8 +1250,7 @@ def _read_excel(path: Path, read_config: ReadConfig) -> RawTable:
                 f"no sheet {sheet!r}; the workbook's sheets are {', '.join(map(repr, names))}",
                 f"did you mean {close[0]!r}?" if close else "set read.sheet to one of these names",
             )
-        worksheet = workbook[sheet_name]
-        grid = [list(row) for row in worksheet.iter_rows(values_only=True)]
+        grid = _sheet_grid(path, workbook[sheet_name], sheet_name)
     finally:
         workbook.close()
     numbered = list(enumerate(grid, start=1))

@@ -28,11 +28,26 @@ Outputs (in ``out_dir``)
 ``exclusion_ledger.csv``
     Every input record that is not a row of ``sessions`` (excluded, or used
     as the intake assessment), with the step and the reason.
+``skipped_lines.csv``
+    Every record of a CSV/TSV file the parser read but that holds no data row
+    (a blank line, a line of separators only, a line above the header): its
+    line number and why (:class:`FileLines`).  Header only for other formats
+    or when no line was skipped.  The file's records reconcile as
+    records of the file = header + skipped lines + data rows.
+``id_changes.csv``
+    Every id spelling normalised when the file was mapped (whitespace or
+    zero-width characters stripped, leading zeros unified), as written
+    (``repr``, so spaces show), the id it became, its number of records and
+    the other spellings that became the same id
+    (:func:`helpers.ids.id_report`).  Header only when no id changed.
 ``value_changes.csv``
     Every value the cleaning altered (out-of-range values set to missing),
     with its original.
 ``flow.csv``
-    Records, patients and therapists after each step (CONSORT-style).  In a
+    Records, patients and therapists after each step (CONSORT-style).  For a
+    CSV/TSV file the first step, "lines of the file: …", counts the file's
+    records (header, data rows and skipped lines, said in the step's name)
+    before "records read".  In a
     two-level study (no ``columns.therapist_id``) ``therapists_kept`` is
     empty (not identified, rather than 0) and the multiple-therapists step
     reads "patients under several therapists: not applicable (no therapist
@@ -68,12 +83,107 @@ from helpers import scales, schema
 from helpers.config import StudyConfig, load_config
 from helpers.features import add_model_features
 from helpers.ids import describe_id_report, empty_id_report
-from helpers.loading import id_report, map_to_canonical, read_table
+from helpers.loading import RawTable, id_report, map_to_canonical, read_table
 from helpers.provenance import write_manifest
 from helpers.safety import atomic_path, check_output_folder, run_lock
 from helpers.scoring import classify_change, get_instrument, score_items
 from helpers.session_dates import days_since_first_session, session_date_summary
 from helpers.validation import display_path
+
+#: Columns of ``skipped_lines.csv`` (:func:`skipped_frame`).
+SKIPPED_LINES_COLUMNS = ["line", "reason"]
+
+
+@dataclass(frozen=True)
+class FileLines:
+    """How a CSV/TSV file's records were read: the header, data rows and skipped lines.
+
+    Attributes
+    ----------
+    records
+        The file's records (line breaks outside quoted cells), counted
+        independently of the parser (:attr:`helpers.loading.RawTable.physical_records`).
+    data_rows
+        The records read as data rows.
+    skipped
+        Line number → why the record starting there holds no data row
+        (:attr:`helpers.loading.RawTable.skipped_lines`).
+    """
+
+    records: int
+    data_rows: int
+    skipped: dict[int, str]
+
+    @classmethod
+    def from_raw(cls, raw: RawTable) -> FileLines | None:
+        """The accounting of ``raw``; ``None`` for formats without lines (Excel, SPSS …)."""
+        if raw.physical_records is None:
+            return None
+        return cls(raw.physical_records, len(raw.data), dict(raw.skipped_lines))
+
+    def reconcile(self, source: str = "") -> None:
+        """Assert records of the file = 1 header + skipped lines + data rows."""
+        if self.records != 1 + len(self.skipped) + self.data_rows:
+            raise cl.LedgerMismatchError(
+                f"lines do not reconcile for {source}: {self.records} records in the file, "
+                f"1 header + {len(self.skipped)} skipped + {self.data_rows} data rows"
+            )
+
+    @property
+    def step(self) -> str:
+        """The flow step's name, with the counts it stands for."""
+        return (
+            f"lines of the file: 1 header, {self.data_rows} data rows, "
+            f"{len(self.skipped)} skipped (skipped_lines.csv)"
+        )
+
+    def flow_row(self) -> dict[str, object]:
+        """The first row of the flow table: the file's records, before any is read as data."""
+        return {
+            "step": self.step,
+            "records_kept": self.records,
+            "patients_kept": pd.NA,
+            "therapists_kept": pd.NA,
+            "records_excluded_here": 0,
+            "records_excluded_total": 0,
+            "intake_records": 0,
+        }
+
+    def summary(self) -> str:
+        """One line for the command line ("" when no line was skipped)."""
+        if not self.skipped:
+            return ""
+        by_reason: dict[str, list[int]] = {}
+        for line, reason in sorted(self.skipped.items()):
+            by_reason.setdefault(reason, []).append(line)
+        parts = [
+            f"{len(lines)} {reason} (line{'s' if len(lines) > 1 else ''} "
+            f"{', '.join(map(str, lines[:10]))}{', …' if len(lines) > 10 else ''})"
+            for reason, lines in by_reason.items()
+        ]
+        return (
+            f"lines of the file not read as data: {'; '.join(parts)}; "
+            f"{self.records} records = 1 header + {len(self.skipped)} skipped + "
+            f"{self.data_rows} data rows (see skipped_lines.csv)."
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        """The counts, for the manifest."""
+        return {
+            "records": self.records,
+            "header": 1,
+            "data_rows": self.data_rows,
+            "skipped_lines": len(self.skipped),
+        }
+
+
+def skipped_frame(lines: FileLines | None) -> pd.DataFrame:
+    """``skipped_lines.csv``: one row per skipped line (header only when none or ``None``)."""
+    skipped = {} if lines is None else lines.skipped
+    frame = pd.DataFrame(
+        {"line": list(skipped), "reason": list(skipped.values())}, columns=SKIPPED_LINES_COLUMNS
+    )
+    return frame.astype({"line": "int64", "reason": "str"}).sort_values("line", kind="stable")
 
 
 @dataclass
@@ -108,6 +218,9 @@ class CleaningResult:
         The id spellings normalised when the file was mapped, with the
         collisions that caused (:func:`helpers.loading.id_report`); empty
         when no id changed.
+    file_lines
+        How a CSV/TSV file's records were read (:class:`FileLines`);
+        ``None`` for other formats or when cleaning a frame directly.
     """
 
     config: StudyConfig
@@ -122,6 +235,12 @@ class CleaningResult:
     )
     values_read: dict[str, int] = field(default_factory=dict)
     id_changes: pd.DataFrame = field(default_factory=lambda: empty_id_report())
+    file_lines: FileLines | None = None
+
+    @property
+    def skipped_lines(self) -> pd.DataFrame:
+        """The file's lines that hold no data row (``skipped_lines.csv``)."""
+        return skipped_frame(self.file_lines)
 
     @property
     def flow(self) -> pd.DataFrame:
@@ -204,6 +323,12 @@ class CleaningResult:
             f"{self.log.n_fate('excluded')} records excluded; "
             f"{len(self.value_changes)} values set to missing.",
         ]
+        if self.file_lines is not None and self.file_lines.skipped:
+            n = len(self.file_lines.skipped)
+            lines[0] = lines[0].removesuffix(".") + (
+                f"; {n} {'line' if n == 1 else 'lines'} of the file skipped."
+            )
+            lines.append(self.file_lines.summary())
         if self.session_dates is not None:
             lines.append(self._session_dates_line())
         if not self.id_changes.empty:
@@ -360,6 +485,7 @@ def clean_study(
     config: StudyConfig,
     source: str = "",
     id_changes: pd.DataFrame | None = None,
+    file_lines: FileLines | None = None,
 ) -> CleaningResult:
     """Clean, score and derive features from a canonical long frame.
 
@@ -374,9 +500,15 @@ def clean_study(
     id_changes
         The ids normalised when mapping (:func:`helpers.loading.id_report`),
         kept in the result and said in its summary.
+    file_lines
+        How the file's records were read (:class:`FileLines`): reconciled,
+        and the first step of the flow.
     """
     policy = config.cleaning
     log = cl.CleaningLog(len(canonical), source=source, therapists=config.has_therapists)
+    if file_lines is not None:
+        file_lines.reconcile(source)
+        log.flow.append(file_lines.flow_row())
     dates, frame = _session_dates(canonical, config)
     log.record_step("records read", frame)
     df = cl.exclude_missing_ids(frame, log)
@@ -420,6 +552,7 @@ def clean_study(
         values_read=values_read,
         session_dates=dates,
         id_changes=id_changes if id_changes is not None else empty_id_report(),
+        file_lines=file_lines,
     )
 
 
@@ -484,6 +617,14 @@ def remove_previous_outputs(out_dir: Path) -> list[Path]:
     return removed
 
 
+def _manifest_parameters(result: CleaningResult) -> dict[str, object]:
+    """The config, and for a CSV/TSV file how its records were read."""
+    parameters: dict[str, object] = {"config": result.config.to_dict()}
+    if result.file_lines is not None:
+        parameters["input_lines"] = result.file_lines.to_dict()
+    return parameters
+
+
 def write_outputs(result: CleaningResult, out_dir: Path, inputs: list[Path]) -> dict[str, Path]:
     """Write the processed data, ledger, flow and manifest; return their paths.
 
@@ -499,6 +640,8 @@ def write_outputs(result: CleaningResult, out_dir: Path, inputs: list[Path]) -> 
         "sessions.csv": result.sessions,
         "patients.csv": result.patients,
         "exclusion_ledger.csv": result.ledger,
+        "skipped_lines.csv": result.skipped_lines,
+        "id_changes.csv": result.id_changes,
         "value_changes.csv": result.value_changes,
         "flow.csv": result.flow,
         "conversions.csv": result.conversions,
@@ -516,7 +659,7 @@ def write_outputs(result: CleaningResult, out_dir: Path, inputs: list[Path]) -> 
         outputs["manifest.json"],
         inputs=inputs,
         outputs=[p for k, p in outputs.items() if k != "manifest.json"],
-        parameters={"config": result.config.to_dict()},
+        parameters=_manifest_parameters(result),
     )
     result.outputs = outputs
     return outputs
@@ -558,10 +701,13 @@ def run_cleaning(
         config = load_config(Path(config))
     raw = read_table(input_path, config.read)
     id_changes = id_report(raw, config)
+    file_lines = FileLines.from_raw(raw)
     canonical = map_to_canonical(raw, config)
     del raw  # the cells as read are not needed past this point (memory)
     source = display_path(input_path) or ""
-    result = clean_study(canonical, config, source=source, id_changes=id_changes)
+    result = clean_study(
+        canonical, config, source=source, id_changes=id_changes, file_lines=file_lines
+    )
     if out_dir is None:
         return result
     with run_lock(out_dir, f"clean --input {display_path(input_path)}"):

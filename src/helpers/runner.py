@@ -467,15 +467,61 @@ def write_run_manifest(
     return path
 
 
+def manifest_outputs(out: Path) -> set[str]:
+    """The outputs of the deterministic folders that ``<out>/manifest.json`` lists.
+
+    Raises
+    ------
+    helpers.validation.StudyDataError
+        When the run has no readable manifest (it did not finish, or is not a run).
+    """
+    import json
+
+    from helpers.validation import Problem, StudyDataError, display_path
+
+    manifest = out / "manifest.json"
+    try:
+        listed = json.loads(manifest.read_text(encoding="utf-8"))["outputs"]
+        names = {str(entry["path"]) for entry in listed}
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        problem = Problem(
+            file=manifest,
+            column=None,
+            rule="a finished run: its manifest.json lists the files it wrote",
+            found=f"no readable list of outputs ({type(exc).__name__}: {exc})",
+            fix="finish the run first (make all OUT=...), or give the folder of a finished run",
+        )
+        raise StudyDataError(problem, f"{display_path(out)} is not a finished run.") from None
+    return {n for n in names if n.split("/", 1)[0] in DETERMINISTIC_FOLDERS}
+
+
 def compare_runs(first: str | Path, second: str | Path) -> list[str]:
-    """Files of the deterministic folders that differ (or exist in one run only)."""
+    """Outputs of two runs that differ, comparing only the files each run's manifest lists.
+
+    A file in a run's folder that its manifest does not list (left by an
+    earlier run) is not compared; a file listed by one manifest only, or
+    listed but missing from its folder, is reported.
+
+    Returns
+    -------
+    list of str
+        One line per file that differs or is not in both runs (empty when
+        the runs wrote byte-identical outputs).
+    """
     a, b = resolve_path(first), resolve_path(second)
-    names_a = {p.relative_to(a) for p in run_output_files(a)}
-    names_b = {p.relative_to(b) for p in run_output_files(b)}
-    differ = sorted(str(n) + " (only in one run)" for n in names_a ^ names_b)
-    for name in sorted(names_a & names_b):
-        if (a / name).read_bytes() != (b / name).read_bytes():
-            differ.append(str(name))
+    listed_a, listed_b = manifest_outputs(a), manifest_outputs(b)
+    differ = [f"{n} (listed only in the manifest of {first})" for n in sorted(listed_a - listed_b)]
+    differ += [
+        f"{n} (listed only in the manifest of {second})" for n in sorted(listed_b - listed_a)
+    ]
+    for name in sorted(listed_a & listed_b):
+        missing = [
+            str(run) for run, root in ((first, a), (second, b)) if not (root / name).is_file()
+        ]
+        if missing:
+            differ.append(f"{name} (listed in the manifest but missing from {', '.join(missing)})")
+        elif (a / name).read_bytes() != (b / name).read_bytes():
+            differ.append(name)
     return differ
 
 

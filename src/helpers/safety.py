@@ -12,7 +12,8 @@ under its real name:
   that equals or contains a file the run reads (the data, the config …).
 * :func:`run_lock` holds ``<out>/.helpers-run.lock`` while a run writes: a
   second run into the same folder is refused with the holder named, and the
-  lock of a run whose process is gone is taken over.
+  lock of a run whose process is gone is taken over (by one run only, however
+  many try at once).
 
 Refusals are :class:`OutputFolderError`, a
 :class:`~helpers.validation.StudyDataError`, so the command line prints them
@@ -27,6 +28,7 @@ import secrets
 import signal
 import socket
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +41,9 @@ LOCK_NAME = ".helpers-run.lock"
 
 #: Marker in the names of temporary files written by :func:`atomic_path`.
 PARTIAL_MARK = ".partial-"
+
+#: Marker in the name of the claim file of a run taking over a stale lock.
+TAKEOVER_MARK = ".takeover-"
 
 
 class OutputFolderError(StudyDataError):
@@ -57,7 +62,8 @@ def partial_path(path: Path) -> Path:
 
 def is_internal(path: Path) -> bool:
     """Whether ``path`` is a lock or temporary file of this module (never an output)."""
-    return path.name.startswith(".") and (path.name == LOCK_NAME or PARTIAL_MARK in path.name)
+    name = path.name
+    return name.startswith(".") and (name.startswith(LOCK_NAME) or PARTIAL_MARK in name)
 
 
 @contextmanager
@@ -104,11 +110,17 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> P
 # ---------------------------------------------------------------------------
 
 
-def _refuse(out: Path, found: str, fix: str, summary: str) -> OutputFolderError:
+def _refuse(
+    out: Path,
+    found: str,
+    fix: str,
+    summary: str,
+    rule: str = "an output folder that holds none of the files the run reads",
+) -> OutputFolderError:
     problem = Problem(
         file=out,
         column=None,
-        rule="an output folder that holds none of the files the run reads",
+        rule=rule,
         found=found,
         fix=fix,
     )
@@ -156,6 +168,46 @@ def check_output_folder(
             )
 
 
+def check_generator_folder(out: str | Path, own: str | Path | None = None) -> None:
+    """Refuse an output folder of a data generator that holds the project's own files.
+
+    ``simulate`` and ``scenarios`` read no input, but their files (a
+    ``README.md``, a ``sessions.csv`` …) would replace the project's: the
+    folder may not be or hold the suite's notebooks, its source code, or the
+    demo data, except ``own``, the one folder the command is meant to
+    regenerate (``simulate`` writes the demo data into ``data/raw/demo``).
+
+    Parameters
+    ----------
+    out
+        The output folder (it need not exist yet).
+    own
+        A protected folder the command may write into itself (not its parents).
+
+    Raises
+    ------
+    OutputFolderError
+        As :func:`check_output_folder`.
+    """
+    from helpers.paths import DEMO_DIR, NOTEBOOKS_DIR, PROJECT_ROOT
+
+    out = Path(out).resolve()
+    check_output_folder(out, [])  # a file where the folder should be
+    protected = [NOTEBOOKS_DIR, PROJECT_ROOT / "src", DEMO_DIR]
+    for folder in (p.resolve() for p in protected if p.exists()):
+        if folder == out and own is not None and folder == Path(own).resolve():
+            continue
+        if folder == out or out in folder.parents:
+            raise _refuse(
+                out,
+                f"--out {'is' if folder == out else 'contains'} {display_path(folder)}, "
+                "a folder of the project whose files the generated ones could replace",
+                "choose a new folder for the generated data, e.g. runs/<name>",
+                f"Refusing to write into {display_path(out)}: it holds the project's own files.",
+                rule="an output folder holding none of the project's notebooks, code or demo data",
+            )
+
+
 # ---------------------------------------------------------------------------
 # One run per output folder
 # ---------------------------------------------------------------------------
@@ -189,16 +241,42 @@ def _is_stale(holder: dict[str, object]) -> bool:
     return pid != os.getpid() and not _pid_alive(pid)
 
 
+def _holder(command: str) -> str:
+    """This process as a lock file's content: pid, host name and command."""
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command}) + "\n"
+
+
 def _create_lock(lock: Path, command: str) -> bool:
     """Create the lock file atomically (``O_EXCL``); ``False`` if it already exists."""
     try:
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command}
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(holder) + "\n")
+        handle.write(_holder(command))
     return True
+
+
+def _take_over(lock: Path, stale: dict[str, object], command: str) -> bool:
+    """Replace the stale lock of ``stale`` by this run's; ``False`` if another run got there first.
+
+    Of several runs taking over the same stale lock at once, only the one that
+    creates the claim file for that holder (``O_EXCL``) may replace it, and
+    only if the lock still holds ``stale`` when it has the claim; the lock is
+    replaced in one :func:`os.replace`, so it never goes missing meanwhile.
+    """
+    claim = lock.with_name(f"{LOCK_NAME}{TAKEOVER_MARK}{stale.get('host')}-{stale.get('pid')}")
+    try:
+        os.close(os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return False
+    try:
+        if _read_holder(lock) != stale:
+            return False
+        atomic_write_text(lock, _holder(command))
+        return True
+    finally:
+        claim.unlink(missing_ok=True)
 
 
 def _busy(out: Path, holder: dict[str, object]) -> OutputFolderError:
@@ -222,22 +300,24 @@ def _busy(out: Path, holder: dict[str, object]) -> OutputFolderError:
     return OutputFolderError(problem, summary=f"{display_path(out)} is in use by another run.")
 
 
-def _acquire(out: Path, command: str) -> None:
-    """Create the lock, taking over a stale one once; raise when another run holds it."""
+def _acquire(out: Path, command: str, attempts: int = 3) -> None:
+    """Create the lock, taking over a stale one; raise when another run holds it."""
     lock = out / LOCK_NAME
-    if _create_lock(lock, command):
-        return
-    holder = _read_holder(lock)
-    if not _is_stale(holder):
-        raise _busy(out, holder)
-    print(
-        f"note: taking over the lock of process {holder['pid']} ({holder.get('command')}), "
-        f"which no longer runs: {display_path(lock)}",
-        file=sys.stderr,
-    )
-    lock.unlink(missing_ok=True)
-    if not _create_lock(lock, command):
-        raise _busy(out, _read_holder(lock))
+    for _ in range(attempts):
+        if _create_lock(lock, command):
+            return
+        holder = _read_holder(lock)
+        if not _is_stale(holder):
+            raise _busy(out, holder)
+        if _take_over(lock, holder, command):
+            print(
+                f"note: taking over the lock of process {holder['pid']} "
+                f"({holder.get('command')}), which no longer runs: {display_path(lock)}",
+                file=sys.stderr,
+            )
+            return
+        time.sleep(0.05)  # another run is taking the lock over: see who won
+    raise _busy(out, _read_holder(lock))
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:

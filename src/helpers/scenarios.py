@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import schema, scoring, simulate
+from helpers.safety import atomic_write_bytes
 
 # --------------------------------------------------------------------------- #
 # Column names of the clinic export (helpers.simulate.export_clinic_file)
@@ -1259,7 +1260,7 @@ def write_scenario(name: str, out_dir: str | Path) -> dict:
     texts[README_NAME] = _readme(scenario, export, truth, data).encode("utf-8")
     hashes = {}
     for file_name, payload in texts.items():
-        (out_dir / file_name).write_bytes(payload)
+        atomic_write_bytes(out_dir / file_name, payload)
         hashes[file_name] = hashlib.sha256(payload).hexdigest()
     return {
         "name": name,

@@ -145,6 +145,7 @@ import pandas as pd
 from scipy.special import expit
 
 from helpers import schema
+from helpers.safety import atomic_write_bytes
 
 # --------------------------------------------------------------------------- #
 # Instruments
@@ -1862,7 +1863,9 @@ def write_demo_study(out_dir: Path, seed: int = 2026) -> dict:
     Parameters
     ----------
     out_dir : pathlib.Path
-        Folder to write into (created if needed; existing files are replaced).
+        Folder to write into (created if needed; existing files are replaced,
+        each written under a temporary name and renamed into place when
+        complete).
     seed : int
         Seed of the simulation and of the faults.
 
@@ -1909,10 +1912,10 @@ def write_demo_study(out_dir: Path, seed: int = 2026) -> dict:
     hashes = {}
     for name in DEMO_FILES:
         payload = texts[name].encode("utf-8")
-        (out_dir / name).write_bytes(payload)
+        atomic_write_bytes(out_dir / name, payload)
         hashes[name] = hashlib.sha256(payload).hexdigest()
     manifest = "".join(f"{hashes[name]}  {name}\n" for name in DEMO_FILES)
-    (out_dir / MANIFEST_NAME).write_bytes(manifest.encode("utf-8"))
+    atomic_write_bytes(out_dir / MANIFEST_NAME, manifest.encode("utf-8"))
     return {
         "files": hashes,
         "n_rows": len(export),
