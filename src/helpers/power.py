@@ -121,6 +121,8 @@ _ALLIANCE_ITEMS, _ALLIANCE_MAX_MISSING = 12, 1
 _OUTCOME_ITEMS, _OUTCOME_MAX_MISSING = 9, 2
 #: Sample on which the therapist share is converted into the therapist SD (see Design).
 _SHARE_SAMPLE = {"n_therapists": 2000, "patients_per_therapist": 10, "seed": 20260103}
+#: How long to wait for a Dask scheduler given by address.
+SCHEDULER_TIMEOUT = "20s"
 _DEMO = "demo study design (data/raw/demo/README.md)"
 
 
@@ -650,7 +652,9 @@ def mc_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, flo
     denom = 1 + z**2 / n
     centre = (p + z**2 / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return (low, high)
 
 
 def summarise_replicates(
@@ -741,7 +745,7 @@ def _resolve_client(scheduler: Any) -> tuple[Any, bool]:
                 "scheduler= needs dask.distributed: pip install 'dask[distributed]'."
             ) from error
         try:
-            return Client(scheduler, timeout="20s"), True
+            return Client(scheduler, timeout=SCHEDULER_TIMEOUT), True
         except OSError as error:
             raise PowerSettingsError(
                 f"could not connect to the Dask scheduler at {scheduler!r} ({error}). Check "
