@@ -217,3 +217,34 @@ def test_table_columns_and_smallest_design(reference):
     row = power.smallest_design(table, "alliance_within_lag", ["n_therapists"], target=0.0)
     assert row["n_therapists"] == 6
     assert power.smallest_design(table, "alliance_within_lag", ["n_therapists"], 1.01) is None
+
+
+# ---- command line ------------------------------------------------------------------------
+
+
+def test_cli_runs_a_study_file_and_reports_bad_ones(tmp_path, capsys):
+    from helpers.cli import main
+
+    good = tmp_path / "power.yml"
+    good.write_text(
+        "design:\n  n_therapists: 6\n  patients_per_therapist: 5\n  max_sessions: 6\n"
+        "vary:\n  between_effect: [0.0, -0.3]\nn_reps: 2\nseed: 3\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "runs"
+    assert main(["power", "--design", str(good), "--out", str(out), "--jobs", "1"]) == 0
+    table = pd.read_csv(out / "power.csv")
+    assert list(table["between_effect"].unique()) == [0.0, -0.3]
+    assert "2 cell(s) computed (4 fits)" in capsys.readouterr().out
+    bad = tmp_path / "bad.yml"
+    bad.write_text("design:\n  n_therapist: 6\nreps: 3\n", encoding="utf-8")
+    assert main(["power", "--design", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) ['reps']" in err and "Traceback" not in err
+
+
+def test_example_study_file_is_valid():
+    from helpers.paths import PROJECT_ROOT
+
+    settings = power.read_study_file(PROJECT_ROOT / "docs" / "power_example.yml")
+    assert len(power.design_cells(settings["design"], settings["vary"])) == 8

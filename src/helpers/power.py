@@ -1051,3 +1051,89 @@ def smallest_design(
     if rows.empty:
         return None
     return rows.sort_values(list(by), kind="stable").iloc[0]
+
+
+# --------------------------------------------------------------------------------------
+# Command line: python -m helpers power --design power.yml --out runs/power
+# --------------------------------------------------------------------------------------
+
+#: Keys of a power-study file (``docs/power_example.yml`` documents each).
+STUDY_KEYS = ("design", "vary", "n_reps", "seed", "alpha", "ddf", "chunk_size")
+
+
+def read_study_file(path: str | Path) -> dict[str, Any]:
+    """Read a power-study YAML file into :func:`power_curve` arguments.
+
+    Raises
+    ------
+    PowerSettingsError
+        The file is missing, not YAML, or holds unknown keys or invalid values (the message
+        names the file and key).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise PowerSettingsError(f"{path}: no such file. Copy docs/power_example.yml and edit it.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise PowerSettingsError(f"{path}: not a readable YAML file ({error}).") from error
+    if not isinstance(raw, dict):
+        raise PowerSettingsError(f"{path}: expected keys {list(STUDY_KEYS)} at the top level.")
+    unknown = sorted(set(raw) - set(STUDY_KEYS))
+    if unknown:
+        raise PowerSettingsError(
+            f"{path}: unknown key(s) {unknown}; the keys are {list(STUDY_KEYS)}."
+        )
+    settings: dict[str, Any] = {
+        "design": Design.from_mapping(raw.get("design"), where=f"{path}: design"),
+        "vary": raw.get("vary") or {},
+    }
+    if not isinstance(settings["vary"], dict):
+        raise PowerSettingsError(f"{path}: vary must map design fields to lists of values.")
+    design_cells(settings["design"], settings["vary"])  # checks the names and lists
+    for key in ("n_reps", "seed", "alpha", "ddf", "chunk_size"):
+        if key in raw:
+            settings[key] = raw[key]
+    return settings
+
+
+def run_power_command(
+    design_file: Path,
+    out: Path,
+    scheduler: str | None = None,
+    reps: int | None = None,
+    n_jobs: int | None = None,
+) -> int:
+    """``python -m helpers power``: run a power study from a YAML file; exit status.
+
+    Settings errors are printed as a report on stderr (status 2); an output folder that
+    cannot be used raises :class:`helpers.safety.OutputFolderError`, which the command
+    line reports the same way.
+    """
+    try:
+        settings = read_study_file(design_file)
+        if reps is not None:
+            settings["n_reps"] = reps
+        table = power_curve(
+            settings.pop("design"),
+            settings.pop("vary"),
+            scheduler=scheduler,
+            out=out,
+            n_jobs=n_jobs,
+            **settings,
+        )
+    except PowerSettingsError as error:
+        print(f"error: the power study cannot be run as it is.\n\n{error}", file=sys.stderr)
+        return 2
+    shown = table.drop(columns=["cell"]).round(3)
+    with pd.option_context("display.width", 160, "display.max_columns", 30):
+        print(shown.to_string(index=False))
+    attrs = table.attrs
+    print(
+        f"{len(attrs['computed_cells'])} cell(s) computed ({attrs['fits']} fits), "
+        f"{len(attrs['reused_cells'])} read from earlier runs; results in {out}/power.csv "
+        f"(per replicate: {out}/cells/)"
+    )
+    return 0
