@@ -248,3 +248,58 @@ def test_example_study_file_is_valid():
 
     settings = power.read_study_file(PROJECT_ROOT / "docs" / "power_example.yml")
     assert len(power.design_cells(settings["design"], settings["vary"])) == 8
+
+
+# ---- figure and sentences ----------------------------------------------------------------
+
+
+def _curve_table():
+    rows = []
+    for k in (4, 8):
+        for n in (10, 20, 40):
+            for term in power.ALLIANCE_TERMS:
+                p = min(1.0, n * k / 200)
+                rows.append({"n_therapists": n, "patients_per_therapist": k, "term": term,
+                             "power": p, "power_ci_low": max(0, p - 0.1),
+                             "power_ci_high": min(1, p + 0.1), "n_valid": 100})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_plot_power_curve_draws_one_line_per_hue_and_the_target():
+    import matplotlib.pyplot as plt
+
+    from helpers.plots import REFERENCE_GID, PlotInputError, plot_power_curve
+
+    ax = plot_power_curve(_curve_table(), x="n_therapists", hue="patients_per_therapist",
+                          term="alliance_between_c", hue_label="Patients")  # fmt: skip
+    data_lines = [line for line in ax.get_lines() if line.get_label() in ("4", "8")]
+    assert len(data_lines) == 2
+    assert list(data_lines[0].get_xdata()) == [10, 20, 40]
+    assert any(line.get_gid() == f"{REFERENCE_GID}-target" for line in ax.get_lines())
+    assert ax.get_ylabel() == "Power" and ax.get_legend().get_title().get_text() == "Patients"
+    with pytest.raises(PlotInputError, match="several terms"):
+        plot_power_curve(_curve_table(), x="n_therapists")
+    plt.close("all")
+
+
+def test_power_sentences_cover_reached_not_reached_and_tradeoffs():
+    from helpers import narrative
+
+    table = _curve_table()
+    row = power.smallest_design(table, "alliance_within_lag", ["n_therapists"])
+    text = narrative.power_target_sentence(row, "the within-patient effect")
+    assert "20 therapists with 8 patients each" in text and "power 0.80" in text
+    assert "None of the designs" in narrative.power_target_sentence(
+        None, "x", size="the designs tried"
+    )
+    a = table.iloc[2].copy()  # 20 x 4
+    b = table.iloc[0].copy()  # 10 x 8 stand-in
+    b[["n_therapists", "patients_per_therapist"]] = [10, 8]
+    a[["power", "power_ci_low", "power_ci_high"]] = [0.9, 0.85, 0.95]
+    b[["power", "power_ci_low", "power_ci_high"]] = [0.5, 0.4, 0.6]
+    assert "more therapists gave clearly more power" in narrative.power_tradeoff_sentence(
+        a, b, "the between effect"
+    )
+    assert "more patients per therapist" in narrative.power_tradeoff_sentence(b, a, "x")
+    b[["power", "power_ci_low", "power_ci_high"]] = [0.85, 0.7, 0.95]
+    assert "did not differ" in narrative.power_tradeoff_sentence(a, b, "x")
