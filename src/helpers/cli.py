@@ -17,6 +17,9 @@ report
 compare-runs
     Check that two runs wrote byte-identical files (``make check-determinism``):
     only the files each run's manifest lists are compared.
+power
+    Simulation-based power of a planned study (:mod:`helpers.power`):
+    ``python -m helpers power --design power.yml --out runs/power [--scheduler ADDRESS]``.
 
 A user's mistake (a bad file, a config naming a missing column …) is printed
 as a readable report and the command exits with status 2; it never shows a
@@ -82,6 +85,13 @@ def _build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare-runs", help="check that two runs wrote byte-identical files")
     cmp_.add_argument("first", type=Path)
     cmp_.add_argument("second", type=Path)
+
+    pow_ = sub.add_parser("power", help="simulation-based power of a planned study")
+    pow_.add_argument("--design", type=Path, required=True, help="power study (YAML)")
+    pow_.add_argument("--out", type=Path, required=True, help="results folder (resumable)")
+    pow_.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://…)")
+    pow_.add_argument("--reps", type=int, default=None, help="replicates per cell (overrides)")
+    pow_.add_argument("--jobs", type=int, default=None, help="local worker processes")
     return parser
 
 
@@ -192,6 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("files that differ between the runs:\n  " + "\n  ".join(differ))
                 return 1
             print("the two runs wrote byte-identical processed data, results and figures")
+        elif args.command == "power":
+            from helpers.power import run_power_command
+
+            return run_power_command(args.design, args.out, args.scheduler, args.reps, args.jobs)
     except StudyDataError as err:
         from helpers.safety import OutputFolderError
 

@@ -789,3 +789,51 @@ def ddf_sentence(table, alpha: float = 0.05) -> Sentence:
             f"p < {alpha_text} for every term."
         )
     return Sentence(f"Satterthwaite degrees of freedom: {dfs}. {verdict}")
+
+
+def power_target_sentence(row, what: str, target: float = 0.8, size: str | None = None) -> Sentence:
+    """Which design first reached ``target`` power for an effect (or that none did).
+
+    ``row`` is a row of a :func:`helpers.power.power_curve` table (from
+    :func:`helpers.power.smallest_design`) or ``None``; ``size`` describes the designs tried.
+    """
+    goal = percent(target)
+    if row is None:
+        subject = f"None of {size}" if size else "No design tried"
+        return join(
+            f"{subject} reached {goal} power for {what};",
+            "more therapists or patients are needed (or more replicates to tell).",
+        )
+    design = (
+        f"{count(int(row['n_therapists']), 'therapist')} with "
+        f"{count(int(row['patients_per_therapist']), 'patient')} each"
+    )
+    return join(
+        f"The smallest design tried that reached {goal} power for {what} was {design}:",
+        f"power {number(row['power'])} (Monte Carlo 95% CI {number(row['power_ci_low'])} to "
+        f"{number(row['power_ci_high'])}, {count(int(row['n_valid']), 'replicate')}).",
+    )
+
+
+def power_tradeoff_sentence(more_therapists, more_patients, what: str) -> Sentence:
+    """Compare two designs of equal size: more therapists vs more patients per therapist.
+
+    Each argument is a row of a power table (same total number of patients).
+    """
+
+    def label(row) -> str:
+        return f"{int(row['n_therapists'])} × {int(row['patients_per_therapist'])}"
+
+    a, b = more_therapists, more_patients
+    total = int(a["n_therapists"] * a["patients_per_therapist"])
+    values = (
+        f"power {number(a['power'])} with {label(a)} (therapists × patients) against "
+        f"{number(b['power'])} with {label(b)}"
+    )
+    if a["power_ci_low"] > b["power_ci_high"]:
+        verdict = "spreading them over more therapists gave clearly more power"
+    elif b["power_ci_low"] > a["power_ci_high"]:
+        verdict = "more patients per therapist gave clearly more power here"
+    else:
+        verdict = "the two designs did not differ beyond Monte Carlo error"
+    return join(f"With {total} patients in all, for {what}, {verdict}: {values}.")

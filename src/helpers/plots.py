@@ -57,6 +57,7 @@ from scipy import stats
 from helpers.paths import FIGURES_DIR
 from helpers.safety import atomic_path
 from helpers.style import (
+    CYCLE_COLORS,
     DEFAULT_ASPECT,
     FONT_FAMILY,
     GROUP_NOUNS,
@@ -91,6 +92,7 @@ __all__ = [
     "plot_caterpillar",
     "plot_coefficients",
     "plot_forest",
+    "plot_power_curve",
     "plot_predicted_trajectories",
     "plot_qq",
     "plot_residuals_vs_fitted",
@@ -1591,3 +1593,79 @@ def add_note(ax: Axes, text: str) -> Axes:
             bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "0.6"},
         )
     return ax
+
+
+@_styled
+def plot_power_curve(
+    data: pd.DataFrame,
+    *,
+    x: str,
+    hue: str | None = None,
+    term: str | None = None,
+    target: float | None = 0.8,
+    xlabel: str | None = None,
+    hue_label: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Simulated power against a design size, one line per ``hue`` value, with MC intervals.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        A :func:`helpers.power.power_curve` table: ``x``, ``hue``, ``term``, ``power``,
+        ``power_ci_low``, ``power_ci_high``.
+    x : str
+        Design column on the horizontal axis (e.g. ``"n_therapists"``).
+    hue : str, optional
+        Column with one line per value (e.g. ``"patients_per_therapist"``).
+    term : str, optional
+        Keep only this term's rows (required when the table holds several terms).
+    target : float or None, default 0.8
+        A dashed reference line at this power (gid ``"reference-target"``).
+    xlabel, hue_label : str, optional
+        Axis and legend titles (default: the column names).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on (a new single-column figure when None).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One :class:`~matplotlib.lines.Line2D` per ``hue`` value (labelled by the value)
+        and its Monte Carlo interval as error bars; y from 0 to 1.
+    """
+    func = "plot_power_curve"
+    table = _check_frame(data, func)
+    needed = {"x": x, "hue": hue, **{c: c for c in ("power", "power_ci_low", "power_ci_high")}}
+    _require_columns(table, needed, func)
+    if term is not None:
+        table = table.loc[table["term"] == term]
+    elif "term" in table.columns and table["term"].nunique() > 1:
+        raise PlotInputError(
+            f"{func}: the table holds several terms {sorted(table['term'].unique())}; pass term=."
+        )
+    if table.empty:
+        raise PlotInputError(f"{func}: no rows to plot for term {term!r}.")
+    ax = _axes_or_new(ax)
+    levels = _ordered_levels(table[hue]) if hue else [None]
+    colors = list(CYCLE_COLORS)
+    markers = ["o", "s", "^", "D", "v", "P"]
+    for i, level in enumerate(levels):
+        part = table if level is None else table.loc[table[hue] == level]
+        part = part.sort_values(x)
+        xs = part[x].to_numpy(dtype=float)
+        ys = part["power"].to_numpy(dtype=float)
+        err = np.vstack([ys - part["power_ci_low"], part["power_ci_high"] - ys])
+        color = colors[i % len(colors)]
+        ax.errorbar(xs, ys, yerr=err, color=color, linewidth=0, elinewidth=0.8, capsize=2)
+        ax.plot(xs, ys, color=color, marker=markers[i % len(markers)], markersize=4,
+                label=None if level is None else f"{level:g}" if isinstance(level, float)
+                else str(level))  # fmt: skip
+    if target is not None:
+        ax.axhline(target, gid=f"{REFERENCE_GID}-target", color=REFERENCE_COLOR,
+                   linestyle="--", linewidth=0.8, zorder=1)  # fmt: skip
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(xlabel if xlabel is not None else x)
+    ax.set_ylabel("Power")
+    if hue:
+        ax.legend(title=hue_label if hue_label is not None else hue, frameon=False)
+    return _finish_axes(ax)

@@ -528,6 +528,7 @@ def _simulate_latent(
     p: dict[str, float],
     streams: list[np.random.Generator],
     modality_outcome: np.ndarray | None = None,
+    equal_caseloads: bool = False,
 ) -> dict[str, Any]:
     """Simulate design, latent scores and observed totals for every session 0..max.
 
@@ -536,12 +537,17 @@ def _simulate_latent(
     common random numbers smooth); ``n_sessions`` says how many are observed.
     ``modality_outcome`` holds the PHQ-9 points added at treatment sessions per
     modality (order of :data:`MODALITIES`); ``None`` adds nothing.
+    ``equal_caseloads`` gives every therapist ``patients_per_therapist``
+    patients (the Poisson caseloads are still drawn, so the other draws of a
+    stream stay where they were; :mod:`helpers.power` uses it).
     """
     rng_design, rng_alliance, rng_outcome, rng_rater = streams[:4]
     n_sess = max_sessions
     # --- design ---------------------------------------------------------------
     modality_index = rng_design.permutation(np.arange(n_therapists) % len(MODALITIES))
     caseload = 1 + rng_design.poisson(patients_per_therapist - 1, n_therapists)
+    if equal_caseloads:
+        caseload = np.full(n_therapists, patients_per_therapist)
     therapist_of = np.repeat(np.arange(n_therapists), caseload)
     n_pat = therapist_of.size
     age = np.clip(np.rint(p["age_mean"] + p["age_sd"] * rng_design.standard_normal(n_pat)),
