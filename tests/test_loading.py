@@ -1339,3 +1339,12 @@ def test_a_sheet_without_a_dimension_is_counted_as_it_streams(tmp_path, monkeypa
     assert problem.found == "sheet 'Sheet' holds more than 5 rows"
     monkeypatch.setattr(loading, "MAX_XLSX_ROWS", 11)  # exactly the header and 10 rows: read
     assert len(read_table(path).data) == 10
+
+
+def test_a_stray_quote_that_joins_the_header_to_the_next_line_is_reported(tmp_path: Path):
+    path = write_text(tmp_path, "q.csv", '"c0,c1\n0,"1"\n0,0\n')
+    with pytest.raises(StudyDataError) as info:
+        read_table(path)
+    (problem,) = info.value.problems
+    assert problem.rows == [1]
+    assert "joining lines 1-2 into the header" in problem.found

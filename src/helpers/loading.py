@@ -702,6 +702,7 @@ def _read_text(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
             _empty_header_fix(records, header_row),
         )
     header_cells = at[0][1]
+    _check_header_on_one_line(path, next(r for r in physical if r.start == header_row))
     if len(header_cells) == 1:
         _check_delimiter(path, header_cells[0], delimiter, fmt)
     names = _name_columns(path, header_cells, str)
@@ -911,6 +912,23 @@ def _strip_missing_codes(data: pd.DataFrame, codes: tuple[str, ...]) -> None:
         missing = values.str.strip().isin(list(codes)) & values.notna()
         if missing.any():
             data[column] = values.where(~missing)
+
+
+def _check_header_on_one_line(path: Path, header: _PhysicalRecord) -> None:
+    """Raise when a quoted cell carries the header over a line break into the next lines."""
+    if header.end == header.start:
+        return
+    opened = header.quote_line or header.start
+    raise _fail(
+        path,
+        f"the column names on one line (line {header.start}, read.header_row)",
+        f"a quoted cell opened on line {opened} runs on to line {header.end}, joining lines "
+        f"{header.start}-{header.end} into the header",
+        f"a stray quote on line {opened} probably starts the cell: remove it (a quote inside "
+        'a cell is written twice: ""), or close the quoted cell on the same line',
+        rows=[opened],
+        row_label="line",
+    )
 
 
 def _blank_reason(cells: list[str]) -> str | None:
