@@ -897,3 +897,16 @@ def test_id_changes_csv_is_header_only_when_no_id_changed(demo):
     assert (out / "id_changes.csv").read_text() == (
         "column,original,normalised,records,collides_with\n"
     )
+
+
+def test_cli_reports_ctrl_c_in_one_line_with_exit_130(monkeypatch, capsys):
+    from helpers import cli, pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_cleaning", interrupted)
+    status = cli.main(["clean", "--input", "x.csv", "--config", "x.yml", "--out", "out"])
+    err = capsys.readouterr().err
+    assert status == 130
+    assert err.startswith("interrupted: clean stopped;") and "Traceback" not in err

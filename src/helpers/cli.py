@@ -219,6 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report_bug(err)
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: every output is atomic, so nothing half-written stays
+        print(
+            f"interrupted: {args.command} stopped; files it had not finished were not kept. "
+            "Run the same command again to continue.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     except Exception as err:  # anything else is a bug of the suite, not the user's mistake
         return report_bug(err)
     return 0
@@ -226,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 #: Exit status of a failure that is a bug of the suite (not a bad input, not a notebook).
 EXIT_BUG = 3
+#: Exit status after Ctrl-C (the shell's convention: 128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 def report_bug(err: BaseException) -> int:
