@@ -82,6 +82,17 @@ def test_therapist_and_patient_choices(study, small_study):
     assert ex.therapist_options(small_study.sessions) == []
 
 
+def test_first_patient_shown_has_an_episode(study):
+    episodes = ex.default_episodes(study)
+    options = ex.patient_options(study.sessions, ex.therapist_options(study.sessions)[0])
+    first = ex.first_patient_with_episode(options, episodes)
+    assert first in set(episodes["patient_id"]) and first == min(
+        set(options) & set(episodes["patient_id"])
+    )
+    assert ex.first_patient_with_episode(options, episodes.iloc[:0]) == options[0]
+    assert ex.first_patient_with_episode([], episodes) is None
+
+
 def test_patient_summary_holds_the_patients_own_numbers_and_no_codes(study):
     episodes = ex.default_episodes(study)
     patient = episodes["patient_id"].value_counts().index[0]  # a patient with episodes
@@ -148,6 +159,13 @@ def test_rupture_view_equals_threshold_sensitivity(study, settings):
     ).query("variable == 'alliance'")
     np.testing.assert_allclose(view.aligned["mean"], aligned["mean"])
     assert ex.rupture_figure(view, study.profile).axes[0].get_title().endswith("episodes")
+
+
+def test_rupture_figure_leaves_out_sessions_without_an_interval(study):
+    view = ex.rupture_view(study, ex.RuptureSettings())
+    view.aligned.loc[0, ["sd", "ci_low", "ci_high"]] = np.nan  # one episode at session -3
+    line = ex.rupture_figure(view, study.profile).axes[0].lines[-1]
+    assert list(line.get_xdata()) == list(range(-2, 5))
 
 
 def test_rupture_view_without_truth_says_so(small_study):
@@ -272,6 +290,7 @@ def test_patient_browser_follows_therapist_search_and_patient(study):
     therapists = ex.therapist_options(study.sessions)
     assert browser.therapist.value == therapists[0]
     assert list(browser.patient.options) == ex.patient_options(study.sessions, therapists[0])
+    assert browser.patient.value in set(browser.episodes["patient_id"])
     before = (browser.tables.value, bytes(browser.image.value))
     browser.therapist.value = therapists[1]
     assert list(browser.patient.options) == ex.patient_options(study.sessions, therapists[1])
@@ -321,28 +340,37 @@ def test_display_sends_the_widget_and_a_static_fallback(study):
     assert ex.WIDGET_VIEW in bundle
     assert bundle["text/html"].startswith("<div class='explorer-static'><h4>Model explorer</h4>")
     assert "data:image/png;base64," in bundle["text/html"]
-    assert bundle["text/plain"] == "Model explorer (interactive in JupyterLab or Voilà)"
+    assert bundle["text/plain"].startswith("Model explorer (interactive in JupyterLab or Voilà)")
+    assert "No previous fit" in bundle["text/plain"]
 
 
 def test_strip_widget_state(tmp_path):
-    notebook = {
-        "metadata": {"widgets": {"state": {}}, "kernelspec": {"name": "python3"}},
-        "cells": [
-            {
-                "cell_type": "code",
-                "outputs": [
-                    {
-                        "output_type": "display_data",
-                        "data": {ex.WIDGET_VIEW: {"model_id": "x"}, "text/html": "<p>t</p>"},
-                    }
-                ],
-            }
-        ],
-    }
+    import nbformat
+
+    output = nbformat.v4.new_output(
+        "display_data", data={ex.WIDGET_VIEW: {"model_id": "x"}, "text/html": "<p>t</p>"}
+    )
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("x", outputs=[output])],
+        metadata={"widgets": {"state": {}}, "language_info": {"name": "python"}},
+    )
     path = tmp_path / "nb.ipynb"
-    path.write_text(json.dumps(notebook))
+    nbformat.write(notebook, str(path))
     assert ex.strip_widget_state_file(path) == 1
     stripped = json.loads(path.read_text())
-    assert stripped["metadata"] == {"kernelspec": {"name": "python3"}}
-    assert stripped["cells"][0]["outputs"][0]["data"] == {"text/html": "<p>t</p>"}
+    assert stripped["metadata"] == {"language_info": {"name": "python"}}
+    assert stripped["cells"][0]["outputs"][0]["data"] == {"text/html": ["<p>t</p>"]}
     assert ex.strip_widget_state_file(path) == 0
+
+
+def test_committed_notebooks_hold_no_widget_state():
+    for path in sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb")):
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        assert ex.WIDGET_STATE not in notebook["metadata"], f"{path.name}: widget state"
+        views = [
+            o
+            for c in notebook["cells"]
+            for o in c.get("outputs", [])
+            if ex.WIDGET_VIEW in o.get("data", {})
+        ]
+        assert not views, f"{path.name}: live widget outputs (make refresh strips them)"

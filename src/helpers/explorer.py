@@ -55,6 +55,7 @@ import base64
 import html
 import io
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from helpers import effects, moderators, ruptures, schema
 from helpers.models import (
@@ -179,10 +181,17 @@ def _note_figure(text: str) -> Figure:
     return fig
 
 
+def _sentence_html(text: str) -> str:
+    """A sentence's markdown (``*emphasis*``, ``code``) as HTML, everything else escaped."""
+    escaped = html.escape(text, quote=False)
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", escaped)
+
+
 def _table_html(table: pd.DataFrame | Sentence | str) -> str:
     if isinstance(table, pd.DataFrame):
         return table.to_html(classes="explorer-table", border=0)
-    return f"<p>{html.escape(str(table))}</p>"
+    return f"<p>{_sentence_html(str(table))}</p>"
 
 
 def static_html(title: str, parts: Sequence[pd.DataFrame | Sentence | str], png: bytes) -> str:
@@ -220,6 +229,12 @@ def patient_options(
     ids = sorted(str(p) for p in frame[schema.PATIENT_ID].dropna().unique())
     needle = search.strip().lower()
     return [p for p in ids if needle in p.lower()] if needle else ids
+
+
+def first_patient_with_episode(options: Sequence[str], episodes: pd.DataFrame) -> str | None:
+    """The first of ``options`` with a rupture episode, else the first (``None`` if empty)."""
+    with_episode = set(episodes[schema.PATIENT_ID].astype(str))
+    return next((p for p in options if p in with_episode), next(iter(options), None))
 
 
 def default_episodes(study: Study) -> pd.DataFrame:
@@ -325,6 +340,7 @@ def patient_figure(study: Study, patient: str, episodes: pd.DataFrame) -> Figure
                     label=f"rupture ({status})" if ax is top and status not in shaded else None,
                 )
             shaded.add(status)
+        bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
         top.set_ylabel(f"Alliance ({profile.alliance_name})")
         bottom.set_ylabel(axis_label(schema.OUTCOME, profile.labels))
         bottom.set_xlabel("Session")
@@ -425,8 +441,11 @@ def rupture_figure(view: RuptureView, profile: StudyProfile) -> Figure:
     """The V: mean alliance (95% CI) around the rupture session, for the chosen definition."""
     from helpers.plots import plot_rupture_v
 
-    drawable = view.aligned.dropna(subset=["mean"]) if len(view.aligned) else view.aligned
-    if drawable.empty or drawable["n"].max() < 2:
+    # a relative session seen in a single episode has no interval: it is not drawn
+    drawable = view.aligned
+    if len(drawable):
+        drawable = drawable.dropna(subset=["mean", "ci_low", "ci_high"])
+    if len(drawable) < 2:
         return _note_figure(f"{view.counts.index[0]}: too few episodes to draw the V.")
     fig, ax = _new_figure(aspect=0.45)
     plot_rupture_v(drawable, ax=ax, axis_labels=profile.labels)
@@ -638,7 +657,7 @@ def lrt_table(lrt: LikelihoodRatioTest, restricted: str, full: str, label: str) 
     )
 
 
-def model_figure(view: ModelView) -> Figure:
+def model_figure(view: ModelView, profile: StudyProfile | None = None) -> Figure:
     """Fixed effects (without the intercept) with 95% CIs, or a note when the fit failed."""
     from helpers.plots import plot_coefficients
 
@@ -648,7 +667,10 @@ def model_figure(view: ModelView) -> Figure:
     if not terms:
         return _note_figure("Intercept-only model: no coefficient to draw.")
     fig, ax = _new_figure(aspect=max(0.25, 0.08 * len(terms) + 0.15))
-    plot_coefficients(view.result.fixed, terms=terms, ax=ax)
+    labels = (
+        {} if profile is None else {"labels": profile.term_labels, "axis_labels": profile.labels}
+    )
+    plot_coefficients(view.result.fixed, terms=terms, ax=ax, **labels)
     with use_style():
         ax.set_title(f"{view.spec.outcome}, {'REML' if view.spec.reml else 'ML'}")
     return fig
@@ -715,7 +737,10 @@ class _Explorer:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         bundle = dict(self.widget._repr_mimebundle_() or {})
         bundle["text/html"] = self.static_html()
-        bundle["text/plain"] = f"{self.title} (interactive in JupyterLab or Voilà)"
+        notes = [str(p) for p in self._parts if isinstance(p, (Sentence, str))]
+        bundle["text/plain"] = "\n".join(
+            [f"{self.title} (interactive in JupyterLab or Voilà)", *notes]
+        )
         return bundle
 
 
@@ -743,7 +768,12 @@ class PatientBrowser(_Explorer):
         )
         self.therapist.layout.display = None if therapists else "none"
         self.search = w.Text(value="", description="patient id", placeholder="type part of an id")
-        self.patient = w.Dropdown(options=self._patients(), description="patient")
+        options = self._patients()
+        self.patient = w.Dropdown(
+            options=options,
+            value=first_patient_with_episode(options, self.episodes),
+            description="patient",
+        )
         self.therapist.observe(self._filter, names="value")
         self.search.observe(self._filter, names="value")
         self.patient.observe(self.refresh, names="value")
@@ -770,7 +800,7 @@ class PatientBrowser(_Explorer):
 
     def controls(self) -> list[Any]:
         row = [self.therapist, self.search, self.patient]
-        return [self._w.HBox(row)] + ([self._w.HTML(str(self.note))] if self.note else [])
+        return [self._w.HBox(row)]
 
     def compute(self) -> tuple[list[Any], Figure]:
         patient = self.patient.value
@@ -779,7 +809,8 @@ class PatientBrowser(_Explorer):
                 "No patient matches the search."
             )
         summary = patient_summary(self.study, patient, self.episodes)
-        return [_fmt(summary, 1)], patient_figure(self.study, patient, self.episodes)
+        parts: list[Any] = [_fmt(summary, 1)] + ([self.note] if self.note else [])
+        return parts, patient_figure(self.study, patient, self.episodes)
 
 
 class RuptureExplorer(_Explorer):
@@ -924,7 +955,7 @@ class ModelExplorer(_Explorer):
         right = w.VBox(
             [self.time, self.time_slope, self.alliance_slope, self.correlated, self.therapist_level]
         )
-        return [w.HBox([left, right])] + ([w.HTML(str(self.note))] if self.note else [])
+        return [w.HBox([left, right])]
 
     def refresh(self, *args: Any) -> None:
         """Refit (a progress line shows while the engine runs), then redraw."""
@@ -952,9 +983,11 @@ class ModelExplorer(_Explorer):
             warned = view.warnings()
             if len(warned):
                 parts.append(_fmt(warned[["category", "message"]]))
+        if self.note is not None:
+            parts.append(self.note)
         comparison = compare_fits(self.previous, view)
         parts.append(_fmt(comparison, 4) if isinstance(comparison, pd.DataFrame) else comparison)
-        return parts, model_figure(view)
+        return parts, model_figure(view, self.study.profile)
 
 
 # ---------------------------------------------------------------------------
@@ -982,12 +1015,13 @@ def strip_widget_state(notebook: dict[str, Any]) -> int:
 
 def strip_widget_state_file(path: str | Path) -> int:
     """:func:`strip_widget_state` on a notebook file, rewritten only if something changed."""
-    path = Path(path)
-    notebook = json.loads(path.read_text(encoding="utf-8"))
+    import nbformat
+
+    notebook = nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
     had_state = WIDGET_STATE in notebook.get("metadata", {})
     removed = strip_widget_state(notebook)
     if removed or had_state:
-        path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        nbformat.write(notebook, str(path))
     return removed
 
 
