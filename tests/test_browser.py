@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -161,6 +161,20 @@ def _wait_changed(page, css: str, before: tuple[str, str]) -> tuple[str, str]:
     pytest.fail(f"{css}: the table and figure did not both change within {UPDATE_TIMEOUT} ms")
 
 
+def _wait_text(page, css: str, text: str) -> None:
+    """Wait until the explorer's tables show ``text`` and no update is pending."""
+    box = _explorer(page, css)
+    deadline = time.monotonic() + UPDATE_TIMEOUT / 1000
+    while time.monotonic() < deadline:
+        if (
+            text in box.locator(".ae-table").inner_text()
+            and "…" not in box.locator(".ae-status").inner_text()
+        ):
+            return
+        page.wait_for_timeout(200)
+    pytest.fail(f"{css}: the tables never showed {text!r}")
+
+
 def _move_k_slider(page) -> None:
     handle = _explorer(page, "ae-ruptures").locator(".noUi-handle").first
     handle.focus()
@@ -195,24 +209,38 @@ def _launch(playwright, browser_path: str):
 
 
 def test_explorers_in_jupyterlab_and_voila(browser_path, workspace):
+    """Lab and Voilà start together; Voilà runs its kernel while Lab is being driven."""
     from playwright.sync_api import sync_playwright
 
     root, env, shots = workspace["root"], workspace["env"], workspace["shots"]
     token = secrets.token_hex(16)
     started = time.monotonic()
     timings = {}
-
-    port = _free_port()
+    lab_port, voila_port = _free_port(), _free_port()
     lab = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={lab_port}",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None", *ROOT_FLAG,
     ]  # fmt: skip
-    with _server(lab, port, root, env, root / "lab.log"), sync_playwright() as p:
+    voila = [
+        sys.executable, "-m", "voila", str(root / NOTEBOOK.name), "--no-browser",
+        "--Voila.ip=127.0.0.1", f"--port={voila_port}", f"--token={token}",
+    ]  # fmt: skip
+    with ExitStack() as stack:
+        stack.enter_context(_server(lab, lab_port, root, env, root / "lab.log"))
+        stack.enter_context(_server(voila, voila_port, root, env, root / "voila.log"))
+        p = stack.enter_context(sync_playwright())
         browser = _launch(p, browser_path)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK.name}?token={token}")
+        stack.callback(browser.close)
+        timings["servers up"] = time.monotonic() - started
+
+        # Voilà executes the notebook when its page is requested: ask now, check later
+        app = browser.new_page(viewport={"width": 1400, "height": 1700})
+        app.goto(f"http://127.0.0.1:{voila_port}/?token={token}", wait_until="commit")
+
+        page = browser.new_page(viewport={"width": 1400, "height": 1700})
+        page.goto(f"http://127.0.0.1:{lab_port}/lab/tree/{NOTEBOOK.name}?token={token}")
         page.wait_for_function(
             "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
             " && window.jupyterapp.shell.currentWidget.sessionContext"
@@ -229,44 +257,35 @@ def test_explorers_in_jupyterlab_and_voila(browser_path, workspace):
             " === 'idle'",
             timeout=RUN_TIMEOUT,
         )
-        timings["cells run"] = time.monotonic() - started
+        timings["lab cells run"] = time.monotonic() - started
         _check_no_errors(page)
         written = _screenshots(page, shots, "lab")
 
         before = _state(page, "ae-ruptures")
         assert "precision" in before[0]
         _move_k_slider(page)
-        after = _wait_changed(page, "ae-ruptures", before)
-        assert "1 SD" in after[0] or "drop ≥ 1" in after[0] or after[0] != before[0]
+        _wait_changed(page, "ae-ruptures", before)
+        _wait_text(page, "ae-ruptures", "drop >= 1 SD")  # every key press is one update
 
         before = _state(page, "ae-models")
         _explorer(page, "ae-models").locator("select").nth(1).select_option("therapist")
         after = _wait_changed(page, "ae-models", before)
         assert "alliance_therapist_within_lag" in after[0]
-        assert "likelihood" in after[0].lower() or "No likelihood-ratio test" in after[0]
+        assert "likelihood" in after[0].lower()  # a test, or why there is none
         _check_no_errors(page)
         written += _screenshots(page, shots, "lab_changed")
         timings["lab interactions"] = time.monotonic() - started
-        browser.close()
 
-    port = _free_port()
-    voila = [
-        sys.executable, "-m", "voila", str(root / NOTEBOOK.name), "--no-browser",
-        "--Voila.ip=127.0.0.1", f"--port={port}", f"--token={token}",
-    ]  # fmt: skip
-    with _server(voila, port, root, env, root / "voila.log"), sync_playwright() as p:
-        browser = _launch(p, browser_path)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"http://127.0.0.1:{port}/?token={token}", timeout=RUN_TIMEOUT)
         for css in ("ae-patients", "ae-ruptures", "ae-models"):
-            page.locator(f".{css} .ae-figure[src]").first.wait_for(timeout=RUN_TIMEOUT)
-        before = _state(page, "ae-ruptures")
-        _move_k_slider(page)
-        _wait_changed(page, "ae-ruptures", before)
-        assert "Traceback" not in page.content()
-        written += _screenshots(page, shots, "voila")
-        timings["voila"] = time.monotonic() - started
-        browser.close()
+            app.locator(f".{css} .ae-figure[src]").first.wait_for(timeout=RUN_TIMEOUT)
+        timings["voila page"] = time.monotonic() - started
+        before = _state(app, "ae-ruptures")
+        _move_k_slider(app)
+        _wait_changed(app, "ae-ruptures", before)
+        _wait_text(app, "ae-ruptures", "drop >= 1 SD")
+        assert "Traceback" not in app.content()
+        written += _screenshots(app, shots, "voila")
+        timings["voila interactions"] = time.monotonic() - started
 
     print("\nscreenshots:\n" + "\n".join(f"  {p}" for p in written))
     print("elapsed (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
