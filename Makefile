@@ -19,7 +19,7 @@ DATA   ?= data/raw/demo/sessions.csv
 CONFIG ?= data/raw/demo/study.yml
 OUT    ?= runs/demo
 
-.PHONY: help setup lock data scenarios all report refresh check-determinism test test-fast unit nbtest lint lab clean
+.PHONY: help setup lock data scenarios all report refresh check-determinism test test-fast unit nbtest lint lab clean browser-test app
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -84,6 +84,7 @@ refresh: $(BIN)/activate ## Re-execute the committed notebooks in place on the d
 		echo "refreshing $$nb"; \
 		$(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; \
 		$(PY) -c "from helpers.runner import strip_execution_metadata as s; s('$$nb')"; \
+		$(PY) -c "from helpers.explorer import strip_widget_state_file as w; w('$$nb')"; \
 	done
 
 check-determinism: $(BIN)/activate ## Run the suite twice and check results and figures are byte-identical
@@ -95,7 +96,10 @@ check-determinism: $(BIN)/activate ## Run the suite twice and check results and 
 test: unit nbtest ## Unit tests plus notebook regression tests (nbval)
 
 test-fast: $(BIN)/activate ## Unit tests without the scenario suite (minutes, for the edit-test loop)
-	$(BIN)/pytest -q -p no:cacheprovider -m "not scenarios" tests
+	$(BIN)/pytest -q -p no:cacheprovider -m "not scenarios and not browser" tests
+
+browser-test: $(BIN)/activate ## The explorers in JupyterLab and Voila, driven by headless Chromium (skipped without one)
+	$(BIN)/pytest -q -ra -s -p no:cacheprovider -m browser tests/test_browser.py
 
 unit: $(BIN)/activate ## Unit tests only
 	$(BIN)/pytest -q -p no:cacheprovider tests
@@ -109,6 +113,16 @@ lint: $(BIN)/activate ## ruff over src, tests, bench and notebooks
 
 lab: $(BIN)/activate ## Open JupyterLab on notebooks/
 	$(BIN)/jupyter lab notebooks/
+
+APP_PORT ?= 8866
+APP_NB   := $(OUT)/app/08_explore_interactively.ipynb
+APP_TRUTH = $(if $(wildcard $(dir $(DATA))truth.json),$(abspath $(dir $(DATA))truth.json),)
+
+app: $(OUT)/notebooks/01_clean.ipynb ## Serve the explorers of notebook 08 on OUT's data with Voila (127.0.0.1, with a token)
+	@mkdir -p $(OUT)/app
+	@$(PY) -m papermill --prepare-only --log-level ERROR notebooks/08_explore_interactively.ipynb $(APP_NB) \
+		-p PROCESSED_DIR $(abspath $(OUT))/processed -p TRUTH_PATH "$(APP_TRUTH)"
+	$(BIN)/voila $(APP_NB) --Voila.ip=127.0.0.1 --port=$(APP_PORT) --token
 
 clean: ## Remove generated outputs (never data/raw/)
 	find data/processed -mindepth 1 ! -name .gitkeep -delete

@@ -53,6 +53,7 @@ EXPECTED_SKIPS: dict[str, list[tuple[str, str]]] = {
         ("03", "set `columns.therapist_id`"),
         ("04", "*Skipped — Ruptures per therapist:*"),
         ("06", "*Skipped — Figure 3 (therapist effects):*"),
+        ("08", "*Skipped — Choosing a therapist:*"),
     ],
     "tiny": [("05", "no modality column"), ("05", "set `columns.modality`")],
     "max_8_sessions": [

@@ -32,6 +32,7 @@ _TITLES = {
     "04": "Ruptures and repair",
     "05": "Moderators and the meta-analytic benchmark",
     "06": "Figures",
+    "08": "Explore interactively (static view)",
 }
 
 _CSS = """
@@ -136,7 +137,10 @@ def write_report(out: str | Path) -> Path:
 
 
 def _write_report(out: Path) -> Path:
+    import nbformat
     from nbconvert import HTMLExporter
+
+    from helpers.explorer import strip_widget_state
 
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
@@ -146,7 +150,11 @@ def _write_report(out: Path) -> Path:
     exporter = HTMLExporter()
     links = []
     for notebook in report_notebooks(out, manifest):
-        body, _ = exporter.from_filename(str(notebook))
+        # the explorers' live widgets carry patient codes in their state: the report shows
+        # their static form only (helpers.explorer.strip_widget_state)
+        executed = nbformat.read(str(notebook), as_version=4)
+        strip_widget_state(executed)
+        body, _ = exporter.from_notebook_node(executed)
         target = report / f"{notebook.stem}.html"
         atomic_write_text(target, body)
         title = _TITLES.get(notebook.name[:2], notebook.stem)

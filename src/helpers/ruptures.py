@@ -1172,6 +1172,65 @@ def recovery_against_truth(
 # ---------------------------------------------------------------------------
 # Sensitivity to the definition
 # ---------------------------------------------------------------------------
+def definition_summary(
+    episodes: pd.DataFrame,
+    sessions: pd.DataFrame,
+    *,
+    definition: RuptureDefinition | Mapping[str, Any] | None = None,
+    true_episodes: pd.DataFrame | Iterable[Mapping[str, Any]] | None = None,
+    match_tolerance: int = 0,
+) -> dict[str, Any]:
+    """One row of :func:`threshold_sensitivity` for episodes already detected.
+
+    Parameters
+    ----------
+    episodes
+        Output of :func:`detect_ruptures` on ``sessions``.
+    sessions
+        The session-level frame the episodes were detected in.
+    definition
+        The rupture definition; default: the one stored in ``episodes.attrs``.
+    true_episodes, match_tolerance
+        As in :func:`threshold_sensitivity`: adds the recovery scores of
+        :func:`recovery_against_truth`.
+
+    Returns
+    -------
+    dict
+        The columns of :func:`threshold_sensitivity` for this definition.
+    """
+    d = _resolve_definition(episodes, definition, "definition_summary")
+    per_patient = rupture_counts(episodes, sessions, definition=d)
+    ok = per_patient["assessable"].to_numpy()
+    n_assessable = int(ok.sum())
+    with_rupture = int((per_patient["n_episodes"].fillna(0) > 0).sum())
+    counts = {s: int((episodes["status"] == s).sum()) for s in EPISODE_STATUSES}
+    observed = counts["repaired"] + counts["unrepaired"]
+    at_risk = int(per_patient["n_at_risk_sessions"].fillna(0).sum())
+    row: dict[str, Any] = {
+        "definition": d.label(),
+        "method": d.method,
+        "k": float(d.k) if d.method == "sd" else math.nan,
+        "points": float(d.points) if d.method == "points" else math.nan,
+        "n_patients": len(per_patient),
+        "n_patients_assessable": n_assessable,
+        "n_patients_with_rupture": with_rupture,
+        "share_patients_with_rupture": (with_rupture / n_assessable if n_assessable else math.nan),
+        "n_episodes": len(episodes),
+        "n_repaired": counts["repaired"],
+        "n_unrepaired": counts["unrepaired"],
+        "n_censored": counts["censored"],
+        "repair_rate": counts["repaired"] / observed if observed else math.nan,
+        "n_at_risk_sessions": at_risk,
+        "episodes_per_at_risk_session": len(episodes) / at_risk if at_risk else math.nan,
+    }
+    if true_episodes is not None:
+        row |= recovery_against_truth(
+            episodes, true_episodes, tolerance=match_tolerance, sessions=sessions, definition=d
+        )
+    return row
+
+
 def threshold_sensitivity(
     sessions: pd.DataFrame,
     column: str = ALLIANCE,
@@ -1239,41 +1298,15 @@ def threshold_sensitivity(
     rows = []
     for d in definitions:
         episodes = detect_with_definition(sessions, d)
-        per_patient = rupture_counts(episodes, sessions, definition=d)
-        ok = per_patient["assessable"].to_numpy()
-        n_assessable = int(ok.sum())
-        with_rupture = int((per_patient["n_episodes"].fillna(0) > 0).sum())
-        counts = {s: int((episodes["status"] == s).sum()) for s in EPISODE_STATUSES}
-        observed = counts["repaired"] + counts["unrepaired"]
-        at_risk = int(per_patient["n_at_risk_sessions"].fillna(0).sum())
-        row: dict[str, Any] = {
-            "definition": d.label(),
-            "method": d.method,
-            "k": float(d.k) if d.method == "sd" else math.nan,
-            "points": float(d.points) if d.method == "points" else math.nan,
-            "n_patients": len(per_patient),
-            "n_patients_assessable": n_assessable,
-            "n_patients_with_rupture": with_rupture,
-            "share_patients_with_rupture": (
-                with_rupture / n_assessable if n_assessable else math.nan
-            ),
-            "n_episodes": len(episodes),
-            "n_repaired": counts["repaired"],
-            "n_unrepaired": counts["unrepaired"],
-            "n_censored": counts["censored"],
-            "repair_rate": counts["repaired"] / observed if observed else math.nan,
-            "n_at_risk_sessions": at_risk,
-            "episodes_per_at_risk_session": len(episodes) / at_risk if at_risk else math.nan,
-        }
-        if true_episodes is not None:
-            row |= recovery_against_truth(
+        rows.append(
+            definition_summary(
                 episodes,
-                true_episodes,
-                tolerance=match_tolerance,
-                sessions=sessions,
+                sessions,
                 definition=d,
+                true_episodes=true_episodes,
+                match_tolerance=match_tolerance,
             )
-        rows.append(row)
+        )
     return pd.DataFrame(rows)
 
 
