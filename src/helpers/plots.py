@@ -76,6 +76,7 @@ from helpers.style import (
     group_colors,
     use_style,
 )
+from helpers.validation import describe_rows, numeric_column
 
 __all__ = [
     "FIGURE_FORMATS",
@@ -155,12 +156,6 @@ def _styled(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _row_list(index: Iterable[Any], limit: int = 5) -> str:
-    items = list(index)
-    shown = ", ".join(repr(i) for i in items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
-
-
 def _check_frame(data: Any, func: str, argument: str = "data") -> pd.DataFrame:
     if not isinstance(data, pd.DataFrame):
         raise PlotInputError(
@@ -188,15 +183,13 @@ def _require_columns(
 
 def _numeric(data: pd.DataFrame, column: str, func: str, argument: str = "data") -> np.ndarray:
     """The column as floats; a clear error for text that is not a number."""
-    values = pd.to_numeric(data[column], errors="coerce")
-    bad = values.isna() & data[column].notna()
-    if bad.any():
-        raise PlotInputError(
-            f"{func}: column {column!r} of {argument} must hold numbers; rows "
-            f"{_row_list(data.index[bad])} hold {_row_list(data.loc[bad, column])}. "
-            "Convert the column to numbers (missing values may be NaN)."
-        )
-    return values.to_numpy(dtype=float)
+    return numeric_column(
+        data,
+        column,
+        func if argument == "data" else f"{func} ({argument})",
+        fix="Convert the column to numbers (missing values may be NaN).",
+        error=PlotInputError,
+    )
 
 
 def _intervals(
@@ -220,7 +213,7 @@ def _intervals(
         if negative.any():
             raise PlotInputError(
                 f"{func}: column {se!r} holds negative standard errors in rows "
-                f"{_row_list(data.index[negative])}."
+                f"{describe_rows(data.index[negative])}."
             )
         low, high = est - Z_95 * se_values, est + Z_95 * se_values
     else:
@@ -232,21 +225,21 @@ def _intervals(
     one_sided = np.isnan(low) != np.isnan(high)
     if one_sided.any():
         raise PlotInputError(
-            f"{func}: rows {_row_list(data.index[one_sided])} have only one interval bound "
+            f"{func}: rows {describe_rows(data.index[one_sided])} have only one interval bound "
             f"({ci_low!r} / {ci_high!r}); give both bounds or leave both missing."
         )
     if not allow_missing:
         gaps = np.isnan(est) | np.isnan(low)
         if gaps.any():
             raise PlotInputError(
-                f"{func}: rows {_row_list(data.index[gaps])} have a missing estimate or "
+                f"{func}: rows {describe_rows(data.index[gaps])} have a missing estimate or "
                 "interval; drop them or fill them in before plotting."
             )
     with np.errstate(invalid="ignore"):
         outside = (low > est) | (high < est)
     if outside.any():
         raise PlotInputError(
-            f"{func}: in rows {_row_list(data.index[outside])} the interval "
+            f"{func}: in rows {describe_rows(data.index[outside])} the interval "
             f"[{ci_low}, {ci_high}] does not contain the estimate ({estimate!r}); check that "
             "the bounds are not swapped or on another scale."
         )
@@ -259,7 +252,8 @@ def _duplicated_rows(
     dup = data.duplicated(list(keys), keep=False)
     if dup.any():
         raise PlotInputError(
-            f"{func}: expected one row per {what}, but rows {_row_list(data.index[dup])} repeat "
+            f"{func}: expected one row per {what}, but rows {describe_rows(data.index[dup])} "
+            "repeat "
             f"the same {', '.join(keys)}. {fix}"
         )
 
@@ -444,8 +438,8 @@ def _trajectory_frame(
     frame[y] = _numeric(data, y, func)
     if frame[x].isna().any():
         raise PlotInputError(
-            f"{func}: column x={x!r} is missing in rows {_row_list(frame.index[frame[x].isna()])}; "
-            "every row needs its session number."
+            f"{func}: column x={x!r} is missing in rows "
+            f"{describe_rows(frame.index[frame[x].isna()])}; every row needs its session number."
         )
     _duplicated_rows(
         frame, [unit, x], func, f"{unit} and {x}", "Aggregate or drop the repeated rows first."
@@ -454,7 +448,7 @@ def _trajectory_frame(
         n_missing = int(frame[hue].isna().sum())
         warnings.warn(
             f"{func}: {n_missing} row(s) with a missing {hue!r} are left out of the plot "
-            f"(rows {_row_list(frame.index[frame[hue].isna()])}).",
+            f"(rows {describe_rows(frame.index[frame[hue].isna()])}).",
             UserWarning,
             stacklevel=4,
         )
@@ -645,8 +639,8 @@ def _term_table(data: pd.DataFrame, func: str) -> pd.DataFrame:
     if table.index.has_duplicates:
         dup = table.index[table.index.duplicated(keep=False)]
         raise PlotInputError(
-            f"{func}: terms {_row_list(dict.fromkeys(dup))} appear more than once in the table; "
-            "pass the fixed effects of one model."
+            f"{func}: terms {describe_rows(dict.fromkeys(dup))} appear more than once in the "
+            "table; pass the fixed effects of one model."
         )
     return table
 
@@ -1126,7 +1120,8 @@ def _check_forest(
     est, low, high = _intervals(table, r, ci_low, ci_high, "__no_se__", func, allow_missing=True)
     if np.isnan(est).any():
         raise PlotInputError(
-            f"{func}: column r={r!r} is missing in rows {_row_list(table.index[np.isnan(est)])}."
+            f"{func}: column r={r!r} is missing in rows "
+            f"{describe_rows(table.index[np.isnan(est)])}."
         )
     outside = (
         (np.abs(est) > 1) | (np.abs(np.nan_to_num(low)) > 1) | (np.abs(np.nan_to_num(high)) > 1)
@@ -1134,7 +1129,7 @@ def _check_forest(
     if outside.any():
         raise PlotInputError(
             f"{func}: correlations and their bounds must lie in [-1, 1]; rows "
-            f"{_row_list(table.index[outside])} do not. Convert other effect sizes to r first."
+            f"{describe_rows(table.index[outside])} do not. Convert other effect sizes to r first."
         )
     labels = [str(v) for v in table[label]]
     wanted = (
