@@ -1,4 +1,5 @@
-"""Tests of helpers.benchmarks: conversions, the meta-analysis table, rater agreement.
+"""Tests of helpers.benchmarks (conversions, the meta-analysis table), helpers.associations
+(the patient-level correlation) and helpers.agreement (rater agreement).
 
 Expected values come from hand arithmetic (written out next to each value),
 from independent computations (scipy's pearsonr, statsmodels OLS, numpy least
@@ -23,23 +24,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from helpers import benchmarks
+from helpers import agreement, associations, benchmarks
+from helpers.agreement import (
+    between_subject_correlation,
+    bland_altman_repeated,
+    rater_agreement,
+    repeated_measures_correlation,
+)
+from helpers.associations import patient_level_alliance_outcome
 from helpers.benchmarks import (
     META_ANALYSES,
     MetaAnalysis,
     benchmark_table,
-    between_subject_correlation,
-    bland_altman_repeated,
     correlation_ci,
     d_from_r,
     fisher_z,
     fisher_z_inverse,
-    patient_level_alliance_outcome,
     r_from_d,
     r_from_standardized_beta,
     r_from_t,
-    rater_agreement,
-    repeated_measures_correlation,
     standardized_coefficient,
     unstandardized_coefficient,
 )
@@ -60,6 +63,16 @@ def test_docstring_examples_run():
     result = doctest.testmod(benchmarks, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 10
     assert result.failed == 0
+    for module in (agreement, associations):
+        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_moved_names_still_resolve_from_benchmarks():
+    # notebook 03 still calls benchmarks.patient_level_alliance_outcome
+    assert benchmarks.patient_level_alliance_outcome is patient_level_alliance_outcome
+    assert benchmarks.rater_agreement is rater_agreement
+    with pytest.raises(AttributeError):
+        benchmarks.no_such_name  # noqa: B018
 
 
 # ---------------------------------------------------------------------------

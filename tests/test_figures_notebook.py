@@ -17,7 +17,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from helpers import benchmarks, effects, predictions
+from helpers import associations, effects, predictions
 from helpers.features import add_patient_model_features
 from helpers.paths import DEMO_DIR, NOTEBOOKS_DIR
 from helpers.pipeline import run_cleaning
@@ -63,7 +63,7 @@ def inputs(tmp_path_factory) -> tuple[Path, Path]:
         ].sort_values("estimate", ignore_index=True),
     }
     patients = add_patient_model_features(pd.read_csv(processed / "patients.csv"))
-    tables["03_patient_level_r"] = benchmarks.patient_level_alliance_outcome(patients).to_frame()
+    tables["03_patient_level_r"] = associations.patient_level_alliance_outcome(patients).to_frame()
     for name, table in tables.items():
         effects.save_table(table, name, results)
     rupture = pd.DataFrame(

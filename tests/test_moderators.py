@@ -25,8 +25,6 @@ from helpers.effects import fit_quietly
 from helpers.moderators import (
     add_rater_features,
     early_late_alliance,
-    episode_count_distribution,
-    episode_summary,
     fixed_effects_covariance,
     interaction_terms,
     linear_combination,
@@ -424,50 +422,7 @@ def test_readable_term(term, expected):
     assert readable_term(term) == expected
 
 
-def test_episode_summary_by_hand():
-    episodes = pd.DataFrame(
-        {
-            "patient_id": ["p1", "p1", "p2", "p3", "p4"],
-            "status": ["repaired", "unrepaired", "repaired", "censored", "censored"],
-            "drop_size": [8.0, 6.0, 10.0, 7.0, 9.0],
-            "threshold": [5.0, 5.0, 6.0, 4.0, 4.0],
-            "sessions_to_repair": pd.array([1, None, 3, None, None], dtype="Int64"),
-            "censored_reason": [None, None, None, "treatment ended", "missing session in window"],
-        }
-    )
-    table = episode_summary(episodes)
-    assert table.index.tolist() == ["repaired", "unrepaired", "censored", "all"]
-    assert table.episodes.tolist() == [2, 1, 2, 5]
-    assert table.patients.tolist() == [2, 1, 2, 4]
-    assert table.share.tolist() == pytest.approx([0.4, 0.2, 0.4, 1.0])
-    assert table.mean_drop.tolist() == pytest.approx([9.0, 6.0, 8.0, 8.0])
-    assert table.mean_threshold.tolist() == pytest.approx([5.5, 5.0, 4.0, 4.8])
-    assert table.loc["repaired", "median_sessions_to_repair"] == 2.0
-    assert math.isnan(table.loc["unrepaired", "median_sessions_to_repair"])
-    assert table.censored_treatment_ended.tolist() == [0, 0, 1, 1]
-    assert table.censored_missing_session.tolist() == [0, 0, 1, 1]
-    assert "patient_id" not in table.columns and "patient_id" not in table.index.names
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        empty = episode_summary(episodes.iloc[:0])
-    assert empty.episodes.tolist() == [0, 0, 0, 0]
-
-
 def test_interaction_terms_refuse_a_model_without_them(moderated_data):
     fit = fit_quietly(moderated_data, "y ~ x + arm + (1 | g)")
     with pytest.raises(ValueError, match="no interaction of 'x'"):
         interaction_terms(fit, "x")
-
-
-def test_episode_count_distribution_by_hand():
-    # five assessable patients with 0, 0, 1, 2, 0 episodes and two not assessable
-    counts = pd.DataFrame(
-        {
-            "patient_id": list("abcdefg"),
-            "n_episodes": pd.array([0, 0, 1, 2, 0, None, None], dtype="Int64"),
-        }
-    )
-    table = episode_count_distribution(counts)
-    assert table.index.tolist() == ["0", "1", "2", "not assessable"]
-    assert table.patients.tolist() == [3, 1, 1, 2]
-    np.testing.assert_allclose(table.share_of_assessable, [0.6, 0.2, 0.2, NAN])

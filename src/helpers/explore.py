@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from helpers.plots import session_means
 from helpers.schema import MODALITY, OUTCOME_INTAKE, PATIENT_ID, SESSION, THERAPIST_ID
 
 
@@ -106,20 +107,15 @@ def mean_by_session(
 ) -> pd.DataFrame:
     """Mean, SD, n and a normal-approximation 95% CI of ``column`` at each session.
 
-    Sessions with fewer than ``min_n`` scores (per group) are left out: their
-    means are too noisy to show.  ``by="modality"`` in a study without a
-    modality column gives the overall table (as ``by=None``).
+    The summary :func:`helpers.plots.plot_trajectories` draws
+    (:func:`helpers.plots.session_means`), rounded to 3 decimals.  Sessions with
+    fewer than ``min_n`` scores (per group) are left out: their means are too
+    noisy to show.  ``by="modality"`` in a study without a modality column gives
+    the overall table (as ``by=None``).
     """
     if by == MODALITY and by not in sessions.columns:
         by = None
-    keys = [SESSION] if by is None else [by, SESSION]
-    grouped = sessions.groupby(keys, observed=True)[column]
-    table = grouped.agg(n="count", mean="mean", sd="std").reset_index()
-    table = table.loc[table["n"] >= min_n].copy()
-    half = 1.96 * table["sd"] / np.sqrt(table["n"])
-    table["ci_low"] = table["mean"] - half
-    table["ci_high"] = table["mean"] + half
-    return table.round(3).reset_index(drop=True)
+    return session_means(sessions, column, x=SESSION, hue=by, min_n=min_n).round(3)
 
 
 def change_summary(patients: pd.DataFrame, by: str | None = MODALITY) -> pd.DataFrame:

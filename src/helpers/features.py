@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.schema import OUTCOME, OUTCOME_INTAKE, PATIENT_ID, SESSION, THERAPIST_ID
-from helpers.validation import describe_rows, require_frame
+from helpers.validation import describe_rows, numeric_column, require_frame
 
 #: The columns :func:`add_model_features` adds, in this order.
 MODEL_FEATURE_COLUMNS: tuple[str, ...] = (
@@ -94,25 +94,12 @@ def _check_no_missing(df: pd.DataFrame, columns: Iterable[str], where: str) -> N
             )
 
 
-def _numeric(df: pd.DataFrame, column: str, where: str) -> np.ndarray:
-    """Return ``df[column]`` as a float array (NaN = missing), refusing non-numbers."""
-    raw = df[column]
-    values = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
-    bad = raw.notna().to_numpy() & np.isnan(values)
-    if bad.any():
-        raise ValueError(
-            f"{where}: column {column!r} holds values that are not numbers in rows "
-            f"{describe_rows(df.index[bad], list(raw[bad]))}. Score and clean the data first."
-        )
-    return values
-
-
 def _session_numbers(
     df: pd.DataFrame, session: str, where: str, *, minimum: int | None = None
 ) -> np.ndarray:
     """Return the session column as int64, refusing missing or fractional sessions."""
     _check_no_missing(df, [session], where)
-    values = _numeric(df, session, where)
+    values = numeric_column(df, session, where)
     fractional = values != np.round(values)
     if fractional.any():
         raise ValueError(
@@ -213,7 +200,7 @@ def person_mean_center(df: pd.DataFrame, column: str, by: str = PATIENT_ID) -> p
     where = "person_mean_center"
     require_frame(df, [column, by], where)
     _check_no_missing(df, [by], where)
-    values = pd.Series(_numeric(df, column, where))
+    values = pd.Series(numeric_column(df, column, where))
     between = values.groupby(df[by].to_numpy()).transform("mean").to_numpy(dtype=float)
     out = df.copy()
     out[f"{column}_between"] = between
@@ -281,7 +268,7 @@ def therapist_mean_disaggregate(
     where = "therapist_mean_disaggregate"
     require_frame(df, [column, by, therapist], where)
     _check_no_missing(df, [by, therapist], where)
-    values = pd.Series(_numeric(df, column, where))
+    values = pd.Series(numeric_column(df, column, where))
     patients = df[by].to_numpy()
     therapists = pd.Series(df[therapist].to_numpy())
 
@@ -350,7 +337,7 @@ def lag_within_patient(
     _check_no_missing(df, [by], where)
     sessions = _session_numbers(df, session, where)
     _check_unique_sessions(df, by, sessions, where)
-    values = _numeric(df, column, where)
+    values = numeric_column(df, column, where)
     lag = _keyed_lookup(df[by].to_numpy(), sessions, values, sessions - 1)
     return pd.Series(lag, index=df.index, name=f"{column}_lag")
 
@@ -403,7 +390,7 @@ def early_value(
     _check_no_missing(df, [by], where)
     sessions = _session_numbers(df, session_column, where)
     _check_unique_sessions(df, by, sessions, where)
-    values = _numeric(df, column, where)
+    values = numeric_column(df, column, where)
     wanted = np.full(len(df), int(session), dtype="int64")
     early = _keyed_lookup(df[by].to_numpy(), sessions, values, wanted)
     return pd.Series(early, index=df.index, name=f"{column}_early")
@@ -515,8 +502,8 @@ def intake_adjusted_change(
     """
     where = "intake_adjusted_change"
     require_frame(df, [outcome, intake], where)
-    y = _numeric(df, outcome, where)
-    y0 = _numeric(df, intake, where)
+    y = numeric_column(df, outcome, where)
+    y0 = numeric_column(df, intake, where)
     out = pd.DataFrame(index=df.index)
     out[f"{outcome}_change"] = y - y0
     if not residual_of_last:
@@ -671,9 +658,9 @@ def add_model_features(
         {
             PATIENT_ID: df[PATIENT_ID].to_numpy(),
             SESSION: sessions,
-            "alliance": _numeric(df, alliance, where),
-            "outcome": _numeric(df, outcome, where),
-            OUTCOME_INTAKE: _numeric(df, OUTCOME_INTAKE, where),
+            "alliance": numeric_column(df, alliance, where),
+            "outcome": numeric_column(df, outcome, where),
+            OUTCOME_INTAKE: numeric_column(df, OUTCOME_INTAKE, where),
         }
     )
     work = person_mean_center(work, "alliance")

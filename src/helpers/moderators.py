@@ -15,8 +15,10 @@ Four groups of tools:
   equal zero?).
 * **Timing** -- :func:`early_late_alliance`: each patient's mean alliance in
   the first sessions and later, as patient-level predictors.
-* **Reporting** -- :func:`readable_term` (patsy term names for tables) and
-  :func:`episode_summary` (rupture episodes summarised without identifiers).
+* **Reporting** -- :func:`readable_term` (patsy term names for tables).  The
+  rupture-episode summaries are in :mod:`helpers.ruptures`
+  (:func:`~helpers.ruptures.episode_summary`,
+  :func:`~helpers.ruptures.episode_count_distribution`).
 
 Simple slopes
 -------------
@@ -65,15 +67,17 @@ from scipy import stats
 
 from helpers.features import grand_mean_center, lag_within_patient, person_mean_center
 from helpers.models import MixedResult, contrast_test
+from helpers.ruptures import (  # noqa: F401  moved to helpers.ruptures; explorer.py still calls them here
+    episode_count_distribution,
+    episode_summary,
+)
 from helpers.schema import PATIENT_ID, SESSION
-from helpers.validation import require_frame
+from helpers.validation import describe_rows, require_frame
 
 __all__ = [
     "RATER_FEATURE_SUFFIXES",
     "add_rater_features",
     "early_late_alliance",
-    "episode_count_distribution",
-    "episode_summary",
     "fixed_effects_covariance",
     "interaction_terms",
     "linear_combination",
@@ -85,9 +89,6 @@ __all__ = [
 #: Columns :func:`add_rater_features` adds for each rater column ``<rater>``.
 RATER_FEATURE_SUFFIXES: tuple[str, ...] = ("_between", "_within", "_within_lag", "_between_c")
 
-#: How many offending items an error message lists.
-_MAX_LISTED = 5
-
 # A treatment-coded factor level in a patsy column name, e.g. ``modality[T.CBT]`` or
 # ``C(modality, Treatment("CBT"))[T.humanistic]``.
 _TREATMENT_LEVEL = re.compile(r"^(?P<factor>.+)\[T\.(?P<level>.*)\]$")
@@ -96,14 +97,6 @@ _C_CALL = re.compile(
     r"(?:,\s*Treatment\(\s*(?:reference\s*=\s*)?(?P<quote>[\"'])(?P<ref>.*?)(?P=quote)\s*\))?"
     r"\s*\)"
 )
-
-
-def _listed(items: Sequence[object]) -> str:
-    items = list(items)
-    text = ", ".join(repr(i) for i in items[:_MAX_LISTED])
-    if len(items) > _MAX_LISTED:
-        text += f" and {len(items) - _MAX_LISTED} more"
-    return text
 
 
 def _z_critical(level: float, where: str) -> float:
@@ -362,6 +355,98 @@ def _factor_categories(result: MixedResult, factor: str) -> list[str] | None:
     return None
 
 
+def _resolve_moderator(
+    terms: Sequence[str], focal: str, moderator: str | None, where: str, hint: str = ""
+) -> tuple[str, dict[str, str]]:
+    """The factor ``focal`` interacts with, and its non-reference level -> interaction term.
+
+    ``moderator`` may be omitted when there is one such factor; ``hint`` ends the
+    message when there is none.
+    """
+    by_factor = _interaction_levels(terms, focal)
+    if not by_factor:
+        raise ValueError(
+            f"{where}: the model has no interaction of {focal!r} with a treatment-coded "
+            f"factor (terms such as '{focal}:factor[T.level]'). Terms: {list(terms)}.{hint}"
+        )
+    if moderator is None:
+        if len(by_factor) > 1:
+            raise ValueError(
+                f"{where}: {focal!r} interacts with several factors {list(by_factor)}; "
+                "choose one with moderator=."
+            )
+        moderator = next(iter(by_factor))
+    if moderator not in by_factor:
+        raise ValueError(
+            f"{where}: {focal!r} has no interaction with {moderator!r}; factors it "
+            f"interacts with: {list(by_factor)}."
+        )
+    return moderator, by_factor[moderator]
+
+
+def _slope_plan_from_mapping(
+    moderator_levels: Mapping[str, Sequence[str]], terms: list[str], focal: str, where: str
+) -> tuple[dict[str, list[str]], set[str]]:
+    """Level -> terms added to ``focal`` as given, and the interaction terms accounted for."""
+    plan = {str(lv): list(extra) for lv, extra in moderator_levels.items()}
+    for extra in plan.values():
+        _check_terms(extra, terms, where)
+    used = {t for extra in plan.values() for t in extra}
+    # other levels of the same factors are 0 at every level reported: not a caveat
+    named = {f for f, levels in _interaction_levels(sorted(used), focal).items() if levels}
+    used |= {
+        term
+        for f, levels in _interaction_levels(terms, focal).items()
+        if f in named
+        for term in levels.values()
+    }
+    return plan, used
+
+
+def _slope_plan_from_factor(
+    result: MixedResult,
+    terms: list[str],
+    focal: str,
+    moderator: str | None,
+    moderator_levels: Sequence[str] | str | None,
+    where: str,
+) -> tuple[dict[str, list[str]], set[str]]:
+    """Level -> terms added to ``focal`` for the levels of a treatment-coded factor."""
+    moderator, non_reference = _resolve_moderator(
+        terms,
+        focal,
+        moderator,
+        where,
+        hint=f" Fit e.g. 'y ~ {focal} * C(moderator, Treatment(\"reference\")) + ...', or "
+        "pass moderator_levels as a mapping level -> interaction terms.",
+    )
+    categories = _factor_categories(result, moderator)
+    if categories is None:
+        raise ValueError(
+            f"{where}: cannot read the levels of {moderator!r} from the fitted model; "
+            "pass moderator_levels as a mapping level -> interaction terms "
+            f"(non-reference levels: {list(non_reference)})."
+        )
+    reference = [c for c in categories if c not in non_reference]
+    if moderator_levels is None:
+        moderator_levels = reference + [c for c in categories if c in non_reference]
+    if isinstance(moderator_levels, str):
+        moderator_levels = [moderator_levels]
+    plan: dict[str, list[str]] = {}
+    for lv in moderator_levels:
+        lv = str(lv)
+        if lv in non_reference:
+            plan[lv] = [non_reference[lv]]
+        elif lv in reference:
+            plan[lv] = []
+        else:
+            raise ValueError(
+                f"{where}: {lv!r} is not a level of {moderator!r}; its levels are "
+                f"{categories} (reference: {reference})."
+            )
+    return plan, set(non_reference.values())
+
+
 def interaction_terms(result: MixedResult, focal: str, moderator: str | None = None) -> list[str]:
     """The fixed-effect names of the interaction of ``focal`` with a treatment-coded factor.
 
@@ -397,25 +482,8 @@ def interaction_terms(result: MixedResult, focal: str, moderator: str | None = N
     if not isinstance(fixed, pd.DataFrame):
         raise TypeError(f"{where} expects a MixedResult, got {type(result).__name__}.")
     terms = list(fixed.index)
-    by_factor = _interaction_levels(terms, focal)
-    if not by_factor:
-        raise ValueError(
-            f"{where}: the model has no interaction of {focal!r} with a treatment-coded factor. "
-            f"Terms: {terms}."
-        )
-    if moderator is None:
-        if len(by_factor) > 1:
-            raise ValueError(
-                f"{where}: {focal!r} interacts with several factors {list(by_factor)}; choose "
-                "one with moderator=."
-            )
-        moderator = next(iter(by_factor))
-    if moderator not in by_factor:
-        raise ValueError(
-            f"{where}: {focal!r} has no interaction with {moderator!r}; factors it interacts "
-            f"with: {list(by_factor)}."
-        )
-    chosen = set(by_factor[moderator].values())
+    _, non_reference = _resolve_moderator(terms, focal, moderator, where)
+    chosen = set(non_reference.values())
     return [t for t in terms if t in chosen]
 
 
@@ -482,65 +550,11 @@ def simple_slopes(
     _check_terms([focal], terms, where)
 
     if isinstance(moderator_levels, Mapping):
-        plan = {str(lv): list(extra) for lv, extra in moderator_levels.items()}
-        for extra in plan.values():
-            _check_terms(extra, terms, where)
-        used = {t for extra in plan.values() for t in extra}
-        # other levels of the same factors are 0 at every level reported: not a caveat
-        named = {f for f, levels in _interaction_levels(sorted(used), focal).items() if levels}
-        used |= {
-            term
-            for f, levels in _interaction_levels(terms, focal).items()
-            if f in named
-            for term in levels.values()
-        }
+        plan, used = _slope_plan_from_mapping(moderator_levels, terms, focal, where)
     else:
-        by_factor = _interaction_levels(terms, focal)
-        if not by_factor:
-            raise ValueError(
-                f"{where}: the model has no interaction of {focal!r} with a treatment-coded "
-                f"factor (terms such as '{focal}:factor[T.level]'). Terms: {terms}. Fit e.g. "
-                f"'y ~ {focal} * C(moderator, Treatment(\"reference\")) + ...', or pass "
-                "moderator_levels as a mapping level -> interaction terms."
-            )
-        if moderator is None:
-            if len(by_factor) > 1:
-                raise ValueError(
-                    f"{where}: {focal!r} interacts with several factors {list(by_factor)}; "
-                    "choose one with moderator=."
-                )
-            moderator = next(iter(by_factor))
-        if moderator not in by_factor:
-            raise ValueError(
-                f"{where}: {focal!r} has no interaction with {moderator!r}; factors it "
-                f"interacts with: {list(by_factor)}."
-            )
-        non_reference = by_factor[moderator]
-        categories = _factor_categories(result, moderator)
-        if categories is None:
-            raise ValueError(
-                f"{where}: cannot read the levels of {moderator!r} from the fitted model; "
-                "pass moderator_levels as a mapping level -> interaction terms "
-                f"(non-reference levels: {list(non_reference)})."
-            )
-        reference = [c for c in categories if c not in non_reference]
-        if moderator_levels is None:
-            moderator_levels = reference + [c for c in categories if c in non_reference]
-        if isinstance(moderator_levels, str):
-            moderator_levels = [moderator_levels]
-        plan = {}
-        for lv in moderator_levels:
-            lv = str(lv)
-            if lv in non_reference:
-                plan[lv] = [non_reference[lv]]
-            elif lv in reference:
-                plan[lv] = []
-            else:
-                raise ValueError(
-                    f"{where}: {lv!r} is not a level of {moderator!r}; its levels are "
-                    f"{categories} (reference: {reference})."
-                )
-        used = set(non_reference.values())
+        plan, used = _slope_plan_from_factor(
+            result, terms, focal, moderator, moderator_levels, where
+        )
     others = [t for t in terms if focal in t.split(":") and t != focal and t not in used]
     if others:
         warnings.warn(
@@ -725,21 +739,22 @@ def early_late_alliance(
     if twice.any():
         raise ValueError(
             f"{where}: the patient table has more than one row for patients "
-            f"{_listed(sorted(set(patients.loc[twice, by].tolist()), key=str))}; it must have one "
-            "row per patient (patients.csv, not the session-level data)."
+            f"{describe_rows(sorted(set(patients.loc[twice, by].tolist()), key=str))}; "
+            "it must have one row per patient (patients.csv, not the session-level data)."
         )
     values = pd.to_numeric(sessions[column], errors="coerce")
     bad = sessions[column].notna() & values.isna()
     if bad.any():
         raise ValueError(
             f"{where}: column {column!r} holds values that are not numbers in rows "
-            f"{_listed(list(sessions.index[bad.to_numpy()]))}. Score and clean the data first."
+            f"{describe_rows(list(sessions.index[bad.to_numpy()]))}. "
+            "Score and clean the data first."
         )
     number = pd.to_numeric(sessions[session], errors="coerce")
     if number.isna().any():
         raise ValueError(
             f"{where}: column {session!r} must hold session numbers; rows "
-            f"{_listed(list(sessions.index[number.isna().to_numpy()]))} do not."
+            f"{describe_rows(list(sessions.index[number.isna().to_numpy()]))} do not."
         )
     work = pd.DataFrame({"p": sessions[by].to_numpy(), "v": values.to_numpy(dtype=float)})
     early = (number <= early_until).to_numpy()
@@ -809,96 +824,3 @@ def _split_interaction(text: str) -> list[str]:
         current.append(char)
     parts.append("".join(current))
     return parts
-
-
-def episode_summary(episodes: pd.DataFrame) -> pd.DataFrame:
-    """Rupture episodes summarised by status, without patient or therapist identifiers.
-
-    Parameters
-    ----------
-    episodes : pandas.DataFrame
-        Output of :func:`helpers.ruptures.detect_ruptures` (needs ``status``,
-        ``drop_size``, ``threshold``, ``sessions_to_repair``, ``censored_reason``
-        and the patient column ``patient_id``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Indexed by ``status`` (``repaired``, ``unrepaired``, ``censored``, then
-        ``all``): ``episodes``, ``patients`` (distinct patients with such an
-        episode), ``share`` (of all episodes), ``mean_drop``, ``mean_threshold``,
-        ``median_sessions_to_repair`` (repaired episodes only),
-        ``censored_treatment_ended`` and ``censored_missing_session``.
-
-    Raises
-    ------
-    ValueError
-        If a column is absent.
-    """
-    where = "episode_summary"
-    needed = [
-        PATIENT_ID,
-        "status",
-        "drop_size",
-        "threshold",
-        "sessions_to_repair",
-        "censored_reason",
-    ]
-    require_frame(episodes, needed, where, "the episode table")
-    groups = [("repaired",), ("unrepaired",), ("censored",), ("repaired", "unrepaired", "censored")]
-    total = len(episodes)
-    rows = []
-    for statuses in groups:
-        part = episodes.loc[episodes["status"].isin(statuses).to_numpy()]
-        to_repair = pd.to_numeric(part["sessions_to_repair"], errors="coerce").dropna()
-        reasons = part["censored_reason"].astype("object")
-        rows.append(
-            {
-                "status": statuses[0] if len(statuses) == 1 else "all",
-                "episodes": len(part),
-                "patients": int(part[PATIENT_ID].nunique()),
-                "share": len(part) / total if total else math.nan,
-                "mean_drop": float(part["drop_size"].mean()) if len(part) else math.nan,
-                "mean_threshold": float(part["threshold"].mean()) if len(part) else math.nan,
-                "median_sessions_to_repair": (
-                    float(to_repair.median()) if len(to_repair) else math.nan
-                ),
-                "censored_treatment_ended": int((reasons == "treatment ended").sum()),
-                "censored_missing_session": int((reasons == "missing session in window").sum()),
-            }
-        )
-    return pd.DataFrame(rows).set_index("status")
-
-
-def episode_count_distribution(counts: pd.DataFrame) -> pd.DataFrame:
-    """How many patients had 0, 1, 2, … rupture episodes, without identifiers.
-
-    Parameters
-    ----------
-    counts : pandas.DataFrame
-        Output of :func:`helpers.ruptures.rupture_counts` (``n_episodes``, missing
-        for patients who could not be assessed).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Indexed by ``episodes per patient`` ("0", "1", …, then "not assessable"):
-        ``patients`` and ``share_of_assessable`` (NaN on the "not assessable" row).
-
-    Raises
-    ------
-    ValueError
-        If ``n_episodes`` is absent.
-    """
-    require_frame(counts, ["n_episodes"], "episode_count_distribution", "the count table")
-    n = pd.to_numeric(counts["n_episodes"], errors="coerce")
-    assessed = n.dropna().astype("int64")
-    tally = assessed.value_counts().sort_index()
-    labels = [str(k) for k in tally.index] + ["not assessable"]
-    patients = [int(v) for v in tally.to_numpy()] + [int(n.isna().sum())]
-    total = len(assessed)
-    share = [v / total if total else math.nan for v in tally.to_numpy()] + [math.nan]
-    return pd.DataFrame(
-        {"patients": patients, "share_of_assessable": share},
-        index=pd.Index(labels, name="episodes per patient"),
-    )

@@ -41,7 +41,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -76,6 +76,7 @@ from helpers.style import (
     group_colors,
     use_style,
 )
+from helpers.validation import describe_rows, numeric_column
 
 __all__ = [
     "FIGURE_FORMATS",
@@ -155,12 +156,6 @@ def _styled(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _row_list(index: Iterable[Any], limit: int = 5) -> str:
-    items = list(index)
-    shown = ", ".join(repr(i) for i in items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
-
-
 def _check_frame(data: Any, func: str, argument: str = "data") -> pd.DataFrame:
     if not isinstance(data, pd.DataFrame):
         raise PlotInputError(
@@ -188,15 +183,13 @@ def _require_columns(
 
 def _numeric(data: pd.DataFrame, column: str, func: str, argument: str = "data") -> np.ndarray:
     """The column as floats; a clear error for text that is not a number."""
-    values = pd.to_numeric(data[column], errors="coerce")
-    bad = values.isna() & data[column].notna()
-    if bad.any():
-        raise PlotInputError(
-            f"{func}: column {column!r} of {argument} must hold numbers; rows "
-            f"{_row_list(data.index[bad])} hold {_row_list(data.loc[bad, column])}. "
-            "Convert the column to numbers (missing values may be NaN)."
-        )
-    return values.to_numpy(dtype=float)
+    return numeric_column(
+        data,
+        column,
+        func if argument == "data" else f"{func} ({argument})",
+        fix="Convert the column to numbers (missing values may be NaN).",
+        error=PlotInputError,
+    )
 
 
 def _intervals(
@@ -220,7 +213,7 @@ def _intervals(
         if negative.any():
             raise PlotInputError(
                 f"{func}: column {se!r} holds negative standard errors in rows "
-                f"{_row_list(data.index[negative])}."
+                f"{describe_rows(data.index[negative])}."
             )
         low, high = est - Z_95 * se_values, est + Z_95 * se_values
     else:
@@ -232,21 +225,21 @@ def _intervals(
     one_sided = np.isnan(low) != np.isnan(high)
     if one_sided.any():
         raise PlotInputError(
-            f"{func}: rows {_row_list(data.index[one_sided])} have only one interval bound "
+            f"{func}: rows {describe_rows(data.index[one_sided])} have only one interval bound "
             f"({ci_low!r} / {ci_high!r}); give both bounds or leave both missing."
         )
     if not allow_missing:
         gaps = np.isnan(est) | np.isnan(low)
         if gaps.any():
             raise PlotInputError(
-                f"{func}: rows {_row_list(data.index[gaps])} have a missing estimate or "
+                f"{func}: rows {describe_rows(data.index[gaps])} have a missing estimate or "
                 "interval; drop them or fill them in before plotting."
             )
     with np.errstate(invalid="ignore"):
         outside = (low > est) | (high < est)
     if outside.any():
         raise PlotInputError(
-            f"{func}: in rows {_row_list(data.index[outside])} the interval "
+            f"{func}: in rows {describe_rows(data.index[outside])} the interval "
             f"[{ci_low}, {ci_high}] does not contain the estimate ({estimate!r}); check that "
             "the bounds are not swapped or on another scale."
         )
@@ -259,7 +252,8 @@ def _duplicated_rows(
     dup = data.duplicated(list(keys), keep=False)
     if dup.any():
         raise PlotInputError(
-            f"{func}: expected one row per {what}, but rows {_row_list(data.index[dup])} repeat "
+            f"{func}: expected one row per {what}, but rows {describe_rows(data.index[dup])} "
+            "repeat "
             f"the same {', '.join(keys)}. {fix}"
         )
 
@@ -431,6 +425,110 @@ def session_means(
     return summary
 
 
+def _trajectory_frame(
+    data: pd.DataFrame, y: str, x: str, unit: str, hue: str | None
+) -> pd.DataFrame:
+    """The checked columns of :func:`plot_trajectories` (rows with a missing ``hue`` left out)."""
+    func = "plot_trajectories"
+    _check_frame(data, func)
+    _require_columns(data, {"y": y, "x": x, "unit": unit, "hue": hue}, func)
+    columns = [c for c in dict.fromkeys([unit, x, y, hue]) if c is not None]
+    frame = data[columns].copy()
+    frame[x] = _numeric(data, x, func)
+    frame[y] = _numeric(data, y, func)
+    if frame[x].isna().any():
+        raise PlotInputError(
+            f"{func}: column x={x!r} is missing in rows "
+            f"{describe_rows(frame.index[frame[x].isna()])}; every row needs its session number."
+        )
+    _duplicated_rows(
+        frame, [unit, x], func, f"{unit} and {x}", "Aggregate or drop the repeated rows first."
+    )
+    if hue is not None and frame[hue].isna().any():
+        n_missing = int(frame[hue].isna().sum())
+        warnings.warn(
+            f"{func}: {n_missing} row(s) with a missing {hue!r} are left out of the plot "
+            f"(rows {describe_rows(frame.index[frame[hue].isna()])}).",
+            UserWarning,
+            stacklevel=4,
+        )
+        frame = frame.loc[frame[hue].notna()]
+    if frame[y].notna().sum() == 0:
+        raise PlotInputError(f"{func}: column y={y!r} has no non-missing values to plot.")
+    return frame
+
+
+def _level_colors(
+    frame: pd.DataFrame, hue: str | None, palette: Mapping[Any, str] | None, func: str
+) -> tuple[list[Any], dict[Any, str]]:
+    """The levels of ``hue`` in plotting order and their colours (``palette`` when given)."""
+    if hue is None:
+        return [None], {None: OKABE_ITO["black"]}
+    levels = _ordered_levels(frame[hue])
+    if palette is None:
+        return levels, group_colors(levels)
+    uncovered = [lv for lv in levels if lv not in palette]
+    if uncovered:
+        raise PlotInputError(
+            f"{func}: palette has no colour for level(s) {uncovered} of {hue!r}; "
+            "give a colour for every level."
+        )
+    return levels, {lv: palette[lv] for lv in levels}
+
+
+def _draw_trajectory_level(
+    ax: Axes,
+    sub: pd.DataFrame,
+    summary: pd.DataFrame,
+    level: Any,
+    color: str,
+    shown_units: Any,
+    *,
+    x: str,
+    y: str,
+    unit: str,
+    hue: str | None,
+) -> Line2D:
+    """One level's individual lines, 95% band and mean line; returns the mean line."""
+    drawn = sub if shown_units is None else sub.loc[sub[unit].isin(shown_units)]
+    segments = _individual_segments(drawn, x, y, unit)
+    ax.add_collection(
+        LineCollection(
+            segments,
+            colors=color,
+            linewidths=_INDIVIDUAL_LW,
+            alpha=_INDIVIDUAL_ALPHA,
+            zorder=1,
+            label="_individual",
+        ),
+        autolim=True,
+    )
+    # Every session of this level, so that a dropped session leaves a gap.
+    sessions = np.sort(sub.loc[sub[y].notna(), x].unique())
+    level_summary = summary if level is None else summary.loc[summary[hue] == level]
+    level_summary = level_summary.set_index(x).reindex(sessions)
+    ax.fill_between(
+        sessions,
+        level_summary["ci_low"].to_numpy(dtype=float),
+        level_summary["ci_high"].to_numpy(dtype=float),
+        color=color,
+        alpha=_BAND_ALPHA,
+        linewidth=0,
+        zorder=2,
+    )
+    n_units = int(sub.loc[sub[y].notna(), unit].nunique())
+    label = f"Mean (n = {n_units})" if level is None else f"{level} (n = {n_units})"
+    (line,) = ax.plot(
+        sessions,
+        level_summary["mean"].to_numpy(dtype=float),
+        color=color,
+        linewidth=1.6,
+        zorder=3,
+        label=label,
+    )
+    return line
+
+
 @_styled
 def plot_trajectories(
     data: pd.DataFrame,
@@ -499,90 +597,16 @@ def plot_trajectories(
     of individual lines, one band (``fill_between``) and one mean
     :class:`~matplotlib.lines.Line2D`; the legend reads ``"<level> (n = <units>)"``.
     """
-    func = "plot_trajectories"
-    _check_frame(data, func)
-    _require_columns(data, {"y": y, "x": x, "unit": unit, "hue": hue}, func)
-    columns = [c for c in dict.fromkeys([unit, x, y, hue]) if c is not None]
-    frame = data[columns].copy()
-    frame[x] = _numeric(data, x, func)
-    frame[y] = _numeric(data, y, func)
-    if frame[x].isna().any():
-        raise PlotInputError(
-            f"{func}: column x={x!r} is missing in rows {_row_list(frame.index[frame[x].isna()])}; "
-            "every row needs its session number."
-        )
-    _duplicated_rows(
-        frame, [unit, x], func, f"{unit} and {x}", "Aggregate or drop the repeated rows first."
-    )
-    if hue is not None and frame[hue].isna().any():
-        n_missing = int(frame[hue].isna().sum())
-        warnings.warn(
-            f"{func}: {n_missing} row(s) with a missing {hue!r} are left out of the plot "
-            f"(rows {_row_list(frame.index[frame[hue].isna()])}).",
-            UserWarning,
-            stacklevel=3,
-        )
-        frame = frame.loc[frame[hue].notna()]
-    if frame[y].notna().sum() == 0:
-        raise PlotInputError(f"{func}: column y={y!r} has no non-missing values to plot.")
-
+    frame = _trajectory_frame(data, y, x, unit, hue)
     ax = _axes_or_new(ax)
-    if hue is None:
-        levels: list[Any] = [None]
-        colors = {None: OKABE_ITO["black"]}
-    else:
-        levels = _ordered_levels(frame[hue])
-        colors = group_colors(levels)
-        if palette is not None:
-            uncovered = [lv for lv in levels if lv not in palette]
-            if uncovered:
-                raise PlotInputError(
-                    f"{func}: palette has no colour for level(s) {uncovered} of {hue!r}; "
-                    "give a colour for every level."
-                )
-            colors = {lv: palette[lv] for lv in levels}
-
+    levels, colors = _level_colors(frame, hue, palette, "plot_trajectories")
     shown_units = _sample_units(frame[unit].unique(), max_units, seed)
     summary = session_means(frame, y, x=x, hue=hue, min_n=min_n)
     handles = []
     for level in levels:
         sub = frame if level is None else frame.loc[frame[hue] == level]
-        color = colors[level]
-        drawn = sub if shown_units is None else sub.loc[sub[unit].isin(shown_units)]
-        segments = _individual_segments(drawn, x, y, unit)
-        ax.add_collection(
-            LineCollection(
-                segments,
-                colors=color,
-                linewidths=_INDIVIDUAL_LW,
-                alpha=_INDIVIDUAL_ALPHA,
-                zorder=1,
-                label="_individual",
-            ),
-            autolim=True,
-        )
-        # Every session of this level, so that a dropped session leaves a gap.
-        sessions = np.sort(sub.loc[sub[y].notna(), x].unique())
-        level_summary = summary if level is None else summary.loc[summary[hue] == level]
-        level_summary = level_summary.set_index(x).reindex(sessions)
-        ax.fill_between(
-            sessions,
-            level_summary["ci_low"].to_numpy(dtype=float),
-            level_summary["ci_high"].to_numpy(dtype=float),
-            color=color,
-            alpha=_BAND_ALPHA,
-            linewidth=0,
-            zorder=2,
-        )
-        n_units = int(sub.loc[sub[y].notna(), unit].nunique())
-        label = f"Mean (n = {n_units})" if level is None else f"{level} (n = {n_units})"
-        (line,) = ax.plot(
-            sessions,
-            level_summary["mean"].to_numpy(dtype=float),
-            color=color,
-            linewidth=1.6,
-            zorder=3,
-            label=label,
+        line = _draw_trajectory_level(
+            ax, sub, summary, level, colors[level], shown_units, x=x, y=y, unit=unit, hue=hue
         )
         handles.append(line)
     ax.autoscale_view()
@@ -615,8 +639,8 @@ def _term_table(data: pd.DataFrame, func: str) -> pd.DataFrame:
     if table.index.has_duplicates:
         dup = table.index[table.index.duplicated(keep=False)]
         raise PlotInputError(
-            f"{func}: terms {_row_list(dict.fromkeys(dup))} appear more than once in the table; "
-            "pass the fixed effects of one model."
+            f"{func}: terms {describe_rows(dict.fromkeys(dup))} appear more than once in the "
+            "table; pass the fixed effects of one model."
         )
     return table
 
@@ -1067,6 +1091,160 @@ def plot_rupture_v(
     return _finish_axes(ax)
 
 
+class _ForestRows(NamedTuple):
+    """The checked rows of a forest plot, in table order."""
+
+    table: pd.DataFrame
+    labels: list[str]
+    est: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    highlighted: np.ndarray
+    pooled_r: float | None
+
+
+def _check_forest(
+    data: pd.DataFrame,
+    label: str,
+    r: str,
+    ci_low: str,
+    ci_high: str,
+    highlight: str | Sequence[str] | None,
+    pooled: float | str | None,
+) -> _ForestRows:
+    """The input checks of :func:`plot_forest`; raises :class:`PlotInputError`."""
+    func = "plot_forest"
+    table = _check_frame(data, func)
+    _require_columns(table, {"label": label, "r": r, "ci_low": ci_low, "ci_high": ci_high}, func)
+    _duplicated_rows(table, [label], func, f"{label}", "Give every row its own label.")
+    est, low, high = _intervals(table, r, ci_low, ci_high, "__no_se__", func, allow_missing=True)
+    if np.isnan(est).any():
+        raise PlotInputError(
+            f"{func}: column r={r!r} is missing in rows "
+            f"{describe_rows(table.index[np.isnan(est)])}."
+        )
+    outside = (
+        (np.abs(est) > 1) | (np.abs(np.nan_to_num(low)) > 1) | (np.abs(np.nan_to_num(high)) > 1)
+    )
+    if outside.any():
+        raise PlotInputError(
+            f"{func}: correlations and their bounds must lie in [-1, 1]; rows "
+            f"{describe_rows(table.index[outside])} do not. Convert other effect sizes to r first."
+        )
+    labels = [str(v) for v in table[label]]
+    wanted = (
+        [] if highlight is None else [highlight] if isinstance(highlight, str) else list(highlight)
+    )
+    unknown = [h for h in wanted if h not in labels]
+    if unknown:
+        raise PlotInputError(
+            f"{func}: highlight label(s) {unknown} not in column {label!r}; labels present: "
+            f"{labels}."
+        )
+    if isinstance(pooled, str):
+        if pooled not in labels:
+            raise PlotInputError(
+                f"{func}: pooled={pooled!r} is not a label in column {label!r}; labels present: "
+                f"{labels}."
+            )
+        pooled_r: float | None = float(est[labels.index(pooled)])
+    else:
+        pooled_r = None if pooled is None else float(pooled)
+    highlighted = np.array([t in wanted for t in labels])
+    return _ForestRows(table, labels, est, low, high, highlighted, pooled_r)
+
+
+def _forest_tick_labels(rows: _ForestRows, k: str | None, n: str | None) -> list[str]:
+    """Row labels with "(k = …, N = …)" added where the counts are present."""
+
+    def count(column: str | None, i: int) -> float | None:
+        if column is None or column not in rows.table.columns:
+            return None
+        value = pd.to_numeric(rows.table[column], errors="coerce").iloc[i]
+        return None if pd.isna(value) else float(value)
+
+    tick_labels = []
+    for i, text in enumerate(rows.labels):
+        extra = []
+        k_value, n_value = count(k, i), count(n, i)
+        if k_value is not None:
+            extra.append(f"k = {k_value:,.0f}")
+        if n_value is not None:
+            extra.append(f"N = {n_value:,.0f}")
+        counts = f"({', '.join(extra)})" if extra else ""
+        joined = f"{text} {counts}".strip()
+        tick_labels.append(joined if len(joined) <= 32 else f"{_wrap(text, 32)}\n{counts}".strip())
+    return tick_labels
+
+
+def _bold_highlighted(tick_labels: Sequence[Any], highlighted: np.ndarray) -> None:
+    for tick, study in zip(tick_labels, highlighted, strict=True):
+        if study:
+            tick.set_color(HIGHLIGHT_COLOR)
+            tick.set_fontweight("bold")
+
+
+def _draw_forest_rows(ax: Axes, rows: _ForestRows, positions: np.ndarray) -> None:
+    """The r = 0 and pooled lines, then the intervals and points of each row."""
+    ax.axvline(
+        0,
+        gid=f"{REFERENCE_GID}-zero",
+        color=REFERENCE_COLOR,
+        linestyle="-",
+        linewidth=0.8,
+        zorder=1,
+    )
+    if rows.pooled_r is not None:
+        ax.axvline(
+            rows.pooled_r,
+            gid=f"{REFERENCE_GID}-pooled",
+            color=REFERENCE_COLOR,
+            linestyle="--",
+            linewidth=0.8,
+            zorder=1,
+            label=f"Pooled r = {_apa_number(rows.pooled_r)}",
+        )
+    has_ci = ~np.isnan(rows.low)
+    for rows_mask, color, marker, size in (
+        (~rows.highlighted, OKABE_ITO["black"], "D", 4.0),
+        (rows.highlighted, HIGHLIGHT_COLOR, "s", 5.0),
+    ):
+        lines = rows_mask & has_ci
+        if lines.any():
+            ax.hlines(
+                positions[lines],
+                rows.low[lines],
+                rows.high[lines],
+                colors=color,
+                linewidth=1.2,
+                zorder=2,
+            )
+        if rows_mask.any():
+            ax.plot(
+                rows.est[rows_mask],
+                positions[rows_mask],
+                linestyle="none",
+                marker=marker,
+                markersize=size,
+                color=color,
+                zorder=3,
+            )
+
+
+def _forest_values(ax: Axes, rows: _ForestRows, positions: np.ndarray) -> None:
+    """Each row's "r [ci_low, ci_high]" on a secondary axis at the right."""
+    has_ci = ~np.isnan(rows.low)
+    values = [
+        f"{_apa_number(e)} [{_apa_number(lo)}, {_apa_number(hi)}]" if ok else _apa_number(e)
+        for e, lo, hi, ok in zip(rows.est, rows.low, rows.high, has_ci, strict=True)
+    ]
+    right = ax.secondary_yaxis("right")
+    right.set_yticks(positions, values)
+    right.tick_params(axis="y", length=0, labelsize=SMALL_FONT_SIZE, labelfontfamily=FONT_FAMILY)
+    right.spines["right"].set_visible(False)
+    _bold_highlighted(right.get_yticklabels(), rows.highlighted)
+
+
 @_styled
 def plot_forest(
     data: pd.DataFrame,
@@ -1116,129 +1294,22 @@ def plot_forest(
         A solid vertical line at r = 0 (and the dashed pooled line, in the
         legend as "Pooled r = .28").
     """
-    func = "plot_forest"
-    table = _check_frame(data, func)
-    _require_columns(table, {"label": label, "r": r, "ci_low": ci_low, "ci_high": ci_high}, func)
-    _duplicated_rows(table, [label], func, f"{label}", "Give every row its own label.")
-    est, low, high = _intervals(table, r, ci_low, ci_high, "__no_se__", func, allow_missing=True)
-    if np.isnan(est).any():
-        raise PlotInputError(
-            f"{func}: column r={r!r} is missing in rows {_row_list(table.index[np.isnan(est)])}."
-        )
-    outside = (
-        (np.abs(est) > 1) | (np.abs(np.nan_to_num(low)) > 1) | (np.abs(np.nan_to_num(high)) > 1)
-    )
-    if outside.any():
-        raise PlotInputError(
-            f"{func}: correlations and their bounds must lie in [-1, 1]; rows "
-            f"{_row_list(table.index[outside])} do not. Convert other effect sizes to r first."
-        )
-    labels_list = [str(v) for v in table[label]]
-    wanted = (
-        [] if highlight is None else [highlight] if isinstance(highlight, str) else list(highlight)
-    )
-    unknown = [h for h in wanted if h not in labels_list]
-    if unknown:
-        raise PlotInputError(
-            f"{func}: highlight label(s) {unknown} not in column {label!r}; labels present: "
-            f"{labels_list}."
-        )
-    if isinstance(pooled, str):
-        if pooled not in labels_list:
-            raise PlotInputError(
-                f"{func}: pooled={pooled!r} is not a label in column {label!r}; labels present: "
-                f"{labels_list}."
-            )
-        pooled_r: float | None = float(est[labels_list.index(pooled)])
-    else:
-        pooled_r = None if pooled is None else float(pooled)
-
-    def count(column: str | None, i: int) -> float | None:
-        if column is None or column not in table.columns:
-            return None
-        value = pd.to_numeric(table[column], errors="coerce").iloc[i]
-        return None if pd.isna(value) else float(value)
-
-    tick_labels = []
-    for i, text in enumerate(labels_list):
-        extra = []
-        k_value, n_value = count(k, i), count(n, i)
-        if k_value is not None:
-            extra.append(f"k = {k_value:,.0f}")
-        if n_value is not None:
-            extra.append(f"N = {n_value:,.0f}")
-        counts = f"({', '.join(extra)})" if extra else ""
-        joined = f"{text} {counts}".strip()
-        tick_labels.append(joined if len(joined) <= 32 else f"{_wrap(text, 32)}\n{counts}".strip())
-
-    rows = len(labels_list)
-    ax = _axes_or_new(ax, _rows_aspect(rows))
-    positions = np.arange(rows)[::-1].astype(float)
-    is_study = np.array([t in wanted for t in labels_list])
-    has_ci = ~np.isnan(low)
-    ax.axvline(
-        0,
-        gid=f"{REFERENCE_GID}-zero",
-        color=REFERENCE_COLOR,
-        linestyle="-",
-        linewidth=0.8,
-        zorder=1,
-    )
-    if pooled_r is not None:
-        ax.axvline(
-            pooled_r,
-            gid=f"{REFERENCE_GID}-pooled",
-            color=REFERENCE_COLOR,
-            linestyle="--",
-            linewidth=0.8,
-            zorder=1,
-            label=f"Pooled r = {_apa_number(pooled_r)}",
-        )
-    for rows_mask, color, marker, size in (
-        (~is_study, OKABE_ITO["black"], "D", 4.0),
-        (is_study, HIGHLIGHT_COLOR, "s", 5.0),
-    ):
-        lines = rows_mask & has_ci
-        if lines.any():
-            ax.hlines(
-                positions[lines], low[lines], high[lines], colors=color, linewidth=1.2, zorder=2
-            )
-        if rows_mask.any():
-            ax.plot(
-                est[rows_mask],
-                positions[rows_mask],
-                linestyle="none",
-                marker=marker,
-                markersize=size,
-                color=color,
-                zorder=3,
-            )
+    rows = _check_forest(data, label, r, ci_low, ci_high, highlight, pooled)
+    tick_labels = _forest_tick_labels(rows, k, n)
+    count = len(rows.labels)
+    ax = _axes_or_new(ax, _rows_aspect(count))
+    positions = np.arange(count)[::-1].astype(float)
+    _draw_forest_rows(ax, rows, positions)
     ax.set_yticks(positions, tick_labels)
-    for tick, study in zip(ax.get_yticklabels(), is_study, strict=True):
-        if study:
-            tick.set_color(HIGHLIGHT_COLOR)
-            tick.set_fontweight("bold")
-    ax.set_ylim(-0.6, rows - 0.4)
+    _bold_highlighted(ax.get_yticklabels(), rows.highlighted)
+    ax.set_ylim(-0.6, count - 0.4)
     ax.tick_params(axis="y", length=0)
     ax.spines["left"].set_visible(False)
     ax.set_xlabel(axis_label("r", axis_labels))
-    if pooled_r is not None:
+    if rows.pooled_r is not None:
         ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.1)
     if show_values:
-        values = [
-            f"{_apa_number(e)} [{_apa_number(lo)}, {_apa_number(hi)}]" if ok else _apa_number(e)
-            for e, lo, hi, ok in zip(est, low, high, has_ci, strict=True)
-        ]
-        right = ax.secondary_yaxis("right")
-        right.set_yticks(positions, values)
-        right.tick_params(
-            axis="y", length=0, labelsize=SMALL_FONT_SIZE, labelfontfamily=FONT_FAMILY
-        )
-        right.spines["right"].set_visible(False)
-        for tick, study in zip(right.get_yticklabels(), is_study, strict=True):
-            if study:
-                tick.set_color(HIGHLIGHT_COLOR)
-                tick.set_fontweight("bold")
+        _forest_values(ax, rows, positions)
     return _finish_axes(ax)
 
 

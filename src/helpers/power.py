@@ -83,7 +83,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -845,16 +845,7 @@ def power_curve(
     PowerSettingsError
         Invalid settings, unknown design fields, an unreachable scheduler.
     """
-    design = Design() if design is None else design
-    if not isinstance(design, Design):
-        raise PowerSettingsError(f"design must be a Design; got {type(design).__name__}.")
-    if isinstance(n_reps, bool) or not isinstance(n_reps, int | np.integer) or n_reps < 1:
-        raise PowerSettingsError(f"n_reps must be a whole number >= 1; got {n_reps!r}.")
-    if not 0.0 < float(alpha) < 1.0:
-        raise PowerSettingsError(f"alpha must lie in (0, 1); got {alpha!r}.")
-    if ddf not in DDF_METHODS:
-        raise PowerSettingsError(f"ddf must be one of {DDF_METHODS}; got {ddf!r}.")
-    n_reps, alpha = int(n_reps), float(alpha)
+    design, n_reps, alpha = _check_power_settings(design, n_reps, alpha, ddf)
     cells = design_cells(design, vary)
     keys = [_file_key(cell, seed, n_reps, alpha, ddf) for cell in cells]
     if len(set(keys)) != len(keys):
@@ -863,11 +854,10 @@ def power_curve(
     client, own_client = _resolve_client(scheduler)
     if n_jobs is None:
         n_jobs = os.cpu_count() or 1
-    if client is not None:
-        workers = len(client.scheduler_info().get("workers", {})) or 1
-    else:
-        workers = n_jobs
     if chunk_size is None:
+        workers = n_jobs
+        if client is not None:
+            workers = len(client.scheduler_info().get("workers", {})) or 1
         chunk_size = max(1, min(50, math.ceil(n_reps / (4 * max(1, workers)))))
 
     folder = None
@@ -883,106 +873,28 @@ def power_curve(
         folder.mkdir(parents=True, exist_ok=True)
 
     try:
-        done: dict[str, tuple[pd.DataFrame, float]] = {}
-        if folder is not None:
-            for key in keys:
-                found = _read_cell(folder, key, n_reps)
-                if found is not None:
-                    done[key] = found
+        done = _finished_cells(folder, keys, n_reps)
         reused = [k for k in keys if k in done]
         todo = [(cell, key) for cell, key in zip(cells, keys, strict=True) if key not in done]
+        collector = _CellCollector(
+            done, todo, n_reps, folder, {"seed": int(seed), "alpha": alpha, "ddf": ddf},
+            len(keys), progress,
+        )  # fmt: skip
         tasks = [
-            (cell.to_dict(), int(seed), chunk, alpha, ddf)
-            for cell, _ in todo
+            (key, (cell.to_dict(), int(seed), chunk, alpha, ddf))
+            for cell, key in todo
             for chunk in _chunks(n_reps, chunk_size)
         ]
-        pending = {key: [] for _, key in todo}
-        by_key = dict(zip(keys, cells, strict=True))
-        fits = 0
-        from tqdm import tqdm
+        _run_tasks(tasks, client, n_jobs, collector.handle)
+        collector.close()
 
-        bar = tqdm(
-            total=len(todo) * n_reps, disable=not progress, file=sys.stdout, desc="power",
-            unit="fit",
-        )  # fmt: skip
-
-        def collect(result: dict[str, Any]) -> None:
-            nonlocal fits
-            key = result["key_file"]
-            pending[key].append(result)
-            done_reps = sum(r["replicates"][1] - r["replicates"][0] for r in pending[key])
-            fits += result["replicates"][1] - result["replicates"][0]
-            bar.update(result["replicates"][1] - result["replicates"][0])
-            if done_reps == n_reps:
-                records = [rec for r in pending.pop(key) for rec in r["records"]]
-                frame = _replicate_frame(records)
-                seconds = float(sum(r["seconds"] for r in chunk_log[key]))
-                done[key] = (frame, seconds)
-                if folder is not None:
-                    meta = {
-                        "design": by_key[key].to_dict(),
-                        "seed": int(seed),
-                        "n_reps": n_reps,
-                        "alpha": alpha,
-                        "ddf": ddf,
-                        "version": METHOD_VERSION,
-                        "seconds": round(seconds, 3),
-                    }
-                    _write_cell(folder, key, frame, meta)
-                bar.set_postfix_str(f"cells {len(done)}/{len(keys)}")
-
-        chunk_log: dict[str, list[dict[str, Any]]] = {key: [] for _, key in todo}
-        task_keys = [key for _, key in todo for _ in _chunks(n_reps, chunk_size)]
-
-        def handle(result: dict[str, Any], key: str) -> None:
-            result["key_file"] = key
-            chunk_log[key].append(result)
-            collect(result)
-
-        if tasks:
-            if client is not None:
-                from distributed import as_completed
-
-                futures = [client.submit(_run_chunk, *task, pure=False) for task in tasks]
-                index = {future.key: key for future, key in zip(futures, task_keys, strict=True)}
-                for future in as_completed(futures):
-                    handle(future.result(), index[future.key])
-            elif n_jobs == 1:
-                for task, key in zip(tasks, task_keys, strict=True):
-                    handle(_run_chunk(*task), key)
-            else:
-                from joblib import Parallel, delayed
-
-                parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-                results = parallel(
-                    delayed(_tagged_chunk)(key, *task)
-                    for task, key in zip(tasks, task_keys, strict=True)
-                )
-                for key, result in results:
-                    handle(result, key)
-        bar.close()
-
-        summaries = []
-        for cell, key in zip(cells, keys, strict=True):
-            frame, seconds = done[key]
-            summary = summarise_replicates(frame, cell, alpha)
-            for position, name in enumerate(vary or {}):
-                summary.insert(position, name, getattr(cell, name))
-            summary["seconds"] = seconds
-            summary["cell"] = key
-            summaries.append(summary)
-        varied = list(vary or {})
-        table = pd.concat(summaries, ignore_index=True)
+        table = _power_table(cells, keys, done, vary, alpha)
         if out is not None:
-            from helpers.safety import atomic_write_text
-
-            atomic_write_text(out / "power.csv", table.drop(columns="seconds").to_csv(index=False))
-            timing = table.drop_duplicates("cell")[[*varied, "cell", "seconds"]]
-            atomic_write_text(out / "timing.csv", timing.to_csv(index=False))
+            _write_power_tables(out, table, list(vary or {}))
         table.attrs = {
             "computed_cells": [k for k in keys if k not in reused],
             "reused_cells": reused,
-            "fits": fits,
+            "fits": collector.fits,
             "n_reps": n_reps,
             "alpha": alpha,
             "ddf": ddf,
@@ -994,6 +906,148 @@ def power_curve(
             lock.__exit__(*sys.exc_info())
         if own_client:
             client.close()
+
+
+def _check_power_settings(
+    design: Design | None, n_reps: Any, alpha: Any, ddf: str
+) -> tuple[Design, int, float]:
+    """The settings of :func:`power_curve`, checked; raises :class:`PowerSettingsError`."""
+    design = Design() if design is None else design
+    if not isinstance(design, Design):
+        raise PowerSettingsError(f"design must be a Design; got {type(design).__name__}.")
+    if isinstance(n_reps, bool) or not isinstance(n_reps, int | np.integer) or n_reps < 1:
+        raise PowerSettingsError(f"n_reps must be a whole number >= 1; got {n_reps!r}.")
+    if not 0.0 < float(alpha) < 1.0:
+        raise PowerSettingsError(f"alpha must lie in (0, 1); got {alpha!r}.")
+    if ddf not in DDF_METHODS:
+        raise PowerSettingsError(f"ddf must be one of {DDF_METHODS}; got {ddf!r}.")
+    return design, int(n_reps), float(alpha)
+
+
+def _finished_cells(
+    folder: Path | None, keys: Sequence[str], n_reps: int
+) -> dict[str, tuple[pd.DataFrame, float]]:
+    """The cells already complete in ``folder`` (resume): key -> (replicates, seconds)."""
+    done: dict[str, tuple[pd.DataFrame, float]] = {}
+    if folder is not None:
+        for key in keys:
+            found = _read_cell(folder, key, n_reps)
+            if found is not None:
+                done[key] = found
+    return done
+
+
+class _CellCollector:
+    """Gathers the chunks of each cell as they finish; writes a cell once it is complete."""
+
+    def __init__(
+        self,
+        done: dict[str, tuple[pd.DataFrame, float]],
+        todo: Sequence[tuple[Design, str]],
+        n_reps: int,
+        folder: Path | None,
+        settings: dict[str, Any],
+        n_cells: int,
+        progress: bool,
+    ) -> None:
+        from tqdm import tqdm
+
+        self.done, self.n_reps, self.folder = done, n_reps, folder
+        self.settings, self.n_cells = settings, n_cells
+        self.by_key = {key: cell for cell, key in todo}
+        self.pending: dict[str, list[dict[str, Any]]] = {key: [] for _, key in todo}
+        self.fits = 0
+        self.bar = tqdm(
+            total=len(todo) * n_reps, disable=not progress, file=sys.stdout, desc="power",
+            unit="fit",
+        )  # fmt: skip
+
+    def handle(self, result: dict[str, Any], key: str) -> None:
+        """Take one finished chunk of cell ``key``."""
+        result["key_file"] = key
+        pending = self.pending[key]
+        pending.append(result)
+        size = result["replicates"][1] - result["replicates"][0]
+        self.fits += size
+        self.bar.update(size)
+        if sum(r["replicates"][1] - r["replicates"][0] for r in pending) == self.n_reps:
+            self._complete(key, self.pending.pop(key))
+
+    def _complete(self, key: str, chunks: list[dict[str, Any]]) -> None:
+        frame = _replicate_frame([rec for r in chunks for rec in r["records"]])
+        seconds = float(sum(r["seconds"] for r in chunks))
+        self.done[key] = (frame, seconds)
+        if self.folder is not None:
+            s = self.settings
+            meta = {
+                "design": self.by_key[key].to_dict(),
+                "seed": s["seed"],
+                "n_reps": self.n_reps,
+                "alpha": s["alpha"],
+                "ddf": s["ddf"],
+                "version": METHOD_VERSION,
+                "seconds": round(seconds, 3),
+            }
+            _write_cell(self.folder, key, frame, meta)
+        self.bar.set_postfix_str(f"cells {len(self.done)}/{self.n_cells}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _run_tasks(
+    tasks: Sequence[tuple[str, tuple[Any, ...]]],
+    client: Any,
+    n_jobs: int,
+    handle: Callable[[dict[str, Any], str], None],
+) -> None:
+    """Run ``(key, task)`` chunks on the Dask client, in this process or on joblib workers."""
+    if not tasks:
+        return
+    if client is not None:
+        from distributed import as_completed
+
+        futures = [client.submit(_run_chunk, *task, pure=False) for _, task in tasks]
+        index = {future.key: key for future, (key, _) in zip(futures, tasks, strict=True)}
+        for future in as_completed(futures):
+            handle(future.result(), index[future.key])
+    elif n_jobs == 1:
+        for key, task in tasks:
+            handle(_run_chunk(*task), key)
+    else:
+        from joblib import Parallel, delayed
+
+        parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+        for key, result in parallel(delayed(_tagged_chunk)(key, *task) for key, task in tasks):
+            handle(result, key)
+
+
+def _power_table(
+    cells: Sequence[Design],
+    keys: Sequence[str],
+    done: Mapping[str, tuple[pd.DataFrame, float]],
+    vary: Mapping[str, Sequence[Any]] | None,
+    alpha: float,
+) -> pd.DataFrame:
+    """One row per cell and term, the varied fields first."""
+    summaries = []
+    for cell, key in zip(cells, keys, strict=True):
+        frame, seconds = done[key]
+        summary = summarise_replicates(frame, cell, alpha)
+        for position, name in enumerate(vary or {}):
+            summary.insert(position, name, getattr(cell, name))
+        summary["seconds"] = seconds
+        summary["cell"] = key
+        summaries.append(summary)
+    return pd.concat(summaries, ignore_index=True)
+
+
+def _write_power_tables(out: Path, table: pd.DataFrame, varied: list[str]) -> None:
+    from helpers.safety import atomic_write_text
+
+    atomic_write_text(out / "power.csv", table.drop(columns="seconds").to_csv(index=False))
+    timing = table.drop_duplicates("cell")[[*varied, "cell", "seconds"]]
+    atomic_write_text(out / "timing.csv", timing.to_csv(index=False))
 
 
 def _tagged_chunk(key: str, *task: Any) -> tuple[str, dict[str, Any]]:

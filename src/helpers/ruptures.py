@@ -6,8 +6,10 @@ pre-rupture level soon after, giving the V-shaped rupture–repair sequence of
 Stiles et al. (2004).  This module finds such episodes in the canonical
 session-level frame (one row per patient-session, see :mod:`helpers.schema`),
 counts them per patient and therapist, classifies patients for outcome models,
-aligns trajectories on the rupture session, and scores detection against known
-episodes (the simulated demo study, :mod:`helpers.simulate`).
+aligns trajectories on the rupture session, scores detection against known
+episodes (the simulated demo study, :mod:`helpers.simulate`), and summarises
+the episodes without identifiers (:func:`episode_summary`,
+:func:`episode_count_distribution`).
 
 Definitions (all parameters of :func:`detect_ruptures`)
 -------------------------------------------------------
@@ -1652,3 +1654,99 @@ def patients_by_rupture_status(
     out = patients.loc[keep].copy()
     out[column] = pd.array([s for s, k in zip(recoded, keep, strict=True) if k], dtype="str")
     return out
+
+
+# ---------------------------------------------------------------------------
+# Summaries without identifiers (notebook 04)
+# ---------------------------------------------------------------------------
+def episode_summary(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Rupture episodes summarised by status, without patient or therapist identifiers.
+
+    Parameters
+    ----------
+    episodes : pandas.DataFrame
+        Output of :func:`helpers.ruptures.detect_ruptures` (needs ``status``,
+        ``drop_size``, ``threshold``, ``sessions_to_repair``, ``censored_reason``
+        and the patient column ``patient_id``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``status`` (``repaired``, ``unrepaired``, ``censored``, then
+        ``all``): ``episodes``, ``patients`` (distinct patients with such an
+        episode), ``share`` (of all episodes), ``mean_drop``, ``mean_threshold``,
+        ``median_sessions_to_repair`` (repaired episodes only),
+        ``censored_treatment_ended`` and ``censored_missing_session``.
+
+    Raises
+    ------
+    ValueError
+        If a column is absent.
+    """
+    where = "episode_summary"
+    needed = [
+        PATIENT_ID,
+        "status",
+        "drop_size",
+        "threshold",
+        "sessions_to_repair",
+        "censored_reason",
+    ]
+    require_frame(episodes, needed, where, "the episode table")
+    groups = [("repaired",), ("unrepaired",), ("censored",), ("repaired", "unrepaired", "censored")]
+    total = len(episodes)
+    rows = []
+    for statuses in groups:
+        part = episodes.loc[episodes["status"].isin(statuses).to_numpy()]
+        to_repair = pd.to_numeric(part["sessions_to_repair"], errors="coerce").dropna()
+        reasons = part["censored_reason"].astype("object")
+        rows.append(
+            {
+                "status": statuses[0] if len(statuses) == 1 else "all",
+                "episodes": len(part),
+                "patients": int(part[PATIENT_ID].nunique()),
+                "share": len(part) / total if total else math.nan,
+                "mean_drop": float(part["drop_size"].mean()) if len(part) else math.nan,
+                "mean_threshold": float(part["threshold"].mean()) if len(part) else math.nan,
+                "median_sessions_to_repair": (
+                    float(to_repair.median()) if len(to_repair) else math.nan
+                ),
+                "censored_treatment_ended": int((reasons == "treatment ended").sum()),
+                "censored_missing_session": int((reasons == "missing session in window").sum()),
+            }
+        )
+    return pd.DataFrame(rows).set_index("status")
+
+
+def episode_count_distribution(counts: pd.DataFrame) -> pd.DataFrame:
+    """How many patients had 0, 1, 2, … rupture episodes, without identifiers.
+
+    Parameters
+    ----------
+    counts : pandas.DataFrame
+        Output of :func:`helpers.ruptures.rupture_counts` (``n_episodes``, missing
+        for patients who could not be assessed).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``episodes per patient`` ("0", "1", …, then "not assessable"):
+        ``patients`` and ``share_of_assessable`` (NaN on the "not assessable" row).
+
+    Raises
+    ------
+    ValueError
+        If ``n_episodes`` is absent.
+    """
+    require_frame(counts, ["n_episodes"], "episode_count_distribution", "the count table")
+    n = pd.to_numeric(counts["n_episodes"], errors="coerce")
+    assessed = n.dropna().astype("int64")
+    tally = assessed.value_counts().sort_index()
+    labels = [str(k) for k in tally.index] + ["not assessable"]
+    patients = [int(v) for v in tally.to_numpy()] + [int(n.isna().sum())]
+    total = len(assessed)
+    share = [v / total if total else math.nan for v in tally.to_numpy()] + [math.nan]
+    return pd.DataFrame(
+        {"patients": patients, "share_of_assessable": share},
+        index=pd.Index(labels, name="episodes per patient"),
+    )

@@ -71,6 +71,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from helpers.validation import describe_rows
+
 #: Two-sided 5 % critical value of the standard normal used by Jacobson & Truax (1991).
 Z_CRITICAL: float = 1.96
 
@@ -79,8 +81,6 @@ Z_CRITICAL: float = 1.96
 #: reliable despite floating-point rounding.
 RCI_TOLERANCE: float = 1e-9
 
-#: How many offending rows an error message lists.
-_MAX_ROWS_REPORTED = 5
 
 Proration = Literal["total_mean", "subscale_item_mean"]
 Construct = Literal["alliance", "outcome"]
@@ -572,16 +572,6 @@ def get_instrument(instrument: str | Instrument) -> Instrument:
 # ---------------------------------------------------------------------------
 
 
-def _format_rows(labels: Sequence[object], values: Sequence[object]) -> str:
-    """Describe the first few offending rows and their values for an error message."""
-    shown = list(zip(labels, values, strict=True))[:_MAX_ROWS_REPORTED]
-    text = ", ".join(f"{label!r} (value {value!r})" for label, value in shown)
-    extra = len(labels) - len(shown)
-    if extra > 0:
-        text += f" and {extra} more row(s)"
-    return text
-
-
 def _round_half_up(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """Round ``numerator / denominator`` half up (x.5 -> x+1), for non-negative values.
 
@@ -615,21 +605,21 @@ def _item_matrix(items: pd.DataFrame, inst: Instrument) -> np.ndarray:
         if not_numeric.any():
             problems.append(
                 f"column {name!r} holds values that are not numbers in rows "
-                + _format_rows(items.index[not_numeric], list(raw[not_numeric]))
+                + describe_rows(items.index[not_numeric], list(raw[not_numeric]), unit="row(s)")
             )
         present = ~np.isnan(values)
         not_whole = present & (values != np.round(values))
         if not_whole.any():
             problems.append(
                 f"column {name!r} holds values that are not whole numbers in rows "
-                + _format_rows(items.index[not_whole], list(raw[not_whole]))
+                + describe_rows(items.index[not_whole], list(raw[not_whole]), unit="row(s)")
             )
         outside = present & ~not_whole & ((values < inst.item_min) | (values > inst.item_max))
         if outside.any():
             problems.append(
                 f"column {name!r} holds values outside the item range "
                 f"{inst.item_min}-{inst.item_max} in rows "
-                + _format_rows(items.index[outside], list(raw[outside]))
+                + describe_rows(items.index[outside], list(raw[outside]), unit="row(s)")
             )
         matrix[:, pos] = values
     if problems:
@@ -759,10 +749,10 @@ def check_total_range(totals: pd.Series, instrument: str | Instrument) -> pd.Ser
     values = pd.to_numeric(series, errors="coerce").astype("float64")
     not_numeric = series.notna() & values.isna()
     if not_numeric.any():
+        rows = describe_rows(series.index[not_numeric], list(series[not_numeric]), unit="row(s)")
         raise ValueError(
             f"Total column {series.name!r} ({inst.name}) holds values that are not numbers in "
-            f"rows {_format_rows(series.index[not_numeric], list(series[not_numeric]))}. "
-            "Correct them in the source file or mark them as missing."
+            f"rows {rows}. Correct them in the source file or mark them as missing."
         )
     outside = (values < inst.total_min) | (values > inst.total_max)
     return outside.fillna(False).astype(bool).rename(series.name)
@@ -840,10 +830,8 @@ def _as_float_series(values: object, label: str) -> pd.Series:
     numeric = pd.to_numeric(series, errors="coerce").astype("float64")
     not_numeric = series.notna() & numeric.isna()
     if not_numeric.any():
-        raise ValueError(
-            f"{label} holds values that are not numbers in rows "
-            f"{_format_rows(series.index[not_numeric], list(series[not_numeric]))}."
-        )
+        rows = describe_rows(series.index[not_numeric], list(series[not_numeric]), unit="row(s)")
+        raise ValueError(f"{label} holds values that are not numbers in rows {rows}.")
     return numeric
 
 

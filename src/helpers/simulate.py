@@ -136,7 +136,7 @@ import json
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -1352,6 +1352,231 @@ def _int_text(value: Any) -> str | None:
     return None if pd.isna(value) else str(int(value))
 
 
+def _export_rows(data: pd.DataFrame) -> list[dict[str, str | None]]:
+    """The rows of ``data`` as export text (None = missing, its code set later)."""
+    cells: dict[str, list[str | None]] = {}
+    for clean, export in _export_rename().items():
+        column = data[clean]
+        if clean == schema.MODALITY:
+            cells[export] = [EXPORT_MODALITY_LABELS[m] for m in column]
+        elif clean in (schema.THERAPIST_ID, schema.PATIENT_ID, "gender"):
+            cells[export] = [str(x) for x in column]
+        else:
+            cells[export] = [_int_text(x) for x in column]
+    return [dict(zip(cells, values, strict=True)) for values in zip(*cells.values(), strict=True)]
+
+
+_WAI_EXPORT = [f"wai_{k}" for k in range(1, WAI_SR_ITEMS + 1)]
+_PHQ_EXPORT = [f"phq_{k}" for k in range(1, PHQ9_ITEMS + 1)]
+
+
+@dataclass
+class _Faults:
+    """The export rows being faulted, the fault stream and the records so far.
+
+    ``marks`` maps a row position to the indices of the faults located on that
+    row, so that their CSV line numbers can be set once the file order is known.
+    """
+
+    rows: list[dict[str, str | None]]
+    rows_of: dict[str, list[int]]
+    rng: np.random.Generator
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    marks: dict[int, list[int]] = field(default_factory=dict)
+
+    def record(self, fault: dict[str, Any], row: int | None = None) -> int:
+        """Append ``fault`` (located on ``row`` when given); return its index."""
+        self.faults.append(fault)
+        index = len(self.faults) - 1
+        if row is not None:
+            self.marks.setdefault(row, []).append(index)
+        return index
+
+    def draw(self, options: list[Any]) -> Any:
+        """One of ``options``, drawn from the fault stream."""
+        return options[int(self.rng.integers(len(options)))]
+
+    def pick_cell(self, pid: str, columns: list[str], treatment_only: bool) -> tuple[int, str]:
+        """A non-missing (row, column) cell of patient ``pid``."""
+        rows = self.rows
+        return self.draw(
+            [
+                (k, c)
+                for k in self.rows_of[pid]
+                if not treatment_only or rows[k]["session"] != "0"
+                for c in columns
+                if rows[k][c] is not None
+            ]
+        )
+
+
+def _fault_record(kind: str, pid: str, row: dict, **fields: Any) -> dict[str, Any]:
+    record = {"type": kind, "patient": pid, "session": int(row["session"])}
+    return record | {"column": None, "original": None, "new": None} | fields
+
+
+def _inject_out_of_range(
+    state: _Faults, pid: str, columns: list[str], bad: str, treatment_only: bool
+) -> None:
+    """``out_of_range``: one item of ``columns`` set to ``bad``."""
+    k, col = state.pick_cell(pid, columns, treatment_only)
+    row = state.rows[k]
+    state.record(
+        _fault_record("out_of_range", pid, row, column=col, original=int(row[col]), new=int(bad)),
+        k,
+    )
+    row[col] = bad
+
+
+def _inject_exact_duplicate(state: _Faults, pid: str) -> tuple[int, int]:
+    """``exact_duplicate``: choose a treatment row to repeat; (row, fault index)."""
+    k = state.draw([k for k in state.rows_of[pid] if state.rows[k]["session"] != "0"])
+    return k, state.record(_fault_record("exact_duplicate", pid, state.rows[k]))
+
+
+def _shift_in_range(text: str, high: int) -> str:
+    value = int(text)
+    return str(value + 1 if value < high else value - 1)
+
+
+def _inject_conflicting_duplicate(state: _Faults, pid: str) -> tuple[int, dict, int]:
+    """``conflicting_duplicate``: a copy of a treatment row, one WAI-SR and one
+    PHQ-9 item moved by one point; (row, copy, fault index)."""
+    rows = state.rows
+    k, wai_col = state.pick_cell(pid, _WAI_EXPORT, True)
+    phq_options = [c for c in _PHQ_EXPORT if rows[k][c] is not None]
+    if not phq_options:  # a missed PHQ-9: pick again among rows that have both questionnaires
+        k, wai_col = state.draw(
+            [
+                (j, c)
+                for j in state.rows_of[pid]
+                if rows[j]["session"] != "0" and any(rows[j][p] is not None for p in _PHQ_EXPORT)
+                for c in _WAI_EXPORT
+                if rows[j][c] is not None
+            ]
+        )
+        phq_options = [c for c in _PHQ_EXPORT if rows[k][c] is not None]
+    phq_col = state.draw(phq_options)
+    copy = dict(rows[k])
+    changes = []
+    for col, high in ((wai_col, WAI_SR_MAX), (phq_col, PHQ9_MAX)):
+        copy[col] = _shift_in_range(rows[k][col], high)
+        changes.append({"column": col, "original": int(rows[k][col]), "new": int(copy[col])})
+    index = state.record(_fault_record("conflicting_duplicate", pid, rows[k], changes=changes))
+    return k, copy, index
+
+
+def _inject_mistyped_therapist_id(state: _Faults, pid: str, therapist_ids: list[str]) -> str:
+    """``mistyped_therapist_id`` on a row that is not the patient's first; the true id."""
+    own = state.rows_of[pid]
+    k = own[1 + int(state.rng.integers(len(own) - 1))]
+    true_id = state.rows[k]["therapist"]
+    near = [
+        t
+        for t in therapist_ids
+        if t != true_id
+        and len(t) == len(true_id)
+        and sum(a != b for a, b in zip(t, true_id, strict=True)) == 1
+    ]
+    typo = state.draw(near) if near else true_id + "0"
+    state.rows[k]["therapist"] = typo
+    state.record(
+        _fault_record(
+            "mistyped_therapist_id",
+            pid,
+            state.rows[k],
+            column="therapist",
+            original=true_id,
+            new=typo,
+        ),
+        k,
+    )
+    return true_id
+
+
+def _write_missing_codes(
+    rows: list[dict], na_therapists: set[str], typo_patient: str, true_id: str
+) -> None:
+    """ "NA" or blank by therapist (two clerks); the mistyped row keeps its true clerk."""
+    for r in rows:
+        code = "NA" if r["therapist"] in na_therapists else ""
+        if r["patient"] == typo_patient:
+            code = "NA" if true_id in na_therapists else ""
+        for col in export_columns():
+            if r[col] is None:
+                r[col] = code
+
+
+def _inject_missing_code_dots(state: _Faults, chosen: list[str]) -> None:
+    """``missing_code_dot``: three missing item cells of other patients written "."."""
+    options = [
+        (k, c)
+        for k, r in enumerate(state.rows)
+        if r["patient"] not in chosen and r["session"] != "0"
+        for c in (*_WAI_EXPORT, *_PHQ_EXPORT)
+        if r[c] in ("", "NA")
+    ]
+    for idx in sorted(state.rng.choice(len(options), size=min(3, len(options)), replace=False)):
+        k, col = options[int(idx)]
+        row = state.rows[k]
+        fault = _fault_record(
+            "missing_code_dot", row["patient"], row, column=col, original=row[col], new="."
+        )
+        state.record(fault, k)
+        row[col] = "."
+
+
+def _file_order(
+    state: _Faults, duplicates: dict[int, tuple[dict, int]]
+) -> list[dict[str, str | None]]:
+    """The rows in file order, each duplicate right below its original.
+
+    ``duplicates`` maps a row position to (its copy, the fault index).  Row
+    numbers are file lines as a spreadsheet shows them (the header is row 1,
+    the first record row 2): the same convention as ``source_row``.
+    """
+    ordered: list[dict[str, str | None]] = []
+    for k, r in enumerate(state.rows):
+        ordered.append(r)
+        for f in state.marks.get(k, []):
+            state.faults[f]["row"] = len(ordered) + 1
+        if k in duplicates:
+            copy, f = duplicates[k]
+            ordered.append(copy)
+            state.faults[f]["row"] = len(ordered) + 1
+            state.faults[f]["row_original"] = len(ordered)
+    return ordered
+
+
+def _missing_codes_record(ordered: list[dict], na_therapists: set[str]) -> dict[str, Any]:
+    counts = {code: 0 for code in MISSING_CODES}
+    for r in ordered:
+        for col in export_columns():
+            if r[col] in counts:
+                counts[r[col]] += 1
+    return {
+        "type": "missing_codes",
+        "counts": counts,
+        "rule": (
+            'missing cells are written "NA" for therapists '
+            f"{min(na_therapists)}-{max(na_therapists)} and blank for the others; "
+            'the missing_code_dot records list the cells written "."'
+        ),
+    }
+
+
+def _fault_candidates(data: pd.DataFrame) -> list[Any]:
+    """Patients with at least 3 treatment sessions (at least 8 of them needed)."""
+    treatment_counts = data.loc[data[schema.SESSION] >= 1].groupby(schema.PATIENT_ID).size()
+    candidates = sorted(treatment_counts.index[treatment_counts >= 3])
+    if len(candidates) < 8:
+        raise ValueError(
+            "export_clinic_file: need at least 8 patients with 3 or more treatment sessions "
+            f"to place the faults; found {len(candidates)}. Simulate a larger study."
+        )
+    return candidates
+
+
 def export_clinic_file(data: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, list[dict]]:
     """Write the clean data the way a clinic would export it, with known faults.
 
@@ -1405,207 +1630,33 @@ def export_clinic_file(data: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, lis
     data = data.sort_values([schema.THERAPIST_ID, schema.PATIENT_ID, schema.SESSION])
     data = data.reset_index(drop=True)
     rng = _streams(seed)[_EXPORT_STREAM]
-    rename = _export_rename()
     therapist_ids = sorted(data[schema.THERAPIST_ID].unique())
     na_therapists = set(therapist_ids[: math.ceil(len(therapist_ids) / 2)])
-
-    # Cells as text (None = missing, code assigned at the end).
-    cells: dict[str, list[str | None]] = {}
-    for clean, export in rename.items():
-        column = data[clean]
-        if clean == schema.MODALITY:
-            cells[export] = [EXPORT_MODALITY_LABELS[m] for m in column]
-        elif clean in (schema.THERAPIST_ID, schema.PATIENT_ID, "gender"):
-            cells[export] = [str(x) for x in column]
-        else:
-            cells[export] = [_int_text(x) for x in column]
-    rows = [dict(zip(cells, values, strict=True)) for values in zip(*cells.values(), strict=True)]
-
-    treatment_counts = data.loc[data[schema.SESSION] >= 1].groupby(schema.PATIENT_ID).size()
-    candidates = sorted(treatment_counts.index[treatment_counts >= 3])
-    if len(candidates) < 8:
-        raise ValueError(
-            "export_clinic_file: need at least 8 patients with 3 or more treatment sessions "
-            f"to place the faults; found {len(candidates)}. Simulate a larger study."
-        )
+    rows = _export_rows(data)
+    candidates = _fault_candidates(data)
     chosen = [str(x) for x in rng.choice(candidates, size=5, replace=False)]
     rows_of = {pid: [k for k, r in enumerate(rows) if r["patient"] == pid] for pid in chosen}
-    wai_cols = [f"wai_{k}" for k in range(1, WAI_SR_ITEMS + 1)]
-    phq_cols = [f"phq_{k}" for k in range(1, PHQ9_ITEMS + 1)]
-    faults: list[dict[str, Any]] = []
-    marks: dict[int, list[int]] = {}  # row position -> fault indices located on that row
+    state = _Faults(rows, rows_of, rng)
 
-    def pick_cell(pid: str, columns: list[str], treatment_only: bool) -> tuple[int, str]:
-        options = [
-            (k, c)
-            for k in rows_of[pid]
-            if not treatment_only or rows[k]["session"] != "0"
-            for c in columns
-            if rows[k][c] is not None
-        ]
-        return options[int(rng.integers(len(options)))]
-
-    def shift_in_range(text: str, high: int) -> str:
-        value = int(text)
-        return str(value + 1 if value < high else value - 1)
-
-    # 1-2. out-of-range items
-    for pid, columns, bad, treatment_only in (
-        (chosen[0], wai_cols, "6", True),
-        (chosen[1], phq_cols, "4", False),
-    ):
-        k, col = pick_cell(pid, columns, treatment_only)
-        faults.append(
-            {
-                "type": "out_of_range",
-                "patient": pid,
-                "session": int(rows[k]["session"]),
-                "column": col,
-                "original": int(rows[k][col]),
-                "new": int(bad),
-            }
-        )
-        rows[k][col] = bad
-        marks.setdefault(k, []).append(len(faults) - 1)
-
-    # 3. exact duplicate
-    treat_rows = [k for k in rows_of[chosen[2]] if rows[k]["session"] != "0"]
-    k_exact = treat_rows[int(rng.integers(len(treat_rows)))]
-    faults.append(
-        {
-            "type": "exact_duplicate",
-            "patient": chosen[2],
-            "session": int(rows[k_exact]["session"]),
-            "column": None,
-            "original": None,
-            "new": None,
-        }
-    )
-    exact_fault = len(faults) - 1
-
-    # 4. conflicting duplicate
-    k_conf, wai_col = pick_cell(chosen[3], wai_cols, True)
-    phq_options = [c for c in phq_cols if rows[k_conf][c] is not None]
-    if not phq_options:  # a missed PHQ-9: pick again among rows that have both questionnaires
-        both = [
-            (k, c)
-            for k in rows_of[chosen[3]]
-            if rows[k]["session"] != "0" and any(rows[k][p] is not None for p in phq_cols)
-            for c in wai_cols
-            if rows[k][c] is not None
-        ]
-        k_conf, wai_col = both[int(rng.integers(len(both)))]
-        phq_options = [c for c in phq_cols if rows[k_conf][c] is not None]
-    phq_col = phq_options[int(rng.integers(len(phq_options)))]
-    copy = dict(rows[k_conf])
-    changes = []
-    for col, high in ((wai_col, WAI_SR_MAX), (phq_col, PHQ9_MAX)):
-        copy[col] = shift_in_range(rows[k_conf][col], high)
-        changes.append({"column": col, "original": int(rows[k_conf][col]), "new": int(copy[col])})
-    faults.append(
-        {
-            "type": "conflicting_duplicate",
-            "patient": chosen[3],
-            "session": int(rows[k_conf]["session"]),
-            "column": None,
-            "original": None,
-            "new": None,
-            "changes": changes,
-        }
-    )
-    conflict_fault = len(faults) - 1
-
-    # 5. mistyped therapist id on a row that is not the patient's first
-    k_typo = rows_of[chosen[4]][1 + int(rng.integers(len(rows_of[chosen[4]]) - 1))]
-    true_id = rows[k_typo]["therapist"]
-    near = [
-        t
-        for t in therapist_ids
-        if t != true_id
-        and len(t) == len(true_id)
-        and sum(a != b for a, b in zip(t, true_id, strict=True)) == 1
-    ]
-    typo = near[int(rng.integers(len(near)))] if near else true_id + "0"
-    rows[k_typo]["therapist"] = typo
-    faults.append(
-        {
-            "type": "mistyped_therapist_id",
-            "patient": chosen[4],
-            "session": int(rows[k_typo]["session"]),
-            "column": "therapist",
-            "original": true_id,
-            "new": typo,
-        }
-    )
-    marks.setdefault(k_typo, []).append(len(faults) - 1)
+    # The faults, one patient each, in the order of the docstring (the draws depend on it).
+    _inject_out_of_range(state, chosen[0], _WAI_EXPORT, "6", treatment_only=True)
+    _inject_out_of_range(state, chosen[1], _PHQ_EXPORT, "4", treatment_only=False)
+    k_exact, exact_fault = _inject_exact_duplicate(state, chosen[2])
+    k_conf, conflict_copy, conflict_fault = _inject_conflicting_duplicate(state, chosen[3])
+    true_id = _inject_mistyped_therapist_id(state, chosen[4], therapist_ids)
 
     # Missing codes: "NA" or blank by therapist, then three "." among other patients.
-    for r in rows:
-        code = "NA" if r["therapist"] in na_therapists else ""
-        if r["patient"] == chosen[4]:  # the mistyped row keeps its true clerk
-            code = "NA" if true_id in na_therapists else ""
-        for col in export_columns():
-            if r[col] is None:
-                r[col] = code
+    _write_missing_codes(rows, na_therapists, chosen[4], true_id)
     for col in export_columns():  # the conflicting copy was made before the codes were set
-        if copy[col] is None:
-            copy[col] = rows[k_conf][col]
-    dot_options = [
-        (k, c)
-        for k, r in enumerate(rows)
-        if r["patient"] not in chosen and r["session"] != "0"
-        for c in (*wai_cols, *phq_cols)
-        if r[c] in ("", "NA")
-    ]
-    dot_faults = []
-    for idx in sorted(rng.choice(len(dot_options), size=min(3, len(dot_options)), replace=False)):
-        k, col = dot_options[int(idx)]
-        dot_faults.append(
-            {
-                "type": "missing_code_dot",
-                "patient": rows[k]["patient"],
-                "session": int(rows[k]["session"]),
-                "column": col,
-                "original": rows[k][col],
-                "new": ".",
-            }
-        )
-        rows[k][col] = "."
-        marks.setdefault(k, []).append(len(faults) + len(dot_faults) - 1)
-    faults.extend(dot_faults)
+        if conflict_copy[col] is None:
+            conflict_copy[col] = rows[k_conf][col]
+    _inject_missing_code_dots(state, chosen)
 
-    # Assemble in file order with the duplicates right below their originals.
-    ordered: list[dict[str, str]] = []
-    # Row numbers are file lines as a spreadsheet shows them (the header is row 1,
-    # the first record row 2): the same convention as ``source_row``.
-    for k, r in enumerate(rows):
-        ordered.append(r)
-        for f in marks.get(k, []):
-            faults[f]["row"] = len(ordered) + 1
-        if k == k_exact:
-            ordered.append(dict(r))
-            faults[exact_fault]["row"] = len(ordered) + 1
-            faults[exact_fault]["row_original"] = len(ordered)
-        if k == k_conf:
-            ordered.append(copy)
-            faults[conflict_fault]["row"] = len(ordered) + 1
-            faults[conflict_fault]["row_original"] = len(ordered)
-    counts = {code: 0 for code in MISSING_CODES}
-    for r in ordered:
-        for col in export_columns():
-            if r[col] in counts:
-                counts[r[col]] += 1
-    faults.append(
-        {
-            "type": "missing_codes",
-            "counts": counts,
-            "rule": (
-                'missing cells are written "NA" for therapists '
-                f"{min(na_therapists)}-{max(na_therapists)} and blank for the others; "
-                'the missing_code_dot records list the cells written "."'
-            ),
-        }
+    ordered = _file_order(
+        state,
+        {k_exact: (dict(rows[k_exact]), exact_fault), k_conf: (conflict_copy, conflict_fault)},
     )
+    faults = [*state.faults, _missing_codes_record(ordered, na_therapists)]
     export = pd.DataFrame(ordered, columns=export_columns(), dtype="str")
     return export, faults
 

@@ -27,11 +27,12 @@ column, so a row in the exclusion ledger can be found in the raw file.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from helpers.paths import relative_to_root
@@ -270,12 +271,22 @@ class StudyDataError(Exception):
 
 
 def describe_rows(
-    labels: Sequence[Any], values: Sequence[Any] | None = None, limit: int = 5
+    labels: Iterable[Any],
+    values: Iterable[Any] | None = None,
+    limit: int = 5,
+    *,
+    unit: str | None = None,
 ) -> str:
     """The first few offending row labels (and values) for an error message.
 
+    The one row-list formatter of the package: every error message that names
+    rows, terms or ids lists them through it.  ``unit`` names what the "more"
+    counts (``"row(s)"``).
+
     >>> describe_rows([3, 7, 9], ["a", "b", "c"], limit=2)
     "3 (value 'a'), 7 (value 'b') and 1 more"
+    >>> describe_rows(["p1", "p2", "p3"], limit=1, unit="row(s)")
+    "'p1' and 2 more row(s)"
     """
     labels = list(labels)
     shown = labels[:limit]
@@ -285,8 +296,67 @@ def describe_rows(
         vals = list(values)[:limit]
         text = ", ".join(f"{lab!r} (value {val!r})" for lab, val in zip(shown, vals, strict=True))
     if len(labels) > len(shown):
-        text += f" and {len(labels) - len(shown)} more"
+        text += f" and {len(labels) - len(shown)} more" + (f" {unit}" if unit else "")
     return text
+
+
+def numeric_column(
+    frame: pd.DataFrame,
+    column: str,
+    where: str,
+    *,
+    finite: bool = False,
+    fix: str = "Score and clean the data first.",
+    row_labels: Callable[[pd.DataFrame, np.ndarray], Sequence[Any]] | None = None,
+    error: type[ValueError] = ValueError,
+) -> np.ndarray:
+    """``frame[column]`` as a float array (NaN = missing), refusing values that are not numbers.
+
+    The one converter of an analysis input column to numbers (the file readers
+    of :mod:`helpers.loading` parse text with the study's read settings and
+    collect :class:`Problem` records instead).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The input table.
+    column : str
+        Column to convert.
+    where : str
+        Name of the calling function, first word of the message.
+    finite : bool, default False
+        Also refuse infinite values and true/false columns (scores only).
+    fix : str
+        The last sentence of the message: what to do.
+    row_labels : callable, optional
+        ``row_labels(frame, mask)`` names the offending rows (default: index labels).
+    error : type of ValueError, default ValueError
+        The exception raised (e.g. :class:`helpers.plots.PlotInputError`).
+
+    Examples
+    --------
+    >>> numeric_column(pd.DataFrame({"x": ["1", None, "2.5"]}), "x", "f")
+    array([1. , nan, 2.5])
+    >>> numeric_column(pd.DataFrame({"x": ["1", "often"]}), "x", "f")
+    Traceback (most recent call last):
+    ...
+    ValueError: f: column 'x' holds values that are not numbers in rows 1 (value 'often'). Score and clean the data first.
+    """  # noqa: E501
+    raw = frame[column]
+    if finite and pd.api.types.is_bool_dtype(raw):
+        raise error(
+            f"{where}: column {column!r} is true/false, not a score. Pass a numeric column."
+        )
+    values = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
+    bad = raw.notna().to_numpy() & ~(np.isfinite(values) if finite else ~np.isnan(values))
+    if bad.any():
+        labels = frame.index[bad] if row_labels is None else row_labels(frame, bad)
+        numbers = "(finite) numbers" if finite else "numbers"
+        raise error(
+            f"{where}: column {column!r} holds values that are not {numbers} in rows "
+            f"{describe_rows(labels, list(raw[bad]))}. {fix}"
+        )
+    return values
 
 
 #: What to do when a helper's input frame lacks a canonical column.
