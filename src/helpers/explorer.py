@@ -412,7 +412,7 @@ def rupture_view(study: Study, settings: RuptureSettings) -> RuptureView:
 
     ``counts`` is one row of :func:`helpers.ruptures.definition_summary` (the
     columns :data:`RUPTURE_COLUMNS`, plus :data:`RECOVERY_COLUMNS` with a truth
-    file); ``by_status`` is :func:`helpers.moderators.episode_summary`;
+    file); ``by_status`` is :func:`helpers.ruptures.episode_summary`;
     ``aligned`` is the mean alliance around the rupture session
     (:func:`helpers.ruptures.aligned_summary`, all episodes).
     """
@@ -431,7 +431,7 @@ def rupture_view(study: Study, settings: RuptureSettings) -> RuptureView:
         settings=settings,
         episodes=episodes,
         counts=counts,
-        by_status=moderators.episode_summary(episodes),
+        by_status=ruptures.episode_summary(episodes),
         aligned=aligned.reset_index(drop=True),
         note=note,
     )

@@ -67,10 +67,6 @@ from scipy import stats
 
 from helpers.features import grand_mean_center, lag_within_patient, person_mean_center
 from helpers.models import MixedResult, contrast_test
-from helpers.ruptures import (  # noqa: F401  moved to helpers.ruptures; explorer.py still calls them here
-    episode_count_distribution,
-    episode_summary,
-)
 from helpers.schema import PATIENT_ID, SESSION
 from helpers.validation import describe_rows, require_frame
 
