@@ -41,7 +41,16 @@ from helpers.safety import LOCK_NAME, PARTIAL_MARK
 pytestmark = pytest.mark.scenarios
 
 NAMES = list(scenarios.SCENARIOS)
-NOTEBOOKS = sorted(p.stem for p in (PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+#: Notebooks that read no study data (the power study starts from the literature's
+#: defaults): their output is the same on every shape, so they run once, on the demo
+#: (nbval and ``make all``), not once per shape (``test_study_independent_notebooks_…``
+#: checks that they still read nothing of the study).
+STUDY_INDEPENDENT = ("07_power",)
+NOTEBOOKS = sorted(
+    p.stem
+    for p in (PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")
+    if p.stem not in STUDY_INDEPENDENT
+)
 
 #: Sentences a shape must show because it lacks something (notebook prefix, text).
 EXPECTED_SKIPS: dict[str, list[tuple[str, str]]] = {
@@ -85,6 +94,7 @@ def _make_all(name: str, root: Path, out: Path) -> list[str]:
     return [
         "make", "--no-print-directory", "-o", ".venv/bin/activate", "all", "PARAMS=N_BOOTSTRAP=20",
         f"DATA={folder / scenario.data_file}", f"CONFIG={folder / 'study.yml'}", f"OUT={out}",
+        "NOTEBOOKS=" + " ".join(f"notebooks/{nb}.ipynb" for nb in NOTEBOOKS),
     ]  # fmt: skip
 
 
@@ -235,3 +245,12 @@ def test_make_all_interrupted_in_a_notebook_then_rerun_gives_identical_results(a
     )  # fmt: skip
     assert compare.returncode == 0, compare.stdout + compare.stderr
     assert "byte-identical" in compare.stdout
+
+
+@pytest.mark.parametrize("notebook", STUDY_INDEPENDENT)
+def test_study_independent_notebooks_read_no_study_data(notebook):
+    """The notebooks left out of the per-shape runs take no processed data, config or truth."""
+    cells = json.loads((PROJECT_ROOT / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    for name in ("PROCESSED_DIR", "TRUTH_PATH", "processed", "load_profile", "sessions.parquet"):
+        assert name not in code, f"{notebook} uses {name}: run it on every shape again"
