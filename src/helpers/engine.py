@@ -69,7 +69,14 @@ from scipy import stats
 
 #: lme4's ``isSingular`` tolerance on the diagonal elements of ``Lambda``.
 SINGULAR_TOL = 1e-4
-#: Largest accepted Newton step ``max |H^-1 g|`` (lme4's ``check.conv.grad`` tolerance).
+#: Largest accepted Newton step ``max |H^-1 g|`` of the profiled deviance over ``theta``
+#: (lme4's ``check.conv.grad`` measure and default tolerance).  Both fitting paths of
+#: :func:`helpers.models.fit_mixed` use it: the step is the same on the deviance and the
+#: log-likelihood scale, and statsmodels' packed parameters are the relative Cholesky
+#: factor, i.e. lme4's ``theta`` up to order and sign.  Converged fits of the lme4
+#: reference models and the demo study reach 1e-8 here (finite differences) and 1e-14 on
+#: the statsmodels path (analytic gradient, Newton-polished): the tolerance only decides
+#: fits that stopped early, where lme4's value keeps the verdicts comparable with lme4's.
 SCALED_GRADIENT_TOL = 2e-3
 #: Two optimiser runs agree when their deviances differ by at most this (absolute) ...
 AGREEMENT_DEVIANCE_TOL = 1e-6
@@ -322,6 +329,30 @@ def _lambda_from_theta(theta: np.ndarray, q: int, pattern: list[tuple[int, int]]
 # --------------------------------------------------------------------------------------
 
 
+def summary_text(
+    header: Sequence[str],
+    fixed: pd.DataFrame,
+    varcomp: pd.DataFrame,
+    notes: Sequence[str],
+    digits: int,
+) -> str:
+    """The plain-text ``summary()`` of a fit: header lines, fixed effects, variance
+    components and warnings, numbers to ``digits`` significant digits.
+
+    Shared by :meth:`EngineResult.summary` and :meth:`helpers.models.MixedResult.summary`.
+    """
+    lines = [
+        *header,
+        "",
+        fixed.to_string(float_format=lambda v: f"{v:.{digits}g}"),
+        "",
+        varcomp.to_string(index=False, float_format=lambda v: f"{v:.{digits}g}"),
+    ]
+    if notes:
+        lines += ["", "Warnings:", *[f"  - {w}" for w in notes]]
+    return "\n".join(lines)
+
+
 @dataclass
 class EngineResult:
     """Result of a nested linear mixed model fit, on lme4's scales.
@@ -474,20 +505,14 @@ class EngineResult:
 
     def summary(self) -> str:
         """A short plain-text summary (fit criteria, fixed effects, variance components)."""
-        lines = [
+        header = [
             f"Nested linear mixed model ({'REML' if self.reml else 'ML'}), "
             f"nobs={self.nobs}, groups={self.ngroups}",
             f"logLik={self.loglik:.4f} (df={self.n_params}), AIC={self.aic:.4f}, "
             f"BIC={self.bic:.4f}, converged={self.converged}, singular={self.singular}, "
             f"evaluations={self.n_evaluations}",
-            "",
-            self.fixed.to_string(float_format=lambda v: f"{v:.6g}"),
-            "",
-            self.varcomp.to_string(index=False, float_format=lambda v: f"{v:.6g}"),
         ]
-        if self.warnings:
-            lines += ["", "Warnings:", *[f"  - {w}" for w in self.warnings]]
-        return "\n".join(lines)
+        return summary_text(header, self.fixed, self.varcomp, self.warnings, digits=6)
 
 
 @dataclass

@@ -90,7 +90,19 @@ from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
 from helpers.ddf import DDF_METHODS, MixedDesign, RandomLevel, SmallSampleInference
 from helpers.ddf import contrast_ftest as _contrast_ftest
-from helpers.engine import EngineInputError, EngineResult, EngineWarning, NestedLMM
+
+# One home for the tolerances both fitting paths share: lme4's isSingular rule on the
+# relative Cholesky diagonal, and lme4's check.conv.grad tolerance on the Newton step
+# max |H^-1 g| over theta (the same measure on both paths; see engine.SCALED_GRADIENT_TOL).
+from helpers.engine import (
+    SCALED_GRADIENT_TOL,
+    SINGULAR_TOL,
+    EngineInputError,
+    EngineResult,
+    EngineWarning,
+    NestedLMM,
+    summary_text,
+)
 
 __all__ = [
     "DEFAULT_OPTIMIZERS",
@@ -119,10 +131,6 @@ DEFAULT_OPTIMIZERS: tuple[str, ...] = ("lbfgs", "bfgs", "nm+lbfgs")
 LOGLIK_AGREEMENT_TOL = 1e-4
 #: ... or a fixed effect differs by more than this many standard errors.
 FIXED_AGREEMENT_TOL_SE = 0.01
-#: lme4's ``isSingular`` tolerance on the diagonal of the relative Cholesky factor.
-SINGULAR_TOL = 1e-4
-#: Largest accepted Newton step ``|H^-1 g|`` (profiled log-likelihood, Cholesky scale).
-SCALED_GRADIENT_TOL = 1e-3
 #: Largest accepted gradient on the log-likelihood scale when the Hessian is not definite.
 ABS_GRADIENT_TOL = 1e-3
 _NEWTON_MAX_STEPS = 8
@@ -935,20 +943,14 @@ class MixedResult:
     def summary(self) -> str:
         """A short plain-text summary (formula, fit, fixed effects, variance components)."""
         kind = "Linear model, least squares" if self.engine == "ols" else "Linear mixed model"
-        lines = [
+        header = [
             f"{kind} ({'REML' if self.reml else 'ML'}): {self.formula}",
             f"fitted by: {self.engine}; statsmodels: {self.statsmodels_call}",
             f"nobs={self.nobs}, groups={self.ngroups}, dropped (missing)={self.n_dropped_missing}",
             f"logLik={self.loglik:.4f} (df={self.n_params}), converged={self.converged}, "
             f"singular={self.singular}, optimizer={self.optimizer}",
-            "",
-            self.fixed.to_string(float_format=lambda v: f"{v:.5g}"),
-            "",
-            self.varcomp.to_string(index=False, float_format=lambda v: f"{v:.5g}"),
         ]
-        if self.warnings:
-            lines += ["", "Warnings:", *[f"  - {w}" for w in self.warnings]]
-        return "\n".join(lines)
+        return summary_text(header, self.fixed, self.varcomp, self.warnings, digits=5)
 
 
 # --------------------------------------------------------------------------------------
