@@ -52,7 +52,9 @@ Public API
 ----------
 :class:`NestedLMM` (design prepared once, ``fit`` per response, ``simulate``),
 :func:`fit_nested_lmm` (arrays), :func:`fit_nested_lmm_frame` (a data frame),
-:func:`parametric_bootstrap`, :class:`EngineResult`, :class:`BootstrapResult`.
+:func:`warm_started_bootstrap`, :class:`EngineResult`, :class:`BootstrapResult`.
+A fit of :func:`helpers.models.fit_mixed` is bootstrapped with
+:func:`helpers.effects.parametric_bootstrap`, which routes engine fits here.
 """
 
 from __future__ import annotations
@@ -517,7 +519,7 @@ class EngineResult:
 
 @dataclass
 class BootstrapResult:
-    """Replicates of a parametric bootstrap (see :func:`parametric_bootstrap`).
+    """Replicates of a parametric bootstrap (see :func:`warm_started_bootstrap`).
 
     Attributes
     ----------
@@ -535,6 +537,8 @@ class BootstrapResult:
         Deviance evaluations over all replicates.
     seed : int
         Seed of ``numpy.random.default_rng`` used to simulate the responses.
+    n_warnings : numpy.ndarray
+        Number of diagnostics (``EngineResult.warnings``) per replicate.
     """
 
     estimates: pd.DataFrame
@@ -543,6 +547,7 @@ class BootstrapResult:
     singular: np.ndarray
     n_evaluations: int
     seed: int
+    n_warnings: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
     def percentile_intervals(self, coverage: float = 0.95) -> pd.DataFrame:
         """Percentile intervals of every column of ``estimates``.
@@ -1992,7 +1997,7 @@ def _replicate_row(model: NestedLMM, fit: EngineResult) -> dict[str, float]:
     return row
 
 
-def parametric_bootstrap(
+def warm_started_bootstrap(
     model: NestedLMM,
     result: EngineResult,
     n_replicates: int = 1000,
@@ -2002,6 +2007,11 @@ def parametric_bootstrap(
     progress: bool = False,
 ) -> BootstrapResult:
     """Parametric bootstrap: simulate from the fitted model and refit, warm-started.
+
+    The engine's path of :func:`helpers.effects.parametric_bootstrap` (the entry point for
+    fits of :func:`helpers.models.fit_mixed`); call it directly for a :class:`NestedLMM`
+    design built from arrays or with :func:`nested_lmm_from_frame`.  Every replicate is
+    refitted on the same design, starting from ``result.theta``.
 
     Parameters
     ----------
@@ -2027,7 +2037,7 @@ def parametric_bootstrap(
     if int(n_replicates) < 1:
         raise ValueError(f"n_replicates must be at least 1; got {n_replicates!r}.")
     rng = np.random.default_rng(seed)
-    rows, thetas, converged, singular = [], [], [], []
+    rows, thetas, converged, singular, n_warnings = [], [], [], [], []
     evaluations = 0
     iterator = range(int(n_replicates))
     if progress:
@@ -2043,6 +2053,7 @@ def parametric_bootstrap(
         thetas.append(fit.theta)
         converged.append(fit.converged)
         singular.append(fit.singular)
+        n_warnings.append(len(fit.warnings))
         evaluations += fit.n_evaluations
     converged_arr = np.array(converged)
     singular_arr = np.array(singular)
@@ -2061,4 +2072,5 @@ def parametric_bootstrap(
         singular=singular_arr,
         n_evaluations=evaluations,
         seed=seed,
+        n_warnings=np.array(n_warnings, dtype=int),
     )

@@ -910,6 +910,9 @@ class MixedResult:
     small_sample: Any = field(repr=False, default=None)
     _random_design: dict[str, pd.DataFrame] = field(repr=False, default_factory=dict)
     _fingerprint: str = field(repr=False, default="")
+    #: The engine's design (:class:`helpers.engine.NestedLMM`) on the engine path, for
+    #: warm-started bootstrap refits; ``None`` on the other paths.
+    _engine_model: Any = field(repr=False, default=None)
 
     @property
     def statsmodels_call(self) -> str:
@@ -1360,6 +1363,7 @@ def _fit_with_engine(
         engine_result=fit,
         _random_design=plan.random_design,
         _fingerprint=_fingerprint(y),
+        _engine_model=model,
     )
 
 
