@@ -106,7 +106,7 @@ print(json.dumps({"seconds": seconds, "loglik": float(fit.llf), "nobs": int(mode
 BOOTSTRAP_CHILD = r"""
 import json, sys, time, warnings
 import pandas as pd
-from helpers.engine import nested_lmm_from_frame, parametric_bootstrap
+from helpers.engine import nested_lmm_from_frame, warm_started_bootstrap
 csv, replicates = sys.argv[1], int(sys.argv[2])
 fixed = ["x_within_lag", "x_between", "session"]
 data = pd.read_csv(csv)
@@ -116,7 +116,7 @@ with warnings.catch_warnings(record=True) as caught:
                                      patient_terms=["1", "session"])
     fit = model.fit(y)
     start = time.perf_counter()
-    boot = parametric_bootstrap(model, fit, replicates, seed=20240611)
+    boot = warm_started_bootstrap(model, fit, replicates, seed=20240611)
     seconds = time.perf_counter() - start
 print(json.dumps({
     "seconds": seconds, "replicates": replicates, "nobs": fit.nobs,

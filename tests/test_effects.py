@@ -97,6 +97,33 @@ def test_parametric_bootstrap_is_seeded_and_centred_on_the_truth():
     assert ci.loc["x", "boot_se"] == pytest.approx(fit.fixed.loc["x", "se"], rel=0.35)
 
 
+def test_parametric_bootstrap_routes_engine_fits_to_the_warm_started_path():
+    from helpers.engine import warm_started_bootstrap
+
+    fit = fit_quietly(_simulate(n_groups=40, n_per=5), "y ~ x + (1 | g)")
+    assert fit.engine == "engine"
+    reps = parametric_bootstrap(fit, 6, seed=4, progress=False)
+    warm = warm_started_bootstrap(fit._engine_model, fit.engine_result, 6, seed=4)
+    expected = warm.estimates[["Intercept", "x"]]
+    pd.testing.assert_frame_equal(reps[["Intercept", "x"]], expected)
+    assert reps["converged"].tolist() == warm.converged.tolist()
+    assert list(reps.columns) == ["Intercept", "x", "converged", "warnings", "error"]
+    # the refit path is still there, and gives the same columns
+    refit = parametric_bootstrap(fit, 2, seed=4, progress=False, method="refit")
+    assert list(refit.columns) == list(reps.columns)
+    # fit_mixed arguments mean refitting from the formula
+    by_formula = parametric_bootstrap(fit, 2, seed=4, progress=False, engine="auto")
+    pd.testing.assert_frame_equal(by_formula, refit)
+
+
+def test_parametric_bootstrap_engine_method_needs_an_engine_fit():
+    ols = fit_quietly(FIVE, "y ~ x")
+    with pytest.raises(ValueError, match="needs a fit of the vectorised engine"):
+        parametric_bootstrap(ols, 2, seed=1, method="engine")
+    with pytest.raises(ValueError, match="method must be one of"):
+        parametric_bootstrap(ols, 2, seed=1, method="warm")
+
+
 def test_simulate_response_has_the_fitted_variance():
     data = _simulate(n_groups=300, n_per=8)
     fit = fit_quietly(data, "y ~ x + (1 | g)", optimizers=("lbfgs",))

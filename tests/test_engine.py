@@ -31,7 +31,7 @@ from helpers.engine import (
     fit_nested_lmm,
     fit_nested_lmm_frame,
     nested_lmm_from_frame,
-    parametric_bootstrap,
+    warm_started_bootstrap,
 )
 
 REFERENCE = Path(__file__).parent / "reference"
@@ -589,8 +589,8 @@ def test_simulate_and_parametric_bootstrap_are_reproducible():
     )
     fit = model.fit(y)
     with pytest.warns(EngineWarning, match="were singular fits") as caught:
-        boot_a = parametric_bootstrap(model, fit, n_replicates=40, seed=5)
-        boot_b = parametric_bootstrap(model, fit, n_replicates=40, seed=5)
+        boot_a = warm_started_bootstrap(model, fit, n_replicates=40, seed=5)
+        boot_b = warm_started_bootstrap(model, fit, n_replicates=40, seed=5)
     # one summary warning per bootstrap, with the count of flagged replicates
     assert len(caught) == 2
     assert f"and {int(boot_a.singular.sum())} were singular" in str(caught[0].message)

@@ -52,7 +52,9 @@ Public API
 ----------
 :class:`NestedLMM` (design prepared once, ``fit`` per response, ``simulate``),
 :func:`fit_nested_lmm` (arrays), :func:`fit_nested_lmm_frame` (a data frame),
-:func:`parametric_bootstrap`, :class:`EngineResult`, :class:`BootstrapResult`.
+:func:`warm_started_bootstrap`, :class:`EngineResult`, :class:`BootstrapResult`.
+A fit of :func:`helpers.models.fit_mixed` is bootstrapped with
+:func:`helpers.effects.parametric_bootstrap`, which routes engine fits here.
 """
 
 from __future__ import annotations
@@ -69,7 +71,14 @@ from scipy import stats
 
 #: lme4's ``isSingular`` tolerance on the diagonal elements of ``Lambda``.
 SINGULAR_TOL = 1e-4
-#: Largest accepted Newton step ``max |H^-1 g|`` (lme4's ``check.conv.grad`` tolerance).
+#: Largest accepted Newton step ``max |H^-1 g|`` of the profiled deviance over ``theta``
+#: (lme4's ``check.conv.grad`` measure and default tolerance).  Both fitting paths of
+#: :func:`helpers.models.fit_mixed` use it: the step is the same on the deviance and the
+#: log-likelihood scale, and statsmodels' packed parameters are the relative Cholesky
+#: factor, i.e. lme4's ``theta`` up to order and sign.  Converged fits of the lme4
+#: reference models and the demo study reach 1e-8 here (finite differences) and 1e-14 on
+#: the statsmodels path (analytic gradient, Newton-polished): the tolerance only decides
+#: fits that stopped early, where lme4's value keeps the verdicts comparable with lme4's.
 SCALED_GRADIENT_TOL = 2e-3
 #: Two optimiser runs agree when their deviances differ by at most this (absolute) ...
 AGREEMENT_DEVIANCE_TOL = 1e-6
@@ -322,6 +331,30 @@ def _lambda_from_theta(theta: np.ndarray, q: int, pattern: list[tuple[int, int]]
 # --------------------------------------------------------------------------------------
 
 
+def summary_text(
+    header: Sequence[str],
+    fixed: pd.DataFrame,
+    varcomp: pd.DataFrame,
+    notes: Sequence[str],
+    digits: int,
+) -> str:
+    """The plain-text ``summary()`` of a fit: header lines, fixed effects, variance
+    components and warnings, numbers to ``digits`` significant digits.
+
+    Shared by :meth:`EngineResult.summary` and :meth:`helpers.models.MixedResult.summary`.
+    """
+    lines = [
+        *header,
+        "",
+        fixed.to_string(float_format=lambda v: f"{v:.{digits}g}"),
+        "",
+        varcomp.to_string(index=False, float_format=lambda v: f"{v:.{digits}g}"),
+    ]
+    if notes:
+        lines += ["", "Warnings:", *[f"  - {w}" for w in notes]]
+    return "\n".join(lines)
+
+
 @dataclass
 class EngineResult:
     """Result of a nested linear mixed model fit, on lme4's scales.
@@ -474,25 +507,19 @@ class EngineResult:
 
     def summary(self) -> str:
         """A short plain-text summary (fit criteria, fixed effects, variance components)."""
-        lines = [
+        header = [
             f"Nested linear mixed model ({'REML' if self.reml else 'ML'}), "
             f"nobs={self.nobs}, groups={self.ngroups}",
             f"logLik={self.loglik:.4f} (df={self.n_params}), AIC={self.aic:.4f}, "
             f"BIC={self.bic:.4f}, converged={self.converged}, singular={self.singular}, "
             f"evaluations={self.n_evaluations}",
-            "",
-            self.fixed.to_string(float_format=lambda v: f"{v:.6g}"),
-            "",
-            self.varcomp.to_string(index=False, float_format=lambda v: f"{v:.6g}"),
         ]
-        if self.warnings:
-            lines += ["", "Warnings:", *[f"  - {w}" for w in self.warnings]]
-        return "\n".join(lines)
+        return summary_text(header, self.fixed, self.varcomp, self.warnings, digits=6)
 
 
 @dataclass
 class BootstrapResult:
-    """Replicates of a parametric bootstrap (see :func:`parametric_bootstrap`).
+    """Replicates of a parametric bootstrap (see :func:`warm_started_bootstrap`).
 
     Attributes
     ----------
@@ -510,6 +537,8 @@ class BootstrapResult:
         Deviance evaluations over all replicates.
     seed : int
         Seed of ``numpy.random.default_rng`` used to simulate the responses.
+    n_warnings : numpy.ndarray
+        Number of diagnostics (``EngineResult.warnings``) per replicate.
     """
 
     estimates: pd.DataFrame
@@ -518,6 +547,7 @@ class BootstrapResult:
     singular: np.ndarray
     n_evaluations: int
     seed: int
+    n_warnings: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
     def percentile_intervals(self, coverage: float = 0.95) -> pd.DataFrame:
         """Percentile intervals of every column of ``estimates``.
@@ -541,6 +571,40 @@ class BootstrapResult:
                 "high": self.estimates.quantile(1.0 - tail),
             }
         )
+
+
+@dataclass
+class _Optimum:
+    """What :meth:`NestedLMM.fit` found and checked, handed to :meth:`NestedLMM._result`.
+
+    ``runs`` holds one ``(name, start, deviance, message, evaluations)`` per optimiser run.
+    """
+
+    theta: np.ndarray
+    deviance: float
+    gradient: np.ndarray
+    scaled_gradient: float
+    hessian_positive_definite: bool
+    converged: bool
+    notes: list[str]
+    n_evaluations: int
+    runs: list[tuple[str, np.ndarray, float, str, int]]
+
+
+def _runs_table(runs: list[tuple[str, np.ndarray, float, str, int]]) -> pd.DataFrame:
+    """``EngineResult.optimizer_runs``: one row per optimiser run."""
+    return pd.DataFrame(
+        [
+            {
+                "run": name,
+                "start": np.array2string(start, precision=4),
+                "deviance": deviance,
+                "n_evaluations": calls,
+                "message": message,
+            }
+            for name, start, deviance, message, calls in runs
+        ]
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -735,17 +799,13 @@ class NestedLMM:
         source: str = "input",
     ) -> None:
         self.source = source
+        #: Notes on building the design from a data frame (rows dropped for missing values).
+        self.frame_notes: list[str] = []
         x = _as_matrix(X, "X (fixed-effect design)", None, row_labels, source)
         nobs = x.shape[0]
         self.row_labels = row_labels if row_labels is not None else pd.RangeIndex(nobs)
         if len(self.row_labels) != nobs:
             raise EngineInputError(f"{source}: row_labels must have {nobs} entries.")
-        if fixed_names is None and isinstance(X, pd.DataFrame):
-            fixed_names = [str(c) for c in X.columns]
-        if patient_terms is None and isinstance(Z_patient, pd.DataFrame):
-            patient_terms = [str(c) for c in Z_patient.columns]
-        if therapist_terms is None and isinstance(Z_therapist, pd.DataFrame):
-            therapist_terms = [str(c) for c in Z_therapist.columns]
         for cov_name, cov in (
             ("patient_covariance", patient_covariance),
             ("therapist_covariance", therapist_covariance),
@@ -754,7 +814,49 @@ class NestedLMM:
                 raise EngineInputError(
                     f"{cov_name} must be one of {_COVARIANCE_TYPES}; got {cov!r}."
                 )
-        if therapist is None and Z_therapist is not None:
+        self.nested = therapist is not None
+        zp, zt = self._random_designs(Z_patient, Z_therapist, nobs)
+        self._name_columns(
+            (X, x, fixed_names),
+            (Z_patient, zp, patient_terms),
+            (Z_therapist, zt, therapist_terms),
+            patient_name,
+            therapist_name,
+        )
+        p = x.shape[1]
+        if p == 0:
+            raise EngineInputError(f"{source}: X has no columns; include at least an intercept.")
+        if nobs <= p:
+            raise EngineInputError(
+                f"{source}: {nobs} observations for {p} fixed effects; need more observations "
+                "than fixed effects."
+            )
+        self._group(patient, therapist, nobs)
+        self._centre_fixed_effects(x)
+        self.x = x
+        self.zp = zp
+        self.zt = zt
+        self.nobs = nobs
+        self.p = p
+        self.qp = zp.shape[1]
+        self.qt = zt.shape[1]
+        self.patient_covariance = patient_covariance
+        self.therapist_covariance = therapist_covariance
+        self._pattern_p = _theta_pattern(self.qp, patient_covariance)
+        self._pattern_t = _theta_pattern(self.qt, therapist_covariance) if self.nested else []
+        self.n_theta = len(self._pattern_p) + len(self._pattern_t)
+        lower_p = [0.0 if i == j else -np.inf for i, j in self._pattern_p]
+        lower_t = [0.0 if i == j else -np.inf for i, j in self._pattern_t]
+        self.theta_lower = np.array(lower_p + lower_t)
+        self.theta_names = self._make_theta_names()
+        self._design_statistics()
+
+    # ---- construction helpers -----------------------------------------------------------
+
+    def _random_designs(self, Z_patient: Any, Z_therapist: Any, nobs: int):
+        """The random-effect matrices of both levels (therapist: no columns if not nested)."""
+        source = self.source
+        if not self.nested and Z_therapist is not None:
             raise EngineInputError(
                 f"{source}: Z_therapist given without therapist labels; pass therapist=..."
             )
@@ -763,7 +865,6 @@ class NestedLMM:
             if Z_patient is None
             else _as_matrix(Z_patient, "Z_patient", nobs, self.row_labels, source)
         )
-        self.nested = therapist is not None
         zt = np.zeros((nobs, 0))
         if self.nested:
             zt = (
@@ -775,32 +876,39 @@ class NestedLMM:
             raise EngineInputError(f"{source}: Z_patient has no columns.")
         if self.nested and zt.shape[1] == 0:
             raise EngineInputError(f"{source}: Z_therapist has no columns.")
-        self.fixed_names = _check_names(fixed_names, x.shape[1], "fixed-effect", source) or (
-            _default_names(x, "x")
-        )
-        self.patient_terms = _check_names(patient_terms, zp.shape[1], "Z_patient", source) or (
-            _default_names(zp, "z")
-        )
-        self.therapist_terms = (
-            _check_names(therapist_terms, zt.shape[1], "Z_therapist", source)
-            or _default_names(zt, "z")
-            if self.nested
-            else []
-        )
+        return zp, zt
+
+    def _name_columns(self, fixed, patient, therapist, patient_name, therapist_name) -> None:
+        """Names of the columns of X, Z_patient and Z_therapist and of the two factors.
+
+        Each of ``fixed, patient, therapist`` is ``(input, matrix, names)``: names given,
+        else the input's column names when it is a data frame, else defaults.
+        """
+        source = self.source
+        named = []
+        for (given, matrix, names), what, prefix in (
+            (fixed, "fixed-effect", "x"),
+            (patient, "Z_patient", "z"),
+            (therapist, "Z_therapist", "z"),
+        ):
+            if what == "Z_therapist" and not self.nested:
+                named.append([])  # therapist names are ignored without therapist labels
+                continue
+            if names is None and isinstance(given, pd.DataFrame):
+                names = [str(c) for c in given.columns]
+            named.append(
+                _check_names(names, matrix.shape[1], what, source) or _default_names(matrix, prefix)
+            )
+        self.fixed_names, self.patient_terms = named[0], named[1]
+        self.therapist_terms = named[2]
         self.patient_name = str(patient_name)
         self.therapist_name = str(therapist_name)
         if self.nested and self.patient_name == self.therapist_name:
             raise EngineInputError("patient_name and therapist_name must differ.")
-        p = x.shape[1]
-        if p == 0:
-            raise EngineInputError(f"{source}: X has no columns; include at least an intercept.")
-        if nobs <= p:
-            raise EngineInputError(
-                f"{source}: {nobs} observations for {p} fixed effects; need more observations "
-                "than fixed effects."
-            )
 
-        # ---- grouping -------------------------------------------------------------------
+    def _group(self, patient: Any, therapist: Any, nobs: int) -> None:
+        """Codes of the grouping factors; patients ordered by therapist, then label."""
+        source = self.source
         p_codes, p_labels = _factorize(patient, self.patient_name, nobs, self.row_labels, source)
         if self.nested:
             t_codes, t_labels = _factorize(
@@ -842,7 +950,9 @@ class NestedLMM:
             self.row_therapist = np.zeros(nobs, dtype=np.intp)
             self._therapist_starts = np.zeros(1, dtype=np.intp)
 
-        # ---- fixed effects: rank and centring -------------------------------------------
+    def _centre_fixed_effects(self, x: np.ndarray) -> None:
+        """Find the intercept column, centre the others on it, refuse aliased columns."""
+        p = x.shape[1]
         self.intercept_column: int | None = None
         for k in range(p):
             column = x[:, k]
@@ -853,36 +963,16 @@ class NestedLMM:
         if self.intercept_column is not None:
             means = x.mean(axis=0)
             means[self.intercept_column] = 0.0
-        x_centred = x - means
         aliased = _find_aliased(x, self.fixed_names)
         if aliased:
             raise EngineInputError(
-                f"{source}: the fixed-effect design is rank deficient (aliased columns: "
+                f"{self.source}: the fixed-effect design is rank deficient (aliased columns: "
                 + "; ".join(aliased)
                 + "). Each listed column is a linear combination of earlier columns; drop "
                 "or recode it (lme4 would drop it silently)."
             )
-        self.x = x
-        self.zp = zp
-        self.zt = zt
         self._x_means = means
-        self._x_centred = x_centred
-        self.nobs = nobs
-        self.p = p
-        self.qp = zp.shape[1]
-        self.qt = zt.shape[1]
-        self.patient_covariance = patient_covariance
-        self.therapist_covariance = therapist_covariance
-        self._pattern_p = _theta_pattern(self.qp, patient_covariance)
-        self._pattern_t = _theta_pattern(self.qt, therapist_covariance) if self.nested else []
-        self.n_theta = len(self._pattern_p) + len(self._pattern_t)
-        lower_p = [0.0 if i == j else -np.inf for i, j in self._pattern_p]
-        lower_t = [0.0 if i == j else -np.inf for i, j in self._pattern_t]
-        self.theta_lower = np.array(lower_p + lower_t)
-        self.theta_names = self._make_theta_names()
-        self._design_statistics()
-
-    # ---- construction helpers -----------------------------------------------------------
+        self._x_centred = x - means
 
     def _raise_crossed(self, crossed, p_codes, t_codes, p_labels, t_labels) -> None:
         first = crossed[0]
@@ -1195,9 +1285,18 @@ class NestedLMM:
                 f"{SCALED_GRADIENT_TOL}."
             )
             converged = False
-        result = self._result(
-            theta, suff, reml, dev, gradient, scaled, hess_pd, converged, notes, counter, runs
+        optimum = _Optimum(
+            theta=theta,
+            deviance=dev,
+            gradient=gradient,
+            scaled_gradient=scaled,
+            hessian_positive_definite=hess_pd,
+            converged=converged,
+            notes=notes,
+            n_evaluations=counter["calls"],
+            runs=runs,
         )
+        result = self._result(optimum, suff, reml)
         if emit_warnings:
             for note in result.warnings:
                 warnings.warn(note, EngineWarning, stacklevel=2)
@@ -1340,15 +1439,67 @@ class NestedLMM:
 
     # ---- outputs ------------------------------------------------------------------------
 
-    def _result(
-        self, theta, suff, reml, dev, gradient, scaled, hess_pd, converged, notes, counter, runs
-    ) -> EngineResult:
+    def _result(self, optimum: _Optimum, suff: dict[str, Any], reml: bool) -> EngineResult:
+        """The :class:`EngineResult` at a checked optimum (estimates on lme4's scales)."""
+        theta, dev, notes = optimum.theta, optimum.deviance, optimum.notes
         factor = self._factor(theta, suff)
         if factor is None:  # pragma: no cover - the optimum always factorises
             raise RuntimeError("The PLS system could not be factorised at the optimum.")
-        qp, qt, p, n = self.qp, self.qt, self.p, self.nobs
-        chol_x = factor["chol_x"]
+        p, n = self.p, self.nobs
         sigma2 = factor["pwrss"] / (n - p if reml else n)
+        fixed, fixed_cov, gamma = self._fixed_effects(factor, sigma2, suff["shift"])
+        modes, conditional_cov = self._conditional_modes(factor, gamma, sigma2)
+        covariance, varcomp = self._variance_components(factor["lam_p"], factor["lam_t"], sigma2)
+        singular = bool(np.any(theta[self.theta_lower == 0.0] < SINGULAR_TOL))
+        if singular:
+            notes.append(
+                "boundary (singular) fit: a diagonal element of a relative covariance factor is "
+                f"below {SINGULAR_TOL} (lme4's isSingular); a variance is ~0 or a correlation "
+                "~+-1. Consider simplifying the random-effects structure."
+            )
+        n_params = p + self.n_theta + 1
+        ngroups = {self.patient_name: self.n_patients}
+        therapist_of_patient = None
+        if self.nested:
+            ngroups[self.therapist_name] = self.n_therapists
+            therapist_of_patient = pd.Series(
+                np.asarray(self.therapist_labels)[self.patient_therapist[self._internal_of_label]],
+                index=self.patient_labels,
+                name=self.therapist_name,
+            )
+        return EngineResult(
+            reml=reml,
+            nobs=n,
+            ngroups=ngroups,
+            fixed=fixed,
+            fixed_cov=fixed_cov,
+            sigma2=sigma2,
+            covariance=covariance,
+            varcomp=varcomp,
+            loglik=-dev / 2.0,
+            deviance=dev,
+            aic=dev + 2.0 * n_params,
+            bic=dev + math.log(n) * n_params,
+            n_params=n_params,
+            theta=theta.copy(),
+            theta_names=list(self.theta_names),
+            random_effects=modes,
+            random_effects_cov=conditional_cov,
+            therapist_of_patient=therapist_of_patient,
+            converged=optimum.converged,
+            singular=singular,
+            warnings=notes,
+            n_evaluations=optimum.n_evaluations,
+            gradient=optimum.gradient,
+            scaled_gradient=optimum.scaled_gradient,
+            hessian_positive_definite=optimum.hessian_positive_definite,
+            optimizer_runs=_runs_table(optimum.runs),
+        )
+
+    def _fixed_effects(self, factor: dict[str, Any], sigma2: float, shift: float):
+        """Fixed effects (Wald table), their covariance and the centred-scale ``gamma``."""
+        p = self.p
+        chol_x = factor["chol_x"]
         lx = chol_x[:p, :p]
         # Fixed effects in the centred parameterisation, then mapped back.
         gamma = np.linalg.solve(lx.T, chol_x[p, :p])
@@ -1360,7 +1511,7 @@ class NestedLMM:
             transform[self.intercept_column, self.intercept_column] = 1.0
         beta = transform @ gamma
         if self.intercept_column is not None:
-            beta[self.intercept_column] += suff["shift"]
+            beta[self.intercept_column] += shift
         cov_beta = transform @ cov_gamma @ transform.T
         se = np.sqrt(np.diag(cov_beta))
         z_crit = float(stats.norm.ppf(0.975))
@@ -1377,8 +1528,15 @@ class NestedLMM:
             index=pd.Index(self.fixed_names, name="term"),
         )
         fixed_cov = pd.DataFrame(cov_beta, index=self.fixed_names, columns=self.fixed_names)
+        return fixed, fixed_cov, gamma
 
-        # Conditional modes: back substitution through the blocked factor.
+    def _conditional_modes(self, factor: dict[str, Any], gamma: np.ndarray, sigma2: float):
+        """Conditional modes and covariances per factor (patient level first).
+
+        Back substitution through the blocked factor; the conditional covariance of each
+        patient's effects includes the coupling with its therapist's.
+        """
+        qp, qt, p = self.qp, self.qt, self.p
         lam_p, lam_t = factor["lam_p"], factor["lam_t"]
         solved_p, chol_p = factor["solved_p"], factor["chol_p"]
         rhs_p = solved_p[:, :, -1] - solved_p[:, :, qt : qt + p] @ gamma  # (qp, G)
@@ -1420,10 +1578,10 @@ class NestedLMM:
         minv_p = np.einsum("aic,bic->iab", f_mat, f_mat)
         cond_p = sigma2 * np.einsum("ka,iab,lb->ikl", lam_p, minv_p, lam_p)
         cond_p = cond_p[self._internal_of_label]
-        ordered_modes = {self.patient_name: modes_p, **modes}
-        ordered_cond = {self.patient_name: cond_p, **cond}
+        return {self.patient_name: modes_p, **modes}, {self.patient_name: cond_p, **cond}
 
-        # Variance components.
+    def _variance_components(self, lam_p: np.ndarray, lam_t: np.ndarray, sigma2: float):
+        """Covariance matrix per factor and lme4's ``as.data.frame(VarCorr())`` table."""
         covariance = {}
         varcomp_rows = []
         for group, lam, terms in (
@@ -1448,65 +1606,7 @@ class NestedLMM:
         varcomp = pd.DataFrame(
             varcomp_rows, columns=["group", "term", "term2", "variance_or_cov", "sd_or_corr"]
         )
-        singular = bool(np.any(theta[self.theta_lower == 0.0] < SINGULAR_TOL))
-        if singular:
-            notes.append(
-                "boundary (singular) fit: a diagonal element of a relative covariance factor is "
-                f"below {SINGULAR_TOL} (lme4's isSingular); a variance is ~0 or a correlation "
-                "~+-1. Consider simplifying the random-effects structure."
-            )
-        n_params = p + self.n_theta + 1
-        loglik = -dev / 2.0
-        optimizer_runs = pd.DataFrame(
-            [
-                {
-                    "run": name,
-                    "start": np.array2string(start_, precision=4),
-                    "deviance": dev_,
-                    "n_evaluations": calls,
-                    "message": msg,
-                }
-                for name, start_, dev_, msg, calls in runs
-            ]
-        )
-        ngroups = {self.patient_name: self.n_patients}
-        if self.nested:
-            ngroups[self.therapist_name] = self.n_therapists
-        therapist_of_patient = None
-        if self.nested:
-            therapist_of_patient = pd.Series(
-                np.asarray(self.therapist_labels)[self.patient_therapist[self._internal_of_label]],
-                index=self.patient_labels,
-                name=self.therapist_name,
-            )
-        return EngineResult(
-            reml=reml,
-            nobs=n,
-            ngroups=ngroups,
-            fixed=fixed,
-            fixed_cov=fixed_cov,
-            sigma2=sigma2,
-            covariance=covariance,
-            varcomp=varcomp,
-            loglik=loglik,
-            deviance=dev,
-            aic=dev + 2.0 * n_params,
-            bic=dev + math.log(n) * n_params,
-            n_params=n_params,
-            theta=theta.copy(),
-            theta_names=list(self.theta_names),
-            random_effects=ordered_modes,
-            random_effects_cov=ordered_cond,
-            therapist_of_patient=therapist_of_patient,
-            converged=converged,
-            singular=singular,
-            warnings=notes,
-            n_evaluations=counter["calls"],
-            gradient=gradient,
-            scaled_gradient=scaled,
-            hessian_positive_definite=hess_pd,
-            optimizer_runs=optimizer_runs,
-        )
+        return covariance, varcomp
 
     def _is_diagonal(self, group: str) -> bool:
         if group == self.patient_name:
@@ -1612,37 +1712,13 @@ def fit_nested_lmm(
     return model.fit(y, reml=reml, start=start, check=check)
 
 
-def _frame_design(
+def _frame_columns(
     data: pd.DataFrame,
-    fixed: Sequence[str],
-    intercept: bool,
-    patient: str,
-    patient_terms: Sequence[str],
-    therapist: str | None,
-    therapist_terms: Sequence[str],
-    response: str,
+    numeric_columns: list[str],
+    group_columns: list[str],
     data_name: str,
-    patient_covariance: str,
-    therapist_covariance: str,
-) -> tuple[NestedLMM, np.ndarray, list[str]]:
-    if not isinstance(data, pd.DataFrame):
-        raise EngineInputError(f"{data_name}: data must be a pandas DataFrame.")
-    for what, terms in (("patient_terms", patient_terms), ("therapist_terms", therapist_terms)):
-        if isinstance(terms, str):
-            raise EngineInputError(f"{what} must be a list of terms, e.g. ['1', 'session'].")
-    if isinstance(fixed, str):
-        raise EngineInputError("fixed must be a list of column names, e.g. ['x_within'].")
-
-    def term_columns(terms: Sequence[str]) -> list[str]:
-        return [t for t in terms if t not in ("1", "0")]
-
-    group_columns = [patient] + ([therapist] if therapist is not None else [])
-    numeric_columns = list(
-        dict.fromkeys(
-            [response, *fixed, *term_columns(patient_terms)]
-            + (term_columns(therapist_terms) if therapist is not None else [])
-        )
-    )
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Complete rows of the used columns, the numeric ones as floats, and a note on drops."""
     needed = numeric_columns + group_columns
     missing = [c for c in needed if c not in data.columns]
     if missing:
@@ -1684,6 +1760,58 @@ def _frame_design(
     if len(frame) == 0:
         raise EngineInputError(f"{data_name}: no complete rows for columns {needed}.")
     numbers = frame[numeric_columns].apply(pd.to_numeric).astype(float)
+    return frame, numbers, notes
+
+
+def _z_matrix(numbers: pd.DataFrame, terms: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Random-effect design of one level from its terms (``"1"`` intercept, ``"0"`` none)."""
+    columns, names = [], []
+    for term in terms:
+        if term == "0":
+            continue
+        if term == "1":
+            columns.append(np.ones(len(numbers)))
+            names.append("(Intercept)")
+        else:
+            columns.append(numbers[term].to_numpy())
+            names.append(term)
+    if not columns:
+        raise EngineInputError(f"random-effect terms {list(terms)} define no columns.")
+    return np.column_stack(columns), names
+
+
+def _frame_design(
+    data: pd.DataFrame,
+    fixed: Sequence[str],
+    intercept: bool,
+    patient: str,
+    patient_terms: Sequence[str],
+    therapist: str | None,
+    therapist_terms: Sequence[str],
+    response: str,
+    data_name: str,
+    patient_covariance: str,
+    therapist_covariance: str,
+) -> tuple[NestedLMM, np.ndarray, list[str]]:
+    if not isinstance(data, pd.DataFrame):
+        raise EngineInputError(f"{data_name}: data must be a pandas DataFrame.")
+    for what, terms in (("patient_terms", patient_terms), ("therapist_terms", therapist_terms)):
+        if isinstance(terms, str):
+            raise EngineInputError(f"{what} must be a list of terms, e.g. ['1', 'session'].")
+    if isinstance(fixed, str):
+        raise EngineInputError("fixed must be a list of column names, e.g. ['x_within'].")
+
+    def term_columns(terms: Sequence[str]) -> list[str]:
+        return [t for t in terms if t not in ("1", "0")]
+
+    group_columns = [patient] + ([therapist] if therapist is not None else [])
+    numeric_columns = list(
+        dict.fromkeys(
+            [response, *fixed, *term_columns(patient_terms)]
+            + (term_columns(therapist_terms) if therapist is not None else [])
+        )
+    )
+    frame, numbers, notes = _frame_columns(data, numeric_columns, group_columns, data_name)
     x_columns = (["(Intercept)"] if intercept else []) + list(fixed)
     x = (
         np.column_stack(
@@ -1692,26 +1820,10 @@ def _frame_design(
         if x_columns
         else np.zeros((len(frame), 0))
     )
-
-    def z_matrix(terms: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-        columns, names = [], []
-        for term in terms:
-            if term == "0":
-                continue
-            if term == "1":
-                columns.append(np.ones(len(frame)))
-                names.append("(Intercept)")
-            else:
-                columns.append(numbers[term].to_numpy())
-                names.append(term)
-        if not columns:
-            raise EngineInputError(f"random-effect terms {list(terms)} define no columns.")
-        return np.column_stack(columns), names
-
-    zp, zp_names = z_matrix(patient_terms)
+    zp, zp_names = _z_matrix(numbers, patient_terms)
     kwargs: dict[str, Any] = {}
     if therapist is not None:
-        zt, zt_names = z_matrix(therapist_terms)
+        zt, zt_names = _z_matrix(numbers, therapist_terms)
         kwargs = {
             "therapist": frame[therapist],
             "Z_therapist": zt,
@@ -1799,23 +1911,22 @@ def fit_nested_lmm_frame(
     EngineInputError
         Missing or non-numeric columns, non-nested ids, aliased fixed effects, ...
     """
-    model, y, notes = _frame_design(
+    model, y = nested_lmm_from_frame(
         data,
         fixed,
-        intercept,
-        patient,
-        patient_terms,
-        therapist,
-        therapist_terms,
-        response,
-        data_name,
-        patient_covariance,
-        therapist_covariance,
+        response=response,
+        intercept=intercept,
+        patient=patient,
+        patient_terms=patient_terms,
+        therapist=therapist,
+        therapist_terms=therapist_terms,
+        patient_covariance=patient_covariance,
+        therapist_covariance=therapist_covariance,
+        data_name=data_name,
+        _stacklevel=3,
     )
-    for note in notes:
-        warnings.warn(note, EngineWarning, stacklevel=2)
     result = model.fit(y, reml=reml, start=start, check=check)
-    result.warnings[:0] = notes
+    result.warnings[:0] = model.frame_notes
     return result
 
 
@@ -1832,6 +1943,7 @@ def nested_lmm_from_frame(
     patient_covariance: str = "unstructured",
     therapist_covariance: str = "unstructured",
     data_name: str = "data",
+    _stacklevel: int = 2,
 ) -> tuple[NestedLMM, np.ndarray]:
     """Build the :class:`NestedLMM` design and response of :func:`fit_nested_lmm_frame`.
 
@@ -1844,7 +1956,8 @@ def nested_lmm_from_frame(
     Returns
     -------
     tuple of (NestedLMM, numpy.ndarray)
-        The design and the response (complete rows only; dropping rows is warned about).
+        The design and the response (complete rows only; dropping rows is warned about,
+        and the warnings are kept in the design's ``frame_notes``).
     """
     model, y, notes = _frame_design(
         data,
@@ -1860,7 +1973,8 @@ def nested_lmm_from_frame(
         therapist_covariance,
     )
     for note in notes:
-        warnings.warn(note, EngineWarning, stacklevel=2)
+        warnings.warn(note, EngineWarning, stacklevel=_stacklevel)
+    model.frame_notes = notes
     return model, y
 
 
@@ -1883,7 +1997,7 @@ def _replicate_row(model: NestedLMM, fit: EngineResult) -> dict[str, float]:
     return row
 
 
-def parametric_bootstrap(
+def warm_started_bootstrap(
     model: NestedLMM,
     result: EngineResult,
     n_replicates: int = 1000,
@@ -1893,6 +2007,11 @@ def parametric_bootstrap(
     progress: bool = False,
 ) -> BootstrapResult:
     """Parametric bootstrap: simulate from the fitted model and refit, warm-started.
+
+    The engine's path of :func:`helpers.effects.parametric_bootstrap` (the entry point for
+    fits of :func:`helpers.models.fit_mixed`); call it directly for a :class:`NestedLMM`
+    design built from arrays or with :func:`nested_lmm_from_frame`.  Every replicate is
+    refitted on the same design, starting from ``result.theta``.
 
     Parameters
     ----------
@@ -1918,7 +2037,7 @@ def parametric_bootstrap(
     if int(n_replicates) < 1:
         raise ValueError(f"n_replicates must be at least 1; got {n_replicates!r}.")
     rng = np.random.default_rng(seed)
-    rows, thetas, converged, singular = [], [], [], []
+    rows, thetas, converged, singular, n_warnings = [], [], [], [], []
     evaluations = 0
     iterator = range(int(n_replicates))
     if progress:
@@ -1934,6 +2053,7 @@ def parametric_bootstrap(
         thetas.append(fit.theta)
         converged.append(fit.converged)
         singular.append(fit.singular)
+        n_warnings.append(len(fit.warnings))
         evaluations += fit.n_evaluations
     converged_arr = np.array(converged)
     singular_arr = np.array(singular)
@@ -1952,4 +2072,5 @@ def parametric_bootstrap(
         singular=singular_arr,
         n_evaluations=evaluations,
         seed=seed,
+        n_warnings=np.array(n_warnings, dtype=int),
     )

@@ -90,7 +90,19 @@ from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
 from helpers.ddf import DDF_METHODS, MixedDesign, RandomLevel, SmallSampleInference
 from helpers.ddf import contrast_ftest as _contrast_ftest
-from helpers.engine import EngineInputError, EngineWarning, NestedLMM
+
+# One home for the tolerances both fitting paths share: lme4's isSingular rule on the
+# relative Cholesky diagonal, and lme4's check.conv.grad tolerance on the Newton step
+# max |H^-1 g| over theta (the same measure on both paths; see engine.SCALED_GRADIENT_TOL).
+from helpers.engine import (
+    SCALED_GRADIENT_TOL,
+    SINGULAR_TOL,
+    EngineInputError,
+    EngineResult,
+    EngineWarning,
+    NestedLMM,
+    summary_text,
+)
 
 __all__ = [
     "DEFAULT_OPTIMIZERS",
@@ -119,10 +131,6 @@ DEFAULT_OPTIMIZERS: tuple[str, ...] = ("lbfgs", "bfgs", "nm+lbfgs")
 LOGLIK_AGREEMENT_TOL = 1e-4
 #: ... or a fixed effect differs by more than this many standard errors.
 FIXED_AGREEMENT_TOL_SE = 0.01
-#: lme4's ``isSingular`` tolerance on the diagonal of the relative Cholesky factor.
-SINGULAR_TOL = 1e-4
-#: Largest accepted Newton step ``|H^-1 g|`` (profiled log-likelihood, Cholesky scale).
-SCALED_GRADIENT_TOL = 1e-3
 #: Largest accepted gradient on the log-likelihood scale when the Hessian is not definite.
 ABS_GRADIENT_TOL = 1e-3
 _NEWTON_MAX_STEPS = 8
@@ -902,6 +910,9 @@ class MixedResult:
     small_sample: Any = field(repr=False, default=None)
     _random_design: dict[str, pd.DataFrame] = field(repr=False, default_factory=dict)
     _fingerprint: str = field(repr=False, default="")
+    #: The engine's design (:class:`helpers.engine.NestedLMM`) on the engine path, for
+    #: warm-started bootstrap refits; ``None`` on the other paths.
+    _engine_model: Any = field(repr=False, default=None)
 
     @property
     def statsmodels_call(self) -> str:
@@ -935,20 +946,14 @@ class MixedResult:
     def summary(self) -> str:
         """A short plain-text summary (formula, fit, fixed effects, variance components)."""
         kind = "Linear model, least squares" if self.engine == "ols" else "Linear mixed model"
-        lines = [
+        header = [
             f"{kind} ({'REML' if self.reml else 'ML'}): {self.formula}",
             f"fitted by: {self.engine}; statsmodels: {self.statsmodels_call}",
             f"nobs={self.nobs}, groups={self.ngroups}, dropped (missing)={self.n_dropped_missing}",
             f"logLik={self.loglik:.4f} (df={self.n_params}), converged={self.converged}, "
             f"singular={self.singular}, optimizer={self.optimizer}",
-            "",
-            self.fixed.to_string(float_format=lambda v: f"{v:.5g}"),
-            "",
-            self.varcomp.to_string(index=False, float_format=lambda v: f"{v:.5g}"),
         ]
-        if self.warnings:
-            lines += ["", "Warnings:", *[f"  - {w}" for w in self.warnings]]
-        return "\n".join(lines)
+        return summary_text(header, self.fixed, self.varcomp, self.warnings, digits=5)
 
 
 # --------------------------------------------------------------------------------------
@@ -1111,6 +1116,32 @@ def _check_vc_columns(model: MixedLM, spec: StatsmodelsSpec, frame: pd.DataFrame
                 )
 
 
+#: A warning recorded while fitting: category, where it arose (optimiser run, "model",
+#: "checks", "engine") and message.
+_Logged = tuple[type[Warning], str, str]
+
+
+def _record_warnings(log: list[_Logged], own: list[str], stacklevel: int) -> list[str]:
+    """``MixedResult.warnings`` from the recorded warnings and this module's diagnostics.
+
+    A warning raised several times in one place is kept once with its count; each is
+    re-emitted once (``stacklevel`` counted from the caller of this function).
+    """
+    counts: dict[_Logged, int] = {}
+    for entry in log:
+        counts[entry] = counts.get(entry, 0) + 1
+    messages = [
+        f"{cat.__name__} [{where}]{f' (x{n})' if n > 1 else ''}: {msg}"
+        for (cat, where, msg), n in counts.items()
+    ]
+    messages += [f"MixedModelWarning [checks]: {msg}" for msg in own]
+    for cat, where, msg in counts:
+        warnings.warn(f"[{where}] {msg}", cat, stacklevel=stacklevel + 1)
+    for msg in own:
+        warnings.warn(msg, MixedModelWarning, stacklevel=stacklevel + 1)
+    return messages
+
+
 def _fingerprint(response: Any) -> str:
     """Hash of the response vector: two fits use the same data iff their hashes agree."""
     values = np.ascontiguousarray(np.asarray(response, dtype=float))
@@ -1206,6 +1237,66 @@ def _fixed_design_matrices(
     return response_matrix, design
 
 
+def _engine_model(
+    plan: _EnginePlan, design: pd.DataFrame, frame: pd.DataFrame, data_name: str
+) -> NestedLMM:
+    """The engine's design of the planned model (a :class:`NestedLMM`)."""
+    patient, therapist = plan.patient, plan.therapist
+    return NestedLMM(
+        design.to_numpy(dtype=float),
+        patient=frame[patient].to_numpy(),
+        therapist=None if therapist is None else frame[therapist].to_numpy(),
+        Z_patient=plan.random_design[patient].to_numpy(),
+        Z_therapist=None if therapist is None else plan.random_design[therapist].to_numpy(),
+        fixed_names=[str(c) for c in design.columns],
+        patient_terms=plan.terms[patient],
+        therapist_terms=None if therapist is None else plan.terms[therapist],
+        patient_name=patient,
+        therapist_name=therapist if therapist is not None else "therapist",
+        patient_covariance=plan.covariance[patient],
+        therapist_covariance=(
+            plan.covariance[therapist] if therapist is not None else "unstructured"
+        ),
+        row_labels=frame.index,
+        source=data_name,
+    )
+
+
+def _engine_varcomp(fit: EngineResult, plan: _EnginePlan) -> pd.DataFrame:
+    """The engine's variance components in the statsmodels path's order (outer factor first,
+    variances before covariances, residual last)."""
+    labels = [plan.therapist, plan.patient] if plan.therapist else [plan.patient]
+    order = {label: i for i, label in enumerate(labels)}
+    random_rows = fit.varcomp.loc[fit.varcomp["group"] != "Residual"]
+    sort_key = [
+        (order[g], t2 != "")
+        for g, t2 in zip(random_rows["group"], random_rows["term2"], strict=True)
+    ]
+    positions = sorted(range(len(random_rows)), key=lambda i: sort_key[i])
+    return pd.concat(
+        [random_rows.iloc[positions], fit.varcomp.loc[fit.varcomp["group"] == "Residual"]],
+        ignore_index=True,
+    )
+
+
+def _engine_attempts(fit: EngineResult) -> pd.DataFrame:
+    """One row per engine optimiser run, in the layout of ``MixedResult.attempts``."""
+    runs = fit.optimizer_runs
+    deviance = runs["deviance"].to_numpy(dtype=float)
+    best = int(np.argmin(deviance))
+    return pd.DataFrame(
+        {
+            "optimizer": [f"engine ({run} start)" for run in runs["run"]],
+            "loglik": -deviance / 2,
+            "loglik_gap": fit.loglik + deviance / 2,
+            "max_fixed_diff_se": np.nan,
+            "statsmodels_converged": None,
+            "selected": [i == best for i in range(len(runs))],
+            "error": "",
+        }
+    )
+
+
 def _fit_with_engine(
     parsed: ParsedFormula,
     plan: _EnginePlan,
@@ -1218,89 +1309,32 @@ def _fit_with_engine(
     formula = parsed.formula
     frame = prepared.frame
     response_matrix, design = _fixed_design_matrices(parsed, frame, data_name)
-    fixed_names = [str(c) for c in design.columns]
     y = response_matrix.iloc[:, 0].to_numpy(dtype=float)
-    patient, therapist = plan.patient, plan.therapist
-    log: list[tuple[type[Warning], str]] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model = NestedLMM(
-                design.to_numpy(dtype=float),
-                patient=frame[patient].to_numpy(),
-                therapist=None if therapist is None else frame[therapist].to_numpy(),
-                Z_patient=plan.random_design[patient].to_numpy(),
-                Z_therapist=(
-                    None if therapist is None else plan.random_design[therapist].to_numpy()
-                ),
-                fixed_names=fixed_names,
-                patient_terms=plan.terms[patient],
-                therapist_terms=None if therapist is None else plan.terms[therapist],
-                patient_name=patient,
-                therapist_name=therapist if therapist is not None else "therapist",
-                patient_covariance=plan.covariance[patient],
-                therapist_covariance=(
-                    plan.covariance[therapist] if therapist is not None else "unstructured"
-                ),
-                row_labels=frame.index,
-                source=data_name,
-            )
+            model = _engine_model(plan, design, frame, data_name)
             fit = model.fit(y, reml=reml, emit_warnings=False)
         except EngineInputError as err:
             raise ModelDataError(str(err)) from err
-    log.extend((w.category, str(w.message)) for w in caught)
-    log.extend((EngineWarning, note) for note in fit.warnings)
-
+    log: list[_Logged] = [(w.category, "engine", str(w.message)) for w in caught]
+    log.extend((EngineWarning, "engine", note) for note in fit.warnings)
+    messages = _record_warnings(log, [], stacklevel=3)
     try:
         spec: StatsmodelsSpec | None = map_to_statsmodels(parsed, outer=outer)
     except UnsupportedModelError:
         spec = None
-    order = {label: i for i, label in enumerate([therapist, patient] if therapist else [patient])}
-    random_rows = fit.varcomp.loc[fit.varcomp["group"] != "Residual"]
-    sort_key = [
-        (order[g], t2 != "")
-        for g, t2 in zip(random_rows["group"], random_rows["term2"], strict=True)
-    ]
-    positions = sorted(range(len(random_rows)), key=lambda i: sort_key[i])
-    varcomp = pd.concat(
-        [random_rows.iloc[positions], fit.varcomp.loc[fit.varcomp["group"] == "Residual"]],
-        ignore_index=True,
-    )
     fixed = fit.fixed.copy()
-    fixed.index = pd.Index(fixed_names, name="term")
+    fixed.index = pd.Index([str(c) for c in design.columns], name="term")
     cov_fixed = pd.DataFrame(
         np.asarray(fit.fixed_cov, dtype=float), index=fixed.index, columns=fixed.index
     )
-    runs = fit.optimizer_runs
-    best = int(np.argmin(runs["deviance"].to_numpy()))
-    attempts = pd.DataFrame(
-        {
-            "optimizer": [f"engine ({run} start)" for run in runs["run"]],
-            "loglik": -runs["deviance"].to_numpy(dtype=float) / 2,
-            "loglik_gap": fit.loglik + runs["deviance"].to_numpy(dtype=float) / 2,
-            "max_fixed_diff_se": np.nan,
-            "statsmodels_converged": None,
-            "selected": [i == best for i in range(len(runs))],
-            "error": "",
-        }
-    )
-
-    counts: dict[tuple[type[Warning], str], int] = {}
-    for entry in log:
-        counts[entry] = counts.get(entry, 0) + 1
-    messages = [
-        f"{cat.__name__} [engine]{f' (x{n})' if n > 1 else ''}: {msg}"
-        for (cat, msg), n in counts.items()
-    ]
-    for cat, msg in counts:
-        warnings.warn(f"[engine] {msg}", cat, stacklevel=3)
-
     gradient = np.asarray(fit.gradient, dtype=float) / 2.0  # log-likelihood scale
     return MixedResult(
         formula=formula,
         reml=reml,
         fixed=fixed,
-        varcomp=varcomp,
+        varcomp=_engine_varcomp(fit, plan),
         loglik=float(fit.loglik),
         n_params=int(fit.n_params),
         nobs=int(fit.nobs),
@@ -1315,7 +1349,7 @@ def _fit_with_engine(
         warnings=messages,
         optimizer="engine",
         newton_steps=0,
-        attempts=attempts,
+        attempts=_engine_attempts(fit),
         theta=np.asarray(fit.theta, dtype=float),
         spec=spec,
         cov_fixed=cov_fixed,
@@ -1329,6 +1363,7 @@ def _fit_with_engine(
         engine_result=fit,
         _random_design=plan.random_design,
         _fingerprint=_fingerprint(y),
+        _engine_model=model,
     )
 
 
@@ -1608,14 +1643,7 @@ def fit_mixed(
             data, formula, reml, optimizers=optimizers, data_name=data_name, engine=engine
         )
         return with_ddf(fit, ddf)
-    if not optimizers:
-        raise ValueError("optimizers must name at least one optimiser run.")
-    for spec_text in optimizers:
-        for method in spec_text.split("+"):
-            if method not in _KNOWN_METHODS:
-                raise ValueError(
-                    f"Unknown optimiser {method!r} in {spec_text!r}; use {_KNOWN_METHODS}."
-                )
+    _check_optimizers(optimizers)
     parsed = parse_formula(formula, require_random=False)
     if not parsed.random_terms:
         return _fit_ols(parsed, _prepare_data(data, parsed, data_name), reml, data_name)
@@ -1628,18 +1656,9 @@ def fit_mixed(
             )
         map_to_statsmodels(parsed)  # raises the explanatory UnsupportedModelError
     prepared = _prepare_data(data, parsed, data_name)
-    frame = prepared.frame
-    outer = None
-    if len(labels) == 2:
-        parts = [set(label.split(":")) for label in labels]
-        if not (parts[0] < parts[1] or parts[1] < parts[0]):
-            outer = _nesting_outer(frame, labels, data_name)
-        else:
-            outer = labels[0] if parts[0] < parts[1] else labels[1]
-            inner = labels[1] if outer == labels[0] else labels[0]
-            _nesting_outer(frame, [outer, inner], data_name)
+    outer = _outer_factor(labels, prepared.frame, data_name)
     if engine != "statsmodels":
-        plan = _engine_plan(parsed, outer, frame)
+        plan = _engine_plan(parsed, outer, prepared.frame)
         if isinstance(plan, _EnginePlan):
             return _fit_with_engine(parsed, plan, prepared, reml, data_name, outer)
         if engine == "engine":
@@ -1647,9 +1666,46 @@ def fit_mixed(
                 f"Formula {formula!r} is outside the engine's class: {plan} Use "
                 "engine='statsmodels' (or 'auto', which picks statsmodels for it)."
             )
-    spec = map_to_statsmodels(parsed, outer=outer)
+    return _fit_with_statsmodels(
+        parsed, prepared, reml, data_name, outer, optimizers, list(data.columns)
+    )
 
-    log: list[tuple[type[Warning], str, str]] = []
+
+def _check_optimizers(optimizers: Sequence[str]) -> None:
+    """Every optimiser run must name known statsmodels methods (``"a"`` or ``"a+b"``)."""
+    if not optimizers:
+        raise ValueError("optimizers must name at least one optimiser run.")
+    for spec_text in optimizers:
+        for method in spec_text.split("+"):
+            if method not in _KNOWN_METHODS:
+                raise ValueError(
+                    f"Unknown optimiser {method!r} in {spec_text!r}; use {_KNOWN_METHODS}."
+                )
+
+
+def _outer_factor(labels: Sequence[str], frame: pd.DataFrame, data_name: str) -> str | None:
+    """The outer of two grouping factors (``None`` for one); error if they are not nested."""
+    if len(labels) != 2:
+        return None
+    parts = [set(label.split(":")) for label in labels]
+    if not (parts[0] < parts[1] or parts[1] < parts[0]):
+        return _nesting_outer(frame, labels, data_name)
+    outer = labels[0] if parts[0] < parts[1] else labels[1]
+    inner = labels[1] if outer == labels[0] else labels[0]
+    _nesting_outer(frame, [outer, inner], data_name)
+    return outer
+
+
+def _statsmodels_model(
+    spec: StatsmodelsSpec,
+    parsed: ParsedFormula,
+    frame: pd.DataFrame,
+    data_name: str,
+    data_columns: list[str],
+    log: list[_Logged],
+) -> MixedLM:
+    """statsmodels' ``MixedLM`` of the mapped call, its construction warnings logged."""
+    formula = parsed.formula
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -1663,7 +1719,7 @@ def fit_mixed(
         except patsy.PatsyError as err:
             raise ModelDataError(
                 f"{data_name}: statsmodels could not build the design for formula "
-                f"{formula!r}: {err}\nModel columns available: {list(data.columns)}. "
+                f"{formula!r}: {err}\nModel columns available: {data_columns}. "
                 "Check the spelling of variables and functions in the formula."
             ) from err
     log.extend((w.category, "model", str(w.message)) for w in caught)
@@ -1675,7 +1731,13 @@ def fit_mixed(
         )
     if spec.vc_formula:
         _check_vc_columns(model, spec, frame)
+    return model
 
+
+def _run_optimizers(
+    model: MixedLM, optimizers: Sequence[str], reml: bool, log: list[_Logged], formula: str
+) -> tuple[dict[str, tuple[Any, np.ndarray, float]], list[dict[str, Any]]]:
+    """Every optimiser run: ``{run: (statsmodels result, theta, loglik)}`` and attempt rows."""
     attempt_rows: list[dict[str, Any]] = []
     fits: dict[str, tuple[Any, np.ndarray, float]] = {}
     for spec_text in optimizers:
@@ -1702,9 +1764,27 @@ def fit_mixed(
             f"Every optimiser run failed for formula {formula!r}: "
             + "; ".join(f"{r['optimizer']}: {r['error']}" for r in attempt_rows)
         )
-    best_name = max(fits, key=lambda name: fits[name][2])
-    best_result, theta, _ = fits[best_name]
+    return fits, attempt_rows
 
+
+@dataclass
+class _StatsmodelsOptimum:
+    """The kept optimum after the Newton refinement, with what the checks need."""
+
+    theta: np.ndarray
+    newton_steps: int
+    gradient: np.ndarray
+    hessian: np.ndarray
+    loglik: float
+    fe_params: np.ndarray
+    cov_re: np.ndarray  # relative to the residual variance (statsmodels' "unscaled")
+    vcomp: np.ndarray  # relative to the residual variance
+    scale: float
+    cov_fe: np.ndarray
+
+
+def _refine_optimum(model: MixedLM, theta: np.ndarray, log: list[_Logged]) -> _StatsmodelsOptimum:
+    """Newton-polish ``theta`` and evaluate the estimates and derivatives there."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         theta, newton_steps = _newton_polish(model, theta)
@@ -1717,7 +1797,32 @@ def fit_mixed(
         scale = float(model.get_scale(fe_params, cov_re_u, vcomp_u))
         cov_fe = _fixed_effects_cov(model, cov_re_u, vcomp_u, scale)
     log.extend((w.category, "checks", str(w.message)) for w in caught)
+    return _StatsmodelsOptimum(
+        theta, newton_steps, gradient, hessian, loglik, fe_params, cov_re_u, vcomp_u, scale, cov_fe
+    )
 
+
+@dataclass
+class _Checks:
+    """Convergence, definiteness and singularity of an optimum, with notes for the user."""
+
+    converged: bool
+    singular: bool
+    hessian_positive_definite: bool
+    max_abs_gradient: float
+    max_abs_scaled_gradient: float
+    notes: list[str]
+
+
+def _statsmodels_checks(
+    model: MixedLM,
+    opt: _StatsmodelsOptimum,
+    best_name: str,
+    optimizers: Sequence[str],
+    log: list[_Logged],
+) -> _Checks:
+    """The module's own checks of the kept optimum (statsmodels' flag is not used)."""
+    theta, gradient, hessian = opt.theta, opt.gradient, opt.hessian
     own: list[str] = []
     eigenvalues = np.linalg.eigvalsh(-hessian) if len(theta) else np.array([])
     hessian_pd = bool(np.all(eigenvalues > 0))
@@ -1733,10 +1838,9 @@ def fit_mixed(
             f"Convergence check failed at the best optimum ({best_name}): max |gradient| "
             f"of the profiled log-likelihood = {max_grad:.3g}, Newton step = {scaled:.3g} "
             f"(tolerances {ABS_GRADIENT_TOL:g}, {SCALED_GRADIENT_TOL:g}). Tried runs: "
-            f"{', '.join(optimizers)}, then {newton_steps} Newton step(s). Consider "
+            f"{', '.join(optimizers)}, then {opt.newton_steps} Newton step(s). Consider "
             "rescaling predictors or simplifying the random part."
         )
-
     k_re = model.k_re
     chol = np.zeros((k_re, k_re))
     chol[np.tril_indices(k_re)] = theta[: k_re * (k_re + 1) // 2]
@@ -1754,7 +1858,6 @@ def fit_mixed(
             f"(smallest eigenvalue {eigenvalues.min():.3g}); the estimates may not be a "
             "strict local optimum" + (" (expected at a singular fit)." if singular else ".")
         )
-
     sm_boundary = "The MLE may be on the boundary of the parameter space."
     if not singular and any(
         msg == sm_boundary and where.startswith(best_name) for _, where, msg in log
@@ -1764,96 +1867,115 @@ def fit_mixed(
             "variance below 0.01 on the data's scale); lme4's relative rule finds no "
             "boundary here (all relative Cholesky diagonals >= 1e-4), so `singular` is False."
         )
-    se = np.sqrt(np.diag(cov_fe))
-    fixed_names = list(model.exog_names[: model.k_fe])
+    return _Checks(converged, singular, hessian_pd, max_grad, scaled, own)
+
+
+_ATTEMPT_COLUMNS = [
+    "optimizer",
+    "loglik",
+    "loglik_gap",
+    "max_fixed_diff_se",
+    "statsmodels_converged",
+    "selected",
+    "error",
+]
+
+
+def _attempts_table(
+    attempt_rows: list[dict[str, Any]],
+    fits: dict[str, tuple[Any, np.ndarray, float]],
+    opt: _StatsmodelsOptimum,
+    se: np.ndarray,
+    best_name: str,
+    fixed_names: list[str],
+    own: list[str],
+) -> pd.DataFrame:
+    """One row per optimiser run, compared with the kept optimum; disagreement noted."""
     for row in attempt_rows:
-        if row["optimizer"] in fits:
-            _, _, run_loglik = fits[row["optimizer"]]
-            run_fe = np.asarray(fits[row["optimizer"]][0].fe_params)
-            row["loglik_gap"] = loglik - run_loglik
-            row["max_fixed_diff_se"] = float(np.max(np.abs(run_fe - fe_params) / se))
-            row["selected"] = row["optimizer"] == best_name
-            disagrees = (
-                row["loglik_gap"] > LOGLIK_AGREEMENT_TOL
-                or row["max_fixed_diff_se"] > FIXED_AGREEMENT_TOL_SE
-            )
-            if disagrees:
-                rel = np.abs(run_fe - fe_params) / np.maximum(np.abs(fe_params), 1e-300)
-                worst = int(np.argmax(np.abs(run_fe - fe_params) / se))
-                own.append(
-                    f"Optimisers disagree: {row['optimizer']} stopped at log-likelihood "
-                    f"{run_loglik:.6f}, {row['loglik_gap']:.3g} below the best ({best_name}); "
-                    f"its fixed effects differ by up to {row['max_fixed_diff_se']:.3g} SE "
-                    f"({fixed_names[worst]!r}: {100 * rel[worst]:.3g}%). The best optimum "
-                    "is reported."
-                )
-        else:
+        if row["optimizer"] not in fits:
             row["selected"] = False
-    attempts = pd.DataFrame(
-        attempt_rows,
-        columns=[
-            "optimizer",
-            "loglik",
-            "loglik_gap",
-            "max_fixed_diff_se",
-            "statsmodels_converged",
-            "selected",
-            "error",
-        ],
-    )
+            continue
+        run_result, _, run_loglik = fits[row["optimizer"]]
+        run_fe = np.asarray(run_result.fe_params)
+        row["loglik_gap"] = opt.loglik - run_loglik
+        row["max_fixed_diff_se"] = float(np.max(np.abs(run_fe - opt.fe_params) / se))
+        row["selected"] = row["optimizer"] == best_name
+        disagrees = (
+            row["loglik_gap"] > LOGLIK_AGREEMENT_TOL
+            or row["max_fixed_diff_se"] > FIXED_AGREEMENT_TOL_SE
+        )
+        if disagrees:
+            rel = np.abs(run_fe - opt.fe_params) / np.maximum(np.abs(opt.fe_params), 1e-300)
+            worst = int(np.argmax(np.abs(run_fe - opt.fe_params) / se))
+            own.append(
+                f"Optimisers disagree: {row['optimizer']} stopped at log-likelihood "
+                f"{run_loglik:.6f}, {row['loglik_gap']:.3g} below the best ({best_name}); "
+                f"its fixed effects differ by up to {row['max_fixed_diff_se']:.3g} SE "
+                f"({fixed_names[worst]!r}: {100 * rel[worst]:.3g}%). The best optimum "
+                "is reported."
+            )
+    return pd.DataFrame(attempt_rows, columns=_ATTEMPT_COLUMNS)
 
-    fixed = _wald_table(fe_params, se, fixed_names)
-    varcomp = _build_varcomp(spec, model, scale * cov_re_u, scale * vcomp_u, scale)
-    ngroups = {label: int(frame[label].nunique()) for label in labels}
 
-    counts: dict[tuple[type[Warning], str, str], int] = {}
-    for entry in log:
-        counts[entry] = counts.get(entry, 0) + 1
-    messages = [
-        f"{cat.__name__} [{where}]{f' (x{n})' if n > 1 else ''}: {msg}"
-        for (cat, where, msg), n in counts.items()
-    ]
-    messages += [f"MixedModelWarning [checks]: {msg}" for msg in own]
-    for cat, where, msg in counts:
-        warnings.warn(f"[{where}] {msg}", cat, stacklevel=2)
-    for msg in own:
-        warnings.warn(msg, MixedModelWarning, stacklevel=2)
-
-    fingerprint = _fingerprint(model.endog)
-    design_info = model.data.model_spec
+def _fit_with_statsmodels(
+    parsed: ParsedFormula,
+    prepared: _Prepared,
+    reml: bool,
+    data_name: str,
+    outer: str | None,
+    optimizers: Sequence[str],
+    data_columns: list[str],
+) -> MixedResult:
+    """Fit with statsmodels' ``MixedLM`` (several optimisers, Newton-polished, checked)."""
+    formula, frame = parsed.formula, prepared.frame
+    spec = map_to_statsmodels(parsed, outer=outer)
+    log: list[_Logged] = []
+    model = _statsmodels_model(spec, parsed, frame, data_name, data_columns, log)
+    fits, attempt_rows = _run_optimizers(model, optimizers, reml, log, formula)
+    best_name = max(fits, key=lambda name: fits[name][2])
+    best_result, theta, _ = fits[best_name]
+    opt = _refine_optimum(model, theta, log)
+    checks = _statsmodels_checks(model, opt, best_name, optimizers, log)
+    se = np.sqrt(np.diag(opt.cov_fe))
+    fixed_names = list(model.exog_names[: model.k_fe])
+    attempts = _attempts_table(attempt_rows, fits, opt, se, best_name, fixed_names, checks.notes)
+    fixed = _wald_table(opt.fe_params, se, fixed_names)
+    scale = opt.scale
+    varcomp = _build_varcomp(spec, model, scale * opt.cov_re, scale * opt.vcomp, scale)
+    messages = _record_warnings(log, checks.notes, stacklevel=3)
     return MixedResult(
         formula=formula,
         reml=reml,
         fixed=fixed,
         varcomp=varcomp,
-        loglik=loglik,
+        loglik=opt.loglik,
         n_params=model.k_fe + model.k_re2 + model.k_vc + 1,
         nobs=int(model.nobs),
-        ngroups=ngroups,
+        ngroups={label: int(frame[label].nunique()) for label in parsed.group_labels},
         n_dropped_missing=prepared.n_dropped,
         missing_by_column=prepared.missing_by_column,
-        converged=converged,
-        singular=singular,
-        hessian_positive_definite=hessian_pd,
-        max_abs_gradient=max_grad,
-        max_abs_scaled_gradient=scaled,
+        converged=checks.converged,
+        singular=checks.singular,
+        hessian_positive_definite=checks.hessian_positive_definite,
+        max_abs_gradient=checks.max_abs_gradient,
+        max_abs_scaled_gradient=checks.max_abs_scaled_gradient,
         warnings=messages,
         optimizer=best_name,
-        newton_steps=newton_steps,
+        newton_steps=opt.newton_steps,
         attempts=attempts,
-        theta=theta,
+        theta=opt.theta,
         spec=spec,
-        cov_fixed=pd.DataFrame(cov_fe, index=fixed.index, columns=fixed.index),
+        cov_fixed=pd.DataFrame(opt.cov_fe, index=fixed.index, columns=fixed.index),
         statsmodels_result=best_result,
         engine="statsmodels",
         model_frame=frame,
         design=pd.DataFrame(
             np.asarray(model.exog, dtype=float), columns=fixed_names, index=frame.index
         ),
-        design_info=design_info,
+        design_info=model.data.model_spec,
         response=str(model.endog_names),
         response_values=np.asarray(model.endog, dtype=float),
-        _fingerprint=fingerprint,
+        _fingerprint=_fingerprint(model.endog),
     )
 
 
