@@ -96,13 +96,14 @@ check-determinism: $(BIN)/activate ## Run the suite twice and check results and 
 test: unit nbtest ## Unit tests plus notebook regression tests (nbval)
 
 test-fast: $(BIN)/activate ## Unit tests without the scenario suite (minutes, for the edit-test loop)
-	$(BIN)/pytest -q -p no:cacheprovider -m "not scenarios and not browser" tests
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 -m "not scenarios and not browser" tests
 
 browser-test: $(BIN)/activate ## The explorers in JupyterLab and Voila, driven by headless Chromium (skipped without one)
 	$(BIN)/pytest -q -ra -s -p no:cacheprovider -m browser tests/test_browser.py
 
-unit: $(BIN)/activate ## Unit tests only
-	$(BIN)/pytest -q -p no:cacheprovider tests
+unit: $(BIN)/activate ## Unit tests (two processes), then the scenario suite and the browser test
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 -m "not scenarios and not browser" tests
+	$(BIN)/pytest -q -ra -p no:cacheprovider -m "scenarios or browser" tests
 
 nbtest: $(BIN)/activate ## Notebook regression tests only
 	$(BIN)/pytest -q -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks

@@ -67,17 +67,9 @@ def test_docstring_examples_run():
         assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
 
 
-def test_moved_names_still_resolve_from_benchmarks():
-    # notebook 03 still calls benchmarks.patient_level_alliance_outcome
-    assert benchmarks.patient_level_alliance_outcome is patient_level_alliance_outcome
-    assert benchmarks.rater_agreement is rater_agreement
-    with pytest.raises(AttributeError):
-        benchmarks.no_such_name  # noqa: B018
-
-
-# ---------------------------------------------------------------------------
-# Conversions
-# ---------------------------------------------------------------------------
+def test_moved_analyses_live_only_in_their_new_modules():
+    for name in ("patient_level_alliance_outcome", "rater_agreement", "bland_altman_repeated"):
+        assert not hasattr(benchmarks, name), name
 
 
 def test_fisher_z_hand_value():

@@ -831,27 +831,3 @@ def benchmark_table(
 # ---------------------------------------------------------------------------
 # Moved names
 # ---------------------------------------------------------------------------
-
-#: Names that moved out of this module, and their new home.  Only
-#: ``patient_level_alliance_outcome`` is still called through here (by notebook 03);
-#: the map goes once the callers import from the new modules.
-_MOVED = {
-    "AllianceOutcomeCorrelation": "helpers.associations",
-    "CorrelationEstimate": "helpers.associations",
-    "patient_level_alliance_outcome": "helpers.associations",
-    "BlandAltmanRepeated": "helpers.agreement",
-    "RaterAgreement": "helpers.agreement",
-    "between_subject_correlation": "helpers.agreement",
-    "bland_altman_repeated": "helpers.agreement",
-    "rater_agreement": "helpers.agreement",
-    "repeated_measures_correlation": "helpers.agreement",
-}
-
-
-def __getattr__(name: str) -> object:
-    """Resolve a moved name from its new module (imported lazily: no import cycle)."""
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
