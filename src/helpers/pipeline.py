@@ -505,13 +505,16 @@ def clean_study(
         and the first step of the flow.
     """
     policy = config.cleaning
-    log = cl.CleaningLog(len(canonical), source=source, therapists=config.has_therapists)
+    n_records = len(canonical)
+    values_read = {c: int(n) for c, n in canonical.notna().sum().items()}
+    log = cl.CleaningLog(n_records, source=source, therapists=config.has_therapists)
     if file_lines is not None:
         file_lines.reconcile(source)
         log.flow.append(file_lines.flow_row())
     dates, frame = _session_dates(canonical, config)
     log.record_step("records read", frame)
     df = cl.exclude_missing_ids(frame, log)
+    del frame, canonical  # this function's references; each step returns a new frame
     df = cl.exclude_exact_duplicates(df, log)
     df = cl.resolve_conflicting_duplicates(df, log, policy.conflicting_duplicates)
     df = df.drop(columns=[schema.SESSION_DATE], errors="ignore")  # no date goes further
@@ -541,13 +544,12 @@ def clean_study(
     schema.validate_processed(df, source=source)
     patients = patient_table(df, config)
     log.reconcile(len(df))
-    values_read = {c: int(n) for c, n in canonical.notna().sum().items()}
     return CleaningResult(
         config,
         df,
         patients,
         log,
-        len(canonical),
+        n_records,
         conversions=conversions,
         values_read=values_read,
         session_dates=dates,
@@ -702,11 +704,13 @@ def run_cleaning(
     raw = read_table(input_path, config.read)
     id_changes = id_report(raw, config)
     file_lines = FileLines.from_raw(raw)
-    canonical = map_to_canonical(raw, config)
+    frames = [map_to_canonical(raw, config)]
     del raw  # the cells as read are not needed past this point (memory)
     source = display_path(input_path) or ""
+    # clean_study gets the only reference to the canonical frame, so it can free it
+    # once its first step has copied what it keeps
     result = clean_study(
-        canonical, config, source=source, id_changes=id_changes, file_lines=file_lines
+        frames.pop(), config, source=source, id_changes=id_changes, file_lines=file_lines
     )
     if out_dir is None:
         return result
