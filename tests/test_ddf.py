@@ -40,6 +40,7 @@ import json
 import math
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -384,3 +385,31 @@ def test_fit_mixed_ddf_argument(fitted):
         fit_mixed(data, formula, ddf="containment")
     with pytest.raises(ValueError, match="REML"):
         contrast_test(fitted["sleep_corr-ML"], ["Days"], ddf="kenward-roger")
+
+
+def _type1_module():
+    """``bench/ddf_type1.py`` (the simulation lives there once; the test runs it small)."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "bench" / "ddf_type1.py"
+    spec = importlib.util.spec_from_file_location("ddf_type1", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_small_sample_tests_keep_type_i_error_with_ten_therapists():
+    """A null therapist-level effect with 10 therapists: the Satterthwaite and KR rejection
+    counts lie in the central 99.9% of Binomial(n, .05); z rejects at least as often as t
+    on every study (same estimate, t has heavier tails; KR's SE is not smaller)."""
+    bench = _type1_module()
+    rng = np.random.default_rng(7)
+    n = 300
+    rows = [bench.p_values(bench.simulate_study(rng, 10, 4, 4)) for _ in range(n)]
+    table = pd.DataFrame(rows)
+    low, high = stats.binom.ppf([0.0005, 0.9995], n, 0.05)
+    for method in ("satterthwaite", "kenward-roger"):
+        k = int((table[method] < 0.05).sum())
+        assert low <= k <= high, (method, k, (low, high))
+    assert (table["asymptotic"] <= table["satterthwaite"] + 1e-12).all()
+    assert (table["asymptotic"] <= table["kenward-roger"] + 1e-12).all()
