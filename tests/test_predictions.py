@@ -70,10 +70,7 @@ def datasets() -> dict[str, pd.DataFrame]:
 def fitted(datasets) -> dict[str, object]:
     results = {}
     for model_id, ref in FITS.items():
-        kwargs = {"optimizers": ("lbfgs",)} if ref["data"] == "three_level" else {}
-        results[model_id] = _quiet_fit(
-            datasets[ref["data"]], ref["formula"], reml=ref["reml"], **kwargs
-        )
+        results[model_id] = _quiet_fit(datasets[ref["data"]], ref["formula"], reml=ref["reml"])
     return results
 
 
@@ -213,7 +210,7 @@ def test_nested_model_equals_a_dense_mixed_model_equations_solution(datasets):
     data = data.loc[data["therapist_id"].isin(["T01", "T02", "T03", "T04", "T05", "T06"])]
     data = data.reset_index(drop=True)
     formula = FITS["tl_nested_patient_slope"]["formula"]
-    result = _quiet_fit(data, formula, optimizers=("lbfgs",))
+    result = _quiet_fit(data, formula)
     vc = result.varcomp.set_index(["group", "term"])["variance_or_cov"]
     sigma2 = vc[("Residual", "")]
 
@@ -383,7 +380,7 @@ def test_prediction_errors_say_what_to_fix(fitted, datasets):
         )
     # x_between (all values > 0) would be held at 0 when session is the "alliance"
     shifted = data.assign(x_between=data["x_between"] + 100)
-    far = _quiet_fit(shifted, FITS["tl_nested_ri"]["formula"], optimizers=("lbfgs",))
+    far = _quiet_fit(shifted, FITS["tl_nested_ri"]["formula"])
     with pytest.raises(ValueError, match=r"'x_between' would be held at 0.*at=\{'x_between'"):
         predicted_trajectories(
             far, shifted, alliance="x_within", session_term="session", alliance_levels={"a": 0}
