@@ -39,7 +39,7 @@ def _simulate(n_groups=300, n_per=8, slope_sd=0.0, seed=7):
 
 def test_r_squared_recovers_known_variance_shares():
     # var(2x) = 4, var(u) = 1, var(e) = 1: R2m = 4/6, R2c = 5/6
-    fit = fit_quietly(_simulate(), "y ~ x + (1 | g)", optimizers=("lbfgs",))
+    fit = fit_quietly(_simulate(), "y ~ x + (1 | g)")
     r2 = r_squared(fit)
     assert r2["R2_marginal"] == pytest.approx(4 / 6, abs=0.03)
     assert r2["R2_conditional"] == pytest.approx(5 / 6, abs=0.02)
@@ -49,7 +49,7 @@ def test_r_squared_counts_random_slope_variance_johnson():
     # adds a random slope on z with SD 1 and E[z^2] = 1: var_random = 1 + 1 = 2,
     # so R2m = 4/7 and R2c = 6/7 (Johnson 2014); ignoring the slope would give 5/7
     data = _simulate(slope_sd=1.0, n_groups=400)
-    fit = fit_quietly(data, "y ~ x + z + (1 + z | g)", optimizers=("lbfgs",))
+    fit = fit_quietly(data, "y ~ x + z + (1 + z | g)")
     r2 = r_squared(fit)
     assert r2["var_random"] == pytest.approx(2.0, abs=0.3)
     assert r2["R2_conditional"] == pytest.approx(6 / 7, abs=0.03)
@@ -59,7 +59,7 @@ def test_r_squared_counts_random_slope_variance_johnson():
 def test_standardized_coefficient_uses_sds_of_the_model_rows():
     data = _simulate()
     data.loc[:9, "y"] = np.nan  # dropped rows must not enter the SDs
-    fit = fit_quietly(data, "y ~ x + (1 | g)", optimizers=("lbfgs",))
+    fit = fit_quietly(data, "y ~ x + (1 | g)")
     used = data.dropna()
     expected = fit.fixed.loc["x", "estimate"] * used["x"].std() / used["y"].std()
     assert standardized_coefficients(fit).loc["x", "beta"] == pytest.approx(expected, rel=1e-12)
@@ -87,7 +87,7 @@ def test_fit_quietly_keeps_warnings_in_the_result_not_on_stderr():
 
 def test_parametric_bootstrap_is_seeded_and_centred_on_the_truth():
     data = _simulate(n_groups=60, n_per=5)
-    fit = fit_quietly(data, "y ~ x + (1 | g)", optimizers=("lbfgs",))
+    fit = fit_quietly(data, "y ~ x + (1 | g)")
     a = parametric_bootstrap(fit, 30, seed=3, progress=False)
     b = parametric_bootstrap(fit, 5, seed=3, progress=False)
     pd.testing.assert_frame_equal(a.head(5), b)  # same seed, same replicates
@@ -126,14 +126,14 @@ def test_parametric_bootstrap_engine_method_needs_an_engine_fit():
 
 def test_simulate_response_has_the_fitted_variance():
     data = _simulate(n_groups=300, n_per=8)
-    fit = fit_quietly(data, "y ~ x + (1 | g)", optimizers=("lbfgs",))
+    fit = fit_quietly(data, "y ~ x + (1 | g)")
     draws = simulate_response(fit, np.random.default_rng(0))
     # var(y*) = var(2x) + var(u) + var(e) ~ 4 + 1 + 1 (as estimated)
     assert np.var(draws) == pytest.approx(np.var(data["y"]), rel=0.1)
 
 
 def test_compare_with_truth_flags_coverage():
-    fit = fit_quietly(_simulate(), "y ~ x + (1 | g)", optimizers=("lbfgs",))
+    fit = fit_quietly(_simulate(), "y ~ x + (1 | g)")
     table = compare_with_truth(fit, {"x": 2.0, "Intercept": 5.0})
     assert bool(table.loc["x", "CI covers truth"]) is True  # simulated slope is 2
     assert bool(table.loc["Intercept", "CI covers truth"]) is False  # true intercept is 0

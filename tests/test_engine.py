@@ -39,9 +39,9 @@ ENGINE_REFERENCE = REFERENCE / "engine"
 LME4 = json.loads((ENGINE_REFERENCE / "lme4_engine_reference.json").read_text())
 FITS = LME4["fits"]
 
-# Tolerances asserted against lme4 (the brief's targets are 1e-5 for fixed effects and
-# SEs, 1e-7 for the log-likelihood and 1e-4 for variance components; observed maxima are
-# ~1e-7, ~1e-14 and ~1e-5, see docs/engine.md).
+# Tolerances asserted against lme4 (the accuracy required of the engine: 1e-5 for fixed
+# effects and SEs, 1e-7 for the log-likelihood and 1e-4 for variance components; observed
+# maxima are ~1e-7, ~1e-14 and ~1e-5, see docs/engine.md).
 FIXED_RTOL = 1e-6
 SE_RTOL = 1e-5
 LOGLIK_RTOL = 1e-9

@@ -50,7 +50,7 @@ def inputs(tmp_path_factory) -> tuple[Path, Path]:
     subset = sessions.loc[sessions["therapist_id"].isin([f"T{i:02d}" for i in range(1, 13)])]
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        main = effects.fit_quietly(subset, MAIN_FORMULA, optimizers=("nm+lbfgs",))
+        main = effects.fit_quietly(subset, MAIN_FORMULA)
     intercepts = predictions.random_effects_table(main, "patient_id")
     tables = {
         "03_fixed_effects": effects.fixed_table({"session: main": main}),

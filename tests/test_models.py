@@ -30,6 +30,8 @@ from helpers.models import (
     parse_formula,
 )
 
+from _fits import quiet_fit
+
 REFERENCE = Path(__file__).parent / "reference"
 FITS = json.loads((REFERENCE / "lme4_fits.json").read_text())["fits"]
 LME4_FIXED = pd.read_csv(REFERENCE / "lme4_fixed.csv")
@@ -42,21 +44,6 @@ FIXED_RTOL = 1e-6
 SE_RTOL = 1e-6
 VARCOMP_RTOL = 1e-4
 LOGLIK_ATOL = 1e-6
-
-
-def _quiet_fit(*args, **kwargs):
-    """fit_mixed with its re-emitted warnings recorded (they are checked elsewhere)."""
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
-        return fit_mixed(*args, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def datasets() -> dict[str, pd.DataFrame]:
-    return {
-        "sleepstudy": pd.read_csv(REFERENCE / "sleepstudy.csv"),
-        "three_level": pd.read_csv(REFERENCE / "three_level.csv"),
-    }
 
 
 #: Fitting paths of fit_mixed checked against lme4: "auto" (the vectorised engine for every
@@ -73,10 +60,11 @@ def fits_by_engine(datasets) -> dict[str, dict[tuple[str, bool], object]]:
     for engine in ENGINES:
         results[engine] = {}
         for ref in FITS:
-            optimizers = ("lbfgs",) if ref["data"] == "three_level" else None
-            kwargs = {"optimizers": optimizers} if optimizers else {}
+            # optimisers are a statsmodels-path setting (the engine has its own)
+            statsmodels_3l = engine == "statsmodels" and ref["data"] == "three_level"
+            kwargs = {"optimizers": ("lbfgs",)} if statsmodels_3l else {}
             formula = PYTHON_FORMULA.get(ref["model_id"], ref["formula"])
-            results[engine][(ref["model_id"], ref["reml"])] = _quiet_fit(
+            results[engine][(ref["model_id"], ref["reml"])] = quiet_fit(
                 datasets[ref["data"]], formula, reml=ref["reml"], engine=engine, **kwargs
             )
     return results
@@ -200,7 +188,7 @@ def test_crossed_factors_raise_a_clear_error(datasets):
 def test_factor_in_an_uncorrelated_term_is_refused(datasets):
     data = datasets["sleepstudy"].assign(phase=lambda d: np.where(d.Days < 5, "a", "b"))
     with pytest.raises(UnsupportedModelError, match="shared variance"):
-        fit_mixed(data, "Reaction ~ Days + (1 + C(phase) || Subject)", optimizers=("lbfgs",))
+        fit_mixed(data, "Reaction ~ Days + (1 + C(phase) || Subject)")
 
 
 def test_missing_column_and_single_group_are_clear_data_errors(datasets):
@@ -330,10 +318,9 @@ def test_nested_ids_reused_across_therapists_give_the_unique_id_fit(datasets):
     data = datasets["three_level"].copy()
     data["patient_id"] = data["patient_id"].str[3:]  # "P01".."P10" within each therapist
     ref = next(r for r in FITS if r["model_id"] == "tl_nested_ri" and r["reml"])
-    result = _quiet_fit(
+    result = quiet_fit(
         data,
         "y ~ x_within + x_between + session + (1 | therapist_id/patient_id)",
-        optimizers=("lbfgs",),
     )
     assert result.ngroups == {"therapist_id": 40, "patient_id:therapist_id": 400}
     assert abs(result.loglik - ref["logLik"]) < LOGLIK_ATOL
@@ -342,11 +329,10 @@ def test_nested_ids_reused_across_therapists_give_the_unique_id_fit(datasets):
 
 def test_nesting_direction_is_read_from_the_data_not_the_term_order(datasets):
     ref = next(r for r in FITS if r["model_id"] == "tl_nested_ri" and not r["reml"])
-    result = _quiet_fit(
+    result = quiet_fit(
         datasets["three_level"],
         "y ~ x_within + x_between + session + (1 | patient_id) + (1 | therapist_id)",
         reml=False,
-        optimizers=("lbfgs",),
     )
     assert result.spec.groups == "therapist_id"
     assert abs(result.loglik - ref["logLik"]) < LOGLIK_ATOL
@@ -358,12 +344,12 @@ def test_missing_rows_are_dropped_and_counted(datasets):
     data.loc[[0, 5, 7], "Reaction"] = np.nan
     data.loc[[5, 20], "Days"] = np.nan  # row 5 is missing twice but dropped once
     data.loc[[33], "Subject"] = np.nan
-    result = _quiet_fit(data, "Reaction ~ Days + (1 | Subject)")
+    result = quiet_fit(data, "Reaction ~ Days + (1 | Subject)")
     assert result.n_dropped_missing == 5
     assert result.missing_by_column == {"Reaction": 3, "Days": 2, "Subject": 1}
     assert result.nobs == 180 - 5
     complete = datasets["sleepstudy"].drop(index=[0, 5, 7, 20, 33])
-    expected = _quiet_fit(complete, "Reaction ~ Days + (1 | Subject)")
+    expected = quiet_fit(complete, "Reaction ~ Days + (1 | Subject)")
     assert result.loglik == pytest.approx(expected.loglik, abs=1e-9)
 
 
@@ -425,7 +411,7 @@ def test_engine_choice_and_its_errors(datasets):
     with pytest.raises(UnsupportedModelError, match="3 grouping factors"):
         fit_mixed(sleep.assign(a=1, b=2), "Reaction ~ 1 + (1 | a/b/Subject)", engine="engine")
     # a factor in the fixed part is expanded to numeric columns (patsy) for the engine
-    result = _quiet_fit(sleep, "Reaction ~ C(Days) + (1 | Subject)", engine="engine")
+    result = quiet_fit(sleep, "Reaction ~ C(Days) + (1 | Subject)", engine="engine")
     assert result.engine == "engine" and len(result.fixed) == 10
 
 
@@ -448,7 +434,7 @@ def test_correlated_three_level_model_fits_under_auto_and_matches_lme4(datasets,
         r for r in ENGINE_REFERENCE if r["id"] == "three_level_p_slope_t_int" and r["reml"] == reml
     )
     assert " ".join(ref["formula"].split()) == CORRELATED_THREE_LEVEL
-    result = _quiet_fit(datasets["three_level"], CORRELATED_THREE_LEVEL, reml=reml)
+    result = quiet_fit(datasets["three_level"], CORRELATED_THREE_LEVEL, reml=reml)
     assert result.engine == "engine" and result.spec is None
     assert "cannot express" in result.statsmodels_call
     lme4 = pd.DataFrame(ref["fixef"]).set_index("names")
@@ -499,7 +485,7 @@ def test_optimiser_disagreement_is_reported_and_the_best_optimum_kept(datasets):
 
 def test_default_optimisers_agree_and_converge_on_a_random_slope_model(datasets):
     ref = next(r for r in FITS if r["model_id"] == "sleep_slope_corr" and r["reml"])
-    result = _quiet_fit(datasets["sleepstudy"], ref["formula"], engine="statsmodels")
+    result = quiet_fit(datasets["sleepstudy"], ref["formula"], engine="statsmodels")
     attempts = result.attempts
     assert list(attempts.optimizer) == ["lbfgs", "bfgs", "nm+lbfgs"]
     assert (attempts.error == "").all()
@@ -564,7 +550,7 @@ def test_lrt_mixture_gives_half_the_naive_p_at_the_5_percent_point(fitted):
 
 
 def test_lrt_refuses_reml_fits_with_different_fixed_effects(datasets, fitted):
-    no_days = _quiet_fit(datasets["sleepstudy"], "Reaction ~ 1 + (1 | Subject)")
+    no_days = quiet_fit(datasets["sleepstudy"], "Reaction ~ 1 + (1 | Subject)")
     with pytest.raises(
         ValueError, match="REML log-likelihoods of models with different fixed"
     ) as err:
@@ -577,7 +563,7 @@ def test_lrt_refuses_reml_fits_with_different_fixed_effects(datasets, fitted):
 
 
 def test_lrt_refuses_different_data(datasets, fitted):
-    fewer = _quiet_fit(datasets["sleepstudy"].iloc[:170], "Reaction ~ Days + (1 + Days | Subject)")
+    fewer = quiet_fit(datasets["sleepstudy"].iloc[:170], "Reaction ~ Days + (1 + Days | Subject)")
     with pytest.raises(ValueError, match="same observations"):
         likelihood_ratio_test(fitted[("sleep_ri", True)], fewer)
 
@@ -600,7 +586,7 @@ def lrt_fits(datasets, fitted) -> dict[str, tuple[object, object]]:
     def fit(data: str, formula: str, reml: bool):
         key = (data, formula, reml)
         if key not in cache:
-            cache[key] = _quiet_fit(datasets[data], formula, reml=reml)
+            cache[key] = quiet_fit(datasets[data], formula, reml=reml)
         return cache[key]
 
     return {
@@ -645,8 +631,8 @@ def test_lrt_fixed_and_random_difference_shifts_the_mixture(lrt_fits):
 
 def test_lrt_fixed_and_random_difference_needs_ml(datasets):
     sleep = datasets["sleepstudy"]
-    small = _quiet_fit(sleep, "Reaction ~ 1 + (1 | Subject)")
-    large = _quiet_fit(sleep, "Reaction ~ Days + (1 + Days || Subject)")
+    small = quiet_fit(sleep, "Reaction ~ 1 + (1 | Subject)")
+    large = quiet_fit(sleep, "Reaction ~ Days + (1 + Days || Subject)")
     with pytest.raises(ValueError, match=r"reml=False\)"):
         likelihood_ratio_test(small, large)
 
@@ -710,18 +696,18 @@ def test_lrt_added_covariance_is_interior(lrt_fits):
 
 def test_lrt_refuses_non_nested_models(datasets, fitted, lrt_fits):
     sleep = datasets["sleepstudy"]
-    slope_only = _quiet_fit(sleep, "Reaction ~ Days + (0 + Days | Subject)", reml=False)
+    slope_only = quiet_fit(sleep, "Reaction ~ Days + (0 + Days | Subject)", reml=False)
     with pytest.raises(ValueError, match=r"not nested.*var\(Intercept \| Subject\)"):
         likelihood_ratio_test(fitted[("sleep_ri", False)], slope_only)
     # fixed effects that the other model cannot reproduce
-    factor_only = _quiet_fit(sleep, "Reaction ~ 1 + (1 | Subject)", reml=False)
+    factor_only = quiet_fit(sleep, "Reaction ~ 1 + (1 | Subject)", reml=False)
     with pytest.raises(ValueError, match="look swapped"):
         likelihood_ratio_test(fitted[("sleep_ri", False)], factor_only)
     with pytest.raises(ValueError, match="look swapped"):
         likelihood_ratio_test(fitted[("sleep_slope_corr", True)], fitted[("sleep_ri", True)])
     sleep2 = sleep.assign(Days2=sleep["Days"] ** 2)
-    quad = _quiet_fit(sleep2, "Reaction ~ Days2 + (1 | Subject)", reml=False)
-    lin = _quiet_fit(sleep2, "Reaction ~ Days + (1 | Subject)", reml=False)
+    quad = quiet_fit(sleep2, "Reaction ~ Days2 + (1 | Subject)", reml=False)
+    lin = quiet_fit(sleep2, "Reaction ~ Days + (1 | Subject)", reml=False)
     with pytest.raises(ValueError, match="AIC/BIC"):
         likelihood_ratio_test(lin, quad)
     with pytest.raises(ValueError, match="adds no parameter"):
@@ -925,7 +911,7 @@ def test_mixed_fit_at_zero_variance_has_the_least_squares_likelihood(engine, rem
     """lme4's REML/ML criterion at a zero variance is the linear model's: the engine and
     statsmodels (independent code) reach the OLS log-likelihood and SEs at a boundary."""
     data = _zero_between_variance()
-    mixed = _quiet_fit(data, "y ~ x + (1 | patient_id)", reml=reml, engine=engine)
+    mixed = quiet_fit(data, "y ~ x + (1 | patient_id)", reml=reml, engine=engine)
     ols = fit_mixed(data, "y ~ x", reml=reml)
     assert mixed.singular
     assert mixed.loglik == pytest.approx(ols.loglik, abs=1e-6)
@@ -949,7 +935,7 @@ def test_lrt_of_a_random_intercept_against_least_squares(datasets):
     for reml in (True, False):
         lm = fit_mixed(sleep, "Reaction ~ Days", reml=reml)
         assert lm.loglik == pytest.approx(lm_loglik[reml], rel=1e-12)
-        mixed = _quiet_fit(sleep, "Reaction ~ Days + (1 | Subject)", reml=reml)
+        mixed = quiet_fit(sleep, "Reaction ~ Days + (1 | Subject)", reml=reml)
         test = likelihood_ratio_test(lm, mixed)
         stat = 2 * (_lme4_loglik("sleep_ri", reml) - lm_loglik[reml])
         assert test.df == 1 and test.boundary and test.reml == reml
@@ -986,7 +972,7 @@ def test_icc_needs_random_effects_and_works_with_patients_only():
     msb = k * float(np.sum((means - y.mean()) ** 2)) / (groups - 1)
     msw = float(np.sum((y - means[data["patient_id"]].to_numpy()) ** 2)) / (groups * (k - 1))
     tau2 = (msb - msw) / k
-    icc = icc_from_null(_quiet_fit(data, "y ~ 1 + (1 | patient_id)"))
+    icc = icc_from_null(quiet_fit(data, "y ~ 1 + (1 | patient_id)"))
     assert list(icc["group"]) == ["patient_id"]
     assert icc["variance"].item() == pytest.approx(tau2, rel=1e-5)
     assert icc["icc"].item() == pytest.approx(tau2 / (tau2 + msw), rel=1e-5)

@@ -21,8 +21,9 @@ log-likelihood         5.6e-11 abs.    1e-6 abs.
 =====================  ==============  ============
 
 The asserted tolerances are 10 to 40 times the measured differences and 10 to 100 times
-tighter than the brief's (1e-4, 1e-4, 1e-3, 1e-6): the remaining differences are at the level
-of lme4's own optimiser precision on these fairly flat optima (small slope variances).
+tighter than the accuracy required of these fits (1e-4, 1e-4, 1e-3, 1e-6): the remaining
+differences are at the level of lme4's own optimiser precision on these fairly flat optima
+(small slope variances).
 """
 
 from __future__ import annotations

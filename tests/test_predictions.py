@@ -9,7 +9,6 @@ random-intercept model, from a dense calculation with Henderson's mixed-model eq
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,8 @@ from helpers.predictions import (
     random_effects_table,
     residuals_table,
 )
+
+from _fits import quiet_fit
 
 REFERENCE = Path(__file__).parent / "reference"
 RANEF_DIR = REFERENCE / "ranef"
@@ -51,29 +52,11 @@ FITTED_RTOL = 1e-7
 Z_95 = stats.norm.ppf(0.975)
 
 
-def _quiet_fit(*args, **kwargs):
-    """fit_mixed with its re-emitted warnings recorded (they are tested in test_models)."""
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
-        return fit_mixed(*args, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def datasets() -> dict[str, pd.DataFrame]:
-    return {
-        "sleepstudy": pd.read_csv(REFERENCE / "sleepstudy.csv"),
-        "three_level": pd.read_csv(REFERENCE / "three_level.csv"),
-    }
-
-
 @pytest.fixture(scope="module")
 def fitted(datasets) -> dict[str, object]:
     results = {}
     for model_id, ref in FITS.items():
-        kwargs = {"optimizers": ("lbfgs",)} if ref["data"] == "three_level" else {}
-        results[model_id] = _quiet_fit(
-            datasets[ref["data"]], ref["formula"], reml=ref["reml"], **kwargs
-        )
+        results[model_id] = quiet_fit(datasets[ref["data"]], ref["formula"], reml=ref["reml"])
     return results
 
 
@@ -163,7 +146,7 @@ def one_way():
     u = rng.normal(0, 2.0, len(sizes))
     y = 5 + np.repeat(u, sizes) + rng.normal(0, 1.0, len(g))
     data = pd.DataFrame({"y": y, "g": g})
-    return data, _quiet_fit(data, "y ~ 1 + (1 | g)")
+    return data, quiet_fit(data, "y ~ 1 + (1 | g)")
 
 
 def test_one_way_modes_and_variances_equal_the_closed_form(one_way):
@@ -213,7 +196,7 @@ def test_nested_model_equals_a_dense_mixed_model_equations_solution(datasets):
     data = data.loc[data["therapist_id"].isin(["T01", "T02", "T03", "T04", "T05", "T06"])]
     data = data.reset_index(drop=True)
     formula = FITS["tl_nested_patient_slope"]["formula"]
-    result = _quiet_fit(data, formula, optimizers=("lbfgs",))
+    result = quiet_fit(data, formula)
     vc = result.varcomp.set_index(["group", "term"])["variance_or_cov"]
     sigma2 = vc[("Residual", "")]
 
@@ -261,7 +244,7 @@ def test_residuals_keep_the_row_labels_of_the_complete_rows(datasets):
     data = datasets["sleepstudy"].copy()
     data.index = data.index + 1000
     data.loc[[1003, 1050, 1177], "Reaction"] = np.nan
-    result = _quiet_fit(data, "Reaction ~ Days + (1 | Subject)")
+    result = quiet_fit(data, "Reaction ~ Days + (1 | Subject)")
     table = residuals_table(result)
     assert len(table) == 177
     assert not table.index.isin([1003, 1050, 1177]).any()
@@ -320,8 +303,8 @@ def test_predictions_do_not_depend_on_where_session_is_centred(datasets):
         session=lambda d: d["Days"] + 1,
         between=lambda d: d.groupby("Subject")["Reaction"].transform("mean") / 100,
     )
-    raw = _quiet_fit(data, "Reaction ~ between + session + (1 | Subject)")
-    shifted = _quiet_fit(data, "Reaction ~ between + Days + (1 | Subject)")
+    raw = quiet_fit(data, "Reaction ~ between + session + (1 | Subject)")
+    shifted = quiet_fit(data, "Reaction ~ between + Days + (1 | Subject)")
     levels = {"low": 2.5, "high": 3.2}
     kwargs = {"alliance": "between", "alliance_levels": levels, "unit": "Subject"}
     a = predicted_trajectories(raw, data, session_term="session", **kwargs)
@@ -383,7 +366,7 @@ def test_prediction_errors_say_what_to_fix(fitted, datasets):
         )
     # x_between (all values > 0) would be held at 0 when session is the "alliance"
     shifted = data.assign(x_between=data["x_between"] + 100)
-    far = _quiet_fit(shifted, FITS["tl_nested_ri"]["formula"], optimizers=("lbfgs",))
+    far = quiet_fit(shifted, FITS["tl_nested_ri"]["formula"])
     with pytest.raises(ValueError, match=r"'x_between' would be held at 0.*at=\{'x_between'"):
         predicted_trajectories(
             far, shifted, alliance="x_within", session_term="session", alliance_levels={"a": 0}
@@ -400,7 +383,7 @@ TWO_LEVEL = "y ~ x_within + x_between + session + (1 + session | patient_id)"
 @pytest.fixture(scope="module")
 def two_level(datasets):
     """lme4's reference model tl_patient_slope_corr: the three-level data, patients only."""
-    return _quiet_fit(datasets["three_level"], TWO_LEVEL)
+    return quiet_fit(datasets["three_level"], TWO_LEVEL)
 
 
 def test_two_level_fit_has_patient_modes_and_no_therapist_table(two_level, datasets):

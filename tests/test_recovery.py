@@ -25,12 +25,13 @@ fixed-effects estimator averages -0.1381 and the main model with session dummies
 Mean estimate and coverage are judged against -0.1354; -0.15 is not the model's estimand,
 and the interval covers it less often (about 90% in a pilot of 800 replicates).
 
-Convergence is checked in every replicate.  The fit uses ``optimizers=("nm+lbfgs",)`` for
-speed.  A fit that fails ``fit_mixed``'s convergence check because a variance sits next to
-zero (in the pilot about 4% of replicates: ``fit_mixed`` stopped at a relative SD of ~1e-3
-while lme4 put the variance at exactly 0, with the same fixed effects to 6 decimals) is
-replaced by the fit at the boundary, i.e. the model without that term, provided that fit
-converges and is at least as likely.  Every replicate must end converged.
+Convergence is checked in every replicate.  The fits go through ``fit_mixed``'s default path
+(the vectorised engine: the main model and its boundary variants are in its class).  A fit
+that fails ``fit_mixed``'s convergence check because a variance sits next to zero (in the
+pilot about 4% of replicates: ``fit_mixed`` stopped at a relative SD of ~1e-3 while lme4 put
+the variance at exactly 0, with the same fixed effects to 6 decimals) is replaced by the fit
+at the boundary, i.e. the model without that term, provided that fit converges and is at
+least as likely.  Every replicate must end converged.
 
 Tolerances (R = :data:`N_REPLICATES` replicates; SD of the estimate ~0.021 in the pilot):
 
@@ -55,22 +56,18 @@ import pytest
 import yaml
 
 from helpers.models import MixedResult, fit_mixed
-from helpers.paths import DEMO_DIR, PROJECT_ROOT
+from helpers.paths import PROJECT_ROOT
 from helpers.pipeline import run_cleaning
 from helpers.simulate import simulate_study
+
+from _recovery import MAIN, PATIENTS_PER_THERAPIST, simulated_data_config
 
 pytestmark = pytest.mark.slow
 
 N_REPLICATES = 200
 FIRST_SEED = 3001
 N_THERAPISTS = 20
-PATIENTS_PER_THERAPIST = 8
-OPTIMIZERS = ("nm+lbfgs",)
 TERM = "alliance_within_lag"
-MAIN = (
-    "outcome ~ alliance_within_lag + alliance_between_c + session_c"
-    " + (1 + session_c || patient_id) + (1 | therapist_id)"
-)
 PATIENT_TERMS = "(1 + session_c || patient_id)"
 THERAPIST_TERM = " + (1 | therapist_id)"
 #: A variance whose SD is below this fraction of the residual SD counts as "next to zero".
@@ -79,32 +76,17 @@ NEAR_BOUNDARY_RELATIVE_SD = 0.01
 LOGLIK_TOL = 1e-4
 
 TARGET_FILE = PROJECT_ROOT / "tests" / "reference" / "recovery_target.json"
-TARGET = json.loads(TARGET_FILE.read_text())["summary"]
+TARGET_DESIGN, TARGET = (json.loads(TARGET_FILE.read_text())[k] for k in ("design", "summary"))
 MEAN_TOL = 0.005
 COVERAGE_TOL = 3 * np.sqrt(0.95 * 0.05 / N_REPLICATES)
 SE_RATIO_TOL = 3 / np.sqrt(2 * (N_REPLICATES - 1))
-
-
-def simulated_data_config() -> dict:
-    """The demo study config, re-pointed at the column names of ``simulate_study``'s frame."""
-    config = yaml.safe_load((DEMO_DIR / "study.yml").read_text(encoding="utf-8"))
-    config["study"] = "recovery"
-    config["read"]["missing_codes"] = [""]
-    config["columns"] = {key: key for key in config["columns"]}
-    config["covariates"] = {key: key for key in config["covariates"]}
-    config["modality_labels"] = {m: m for m in ("CBT", "psychodynamic", "humanistic")}
-    config["alliance"]["client"]["item_pattern"] = "alliance_client_item{i:02d}"
-    config["alliance"]["therapist"]["total"] = "alliance_therapist"
-    config["outcome"]["item_pattern"] = "outcome_item{i:02d}"
-    config["cleaning"]["multiple_therapists"] = "error"
-    return config
 
 
 def _fit(sessions: pd.DataFrame, formula: str) -> MixedResult:
     """fit_mixed with its warnings kept in ``result.warnings`` (counted, not printed)."""
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        return fit_mixed(sessions, formula, optimizers=OPTIMIZERS)
+        return fit_mixed(sessions, formula)
 
 
 def _near_zero_terms(result: MixedResult) -> list[tuple[str, str]]:
@@ -177,6 +159,12 @@ def replicates(tmp_path_factory) -> pd.DataFrame:
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         records = list(pool.map(partial(run_replicate, folder=folder), seeds, chunksize=10))
     return pd.DataFrame(records)
+
+
+def test_target_was_measured_on_the_design_of_this_test():
+    # the model and the study design come from _recovery, as in recovery_target.py
+    assert TARGET_DESIGN["formula_main"] == MAIN
+    assert TARGET_DESIGN["patients_per_therapist"] == PATIENTS_PER_THERAPIST
 
 
 def test_target_is_the_documented_attenuated_effect_seen_through_the_main_model():

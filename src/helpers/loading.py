@@ -1388,10 +1388,6 @@ def _read_parquet(path: Path, read_config: ReadConfig) -> RawTable:
 # ----------------------------------------------------------------------------- mapping
 
 
-def _is_numeric_target(canonical: str) -> bool:
-    return canonical.startswith(("alliance_", schema.OUTCOME))
-
-
 def _purpose(canonical: str, config: StudyConfig) -> str:
     """Plain words for what a canonical score column holds."""
     if canonical == schema.OUTCOME_INTAKE:

@@ -2244,130 +2244,28 @@ def likelihood_ratio_test(
     slope with its covariance, by REML: ``(1 | g)`` against ``(1 + x | g)`` is the 50:50
     mixture of chi-square(1) and chi-square(2).
     """
-    if restricted.reml != full.reml:
-        raise ValueError(
-            "Cannot compare a REML fit with an ML fit; refit both with the same reml=."
-        )
-    if restricted.nobs != full.nobs or restricted._fingerprint != full._fingerprint:
-        raise ValueError(
-            "The two fits do not use the same observations (response or rows differ: "
-            f"nobs {restricted.nobs} vs {full.nobs}); likelihoods are only comparable on "
-            "identical data. Drop rows missing in either model before fitting both."
-        )
+    _check_comparable(restricted, full)
     names = f"restricted {restricted.formula!r}, full {full.formula!r}"
     params0 = _random_parameters(restricted)
     params1 = _random_parameters(full)
-    missing_random = [label for key, label in params0.items() if key not in params1]
-    fixed_nested = _fixed_span_nested(restricted, full)
-    if missing_random or not fixed_nested:
-        reasons = []
-        if not fixed_nested:
-            extra = [t for t in restricted.fixed.index if t not in set(full.fixed.index)]
-            reasons.append(
-                "fixed effects of the restricted model that the full model cannot reproduce: "
-                f"{extra or list(restricted.fixed.index)}"
-            )
-        if missing_random:
-            reasons.append(
-                f"random-effect parameters of the restricted model absent from the full one: "
-                f"{missing_random}"
-            )
-        swapped = _fixed_span_nested(full, restricted) and all(k in params0 for k in params1)
-        raise ValueError(
-            f"The models are not nested ({names}): "
-            + "; ".join(reasons)
-            + ". "
-            + (
-                "The arguments look swapped: pass the smaller model first."
-                if swapped
-                else "A likelihood-ratio test needs the restricted model to be a special "
-                "case of the full one; compare non-nested models by AIC/BIC instead."
-            )
-        )
+    _check_nested(restricted, full, params0, params1, names)
     added = {key: label for key, label in params1.items() if key not in params0}
-    f = len(full.fixed) - len(restricted.fixed)
+    f = _count_added_fixed(restricted, full, names)
     added_fixed = tuple(t for t in full.fixed.index if t not in set(restricted.fixed.index))
-    same_fixed = f == 0 and _fixed_span_nested(full, restricted)
-    if not same_fixed and f <= 0:
-        raise ValueError(
-            f"The models are not nested ({names}): their fixed effects span different "
-            "spaces with the same number of columns."
-        )
-    if full.reml and not (same_fixed and _same_fixed_columns(restricted, full)):
-        raise ValueError(
-            "REML log-likelihoods of models with different fixed effects are not "
-            f"comparable (restricted: {list(restricted.fixed.index)}; full: "
-            f"{list(full.fixed.index)}). Refit both models by ML and test again: "
-            f"restricted = {_refit_call(restricted)}; full = {_refit_call(full)}."
-        )
-    df = f + len(added)
-    if df <= 0:
-        raise ValueError(
-            f"The full model adds no parameter to the restricted one ({names}); there is "
-            "nothing to test."
-        )
-    if df != full.n_params - restricted.n_params:
-        raise ValueError(
-            f"Counting what the full model adds gives {df} parameters ({f} fixed, "
-            f"{len(added)} random), but the fits' parameter counts differ by "
-            f"{full.n_params - restricted.n_params}; the models are not nested as written "
-            f"({names})."
-        )
-    statistic = 2.0 * (full.loglik - restricted.loglik)
-    if statistic < -1e-6 * max(1.0, abs(full.loglik)):
-        raise ValueError(
-            f"The full model's log-likelihood ({full.loglik:.6f}) is below the restricted "
-            f"model's ({restricted.loglik:.6f}): the models are not nested or a fit did "
-            "not reach its optimum."
-        )
-    statistic = max(statistic, 0.0)
+    df = _count_added(restricted, full, f, len(added), names)
+    statistic = _lr_statistic(restricted, full)
     naive = _chi2_sf(statistic, df)
 
-    mixture, is_boundary, conservative, why = _random_reference(added)
-    if f:
-        mixture = tuple((d + f, w) for d, w in mixture)
-        fixed_why = f"the full model adds {f} fixed-effect column(s) {list(added_fixed)}"
-        if added:
-            why = (
-                f"{fixed_why}, tested by ML; and {why}. Under ML the fixed effects and the "
-                "covariance parameters are asymptotically independent, so each df of the "
-                f"random part's reference is shifted by {f}"
-            )
-        else:
-            why = f"{fixed_why}, tested by ML: the usual chi-square({f}) applies"
+    mixture, is_boundary, conservative, why = _lrt_reference(added, f, added_fixed)
     if boundary is not None:
-        warnings.warn(
-            "likelihood_ratio_test(boundary=...) is deprecated: the test now chooses its "
-            "reference distribution from the two models (see LikelihoodRatioTest.method); "
-            "drop the argument.",
-            FutureWarning,
-            stacklevel=2,
+        mixture, is_boundary, conservative, why = _deprecated_boundary(
+            boundary, df, mixture, is_boundary, conservative, why
         )
-        if boundary and not is_boundary:
-            raise ValueError(
-                f"boundary=True, but no boundary mixture applies here: {why}. Drop the "
-                "boundary argument."
-            )
-        if not boundary and is_boundary:
-            mixture, is_boundary, conservative = ((df, 1.0),), False, True
-            why = (
-                "plain chi-square requested with boundary=False; it ignores that an added "
-                "variance is on the boundary, so its p-value is conservative"
-            )
     reference = _mixture_label(mixture)
     p_value = _mixture_sf(statistic, mixture)
     method = f"{reference}: {why}."
     if is_boundary and len(mixture) == 3:
-        # Two variances: weights (1/2 - p, 1/2, p) with p = arccos(rho) / (2 pi) in
-        # [0, 1/2]; the p-value is linear in p, so its range is set by the end points.
-        d0, d1, d2 = (d for d, _ in mixture)
-        low = 0.5 * _chi2_sf(statistic, d0) + 0.5 * _chi2_sf(statistic, d1)
-        high = 0.5 * _chi2_sf(statistic, d1) + 0.5 * _chi2_sf(statistic, d2)
-        method += (
-            " If the two variance estimates are correlated (rho), the weights are "
-            "(1/2 - p, 1/2, p) with p = arccos(rho)/(2 pi), so over all correlations the "
-            f"p-value lies between {low:.4g} and {high:.4g}."
-        )
+        method += _two_variance_note(statistic, mixture)
     return LikelihoodRatioTest(
         statistic=statistic,
         df=df,
@@ -2381,6 +2279,174 @@ def likelihood_ratio_test(
         conservative=conservative,
         added_fixed=added_fixed,
         added_random=tuple(added.values()),
+    )
+
+
+def _check_comparable(restricted: MixedResult, full: MixedResult) -> None:
+    """Both fits must use the same criterion (REML or ML) and the same observations."""
+    if restricted.reml != full.reml:
+        raise ValueError(
+            "Cannot compare a REML fit with an ML fit; refit both with the same reml=."
+        )
+    if restricted.nobs != full.nobs or restricted._fingerprint != full._fingerprint:
+        raise ValueError(
+            "The two fits do not use the same observations (response or rows differ: "
+            f"nobs {restricted.nobs} vs {full.nobs}); likelihoods are only comparable on "
+            "identical data. Drop rows missing in either model before fitting both."
+        )
+
+
+def _check_nested(
+    restricted: MixedResult,
+    full: MixedResult,
+    params0: dict[tuple[str, str, frozenset[str]], str],
+    params1: dict[tuple[str, str, frozenset[str]], str],
+    names: str,
+) -> None:
+    """``full`` must reproduce every fixed-effect column and random parameter of ``restricted``."""
+    missing_random = [label for key, label in params0.items() if key not in params1]
+    fixed_nested = _fixed_span_nested(restricted, full)
+    if not missing_random and fixed_nested:
+        return
+    reasons = []
+    if not fixed_nested:
+        extra = [t for t in restricted.fixed.index if t not in set(full.fixed.index)]
+        reasons.append(
+            "fixed effects of the restricted model that the full model cannot reproduce: "
+            f"{extra or list(restricted.fixed.index)}"
+        )
+    if missing_random:
+        reasons.append(
+            f"random-effect parameters of the restricted model absent from the full one: "
+            f"{missing_random}"
+        )
+    swapped = _fixed_span_nested(full, restricted) and all(k in params0 for k in params1)
+    raise ValueError(
+        f"The models are not nested ({names}): "
+        + "; ".join(reasons)
+        + ". "
+        + (
+            "The arguments look swapped: pass the smaller model first."
+            if swapped
+            else "A likelihood-ratio test needs the restricted model to be a special "
+            "case of the full one; compare non-nested models by AIC/BIC instead."
+        )
+    )
+
+
+def _count_added_fixed(restricted: MixedResult, full: MixedResult, names: str) -> int:
+    """The number of fixed-effect columns ``full`` adds (REML: none may differ)."""
+    f = len(full.fixed) - len(restricted.fixed)
+    same_fixed = f == 0 and _fixed_span_nested(full, restricted)
+    if not same_fixed and f <= 0:
+        raise ValueError(
+            f"The models are not nested ({names}): their fixed effects span different "
+            "spaces with the same number of columns."
+        )
+    if full.reml and not (same_fixed and _same_fixed_columns(restricted, full)):
+        raise ValueError(
+            "REML log-likelihoods of models with different fixed effects are not "
+            f"comparable (restricted: {list(restricted.fixed.index)}; full: "
+            f"{list(full.fixed.index)}). Refit both models by ML and test again: "
+            f"restricted = {_refit_call(restricted)}; full = {_refit_call(full)}."
+        )
+    return f
+
+
+def _count_added(
+    restricted: MixedResult, full: MixedResult, f: int, n_random: int, names: str
+) -> int:
+    """The test's df: added fixed columns plus added random parameters, checked against
+    the fits' own parameter counts."""
+    df = f + n_random
+    if df <= 0:
+        raise ValueError(
+            f"The full model adds no parameter to the restricted one ({names}); there is "
+            "nothing to test."
+        )
+    if df != full.n_params - restricted.n_params:
+        raise ValueError(
+            f"Counting what the full model adds gives {df} parameters ({f} fixed, "
+            f"{n_random} random), but the fits' parameter counts differ by "
+            f"{full.n_params - restricted.n_params}; the models are not nested as written "
+            f"({names})."
+        )
+    return df
+
+
+def _lr_statistic(restricted: MixedResult, full: MixedResult) -> float:
+    """Twice the log-likelihood gain, 0 for a gain lost in rounding; a real loss is an error."""
+    statistic = 2.0 * (full.loglik - restricted.loglik)
+    if statistic < -1e-6 * max(1.0, abs(full.loglik)):
+        raise ValueError(
+            f"The full model's log-likelihood ({full.loglik:.6f}) is below the restricted "
+            f"model's ({restricted.loglik:.6f}): the models are not nested or a fit did "
+            "not reach its optimum."
+        )
+    return max(statistic, 0.0)
+
+
+def _lrt_reference(
+    added: dict[tuple[str, str, frozenset[str]], str], f: int, added_fixed: tuple[str, ...]
+) -> tuple[tuple[tuple[int, float], ...], bool, bool, str]:
+    """The random part's reference (:func:`_random_reference`), each df shifted by the ``f``
+    added fixed columns: ``(mixture, boundary, conservative, why)``."""
+    mixture, is_boundary, conservative, why = _random_reference(added)
+    if f:
+        mixture = tuple((d + f, w) for d, w in mixture)
+        fixed_why = f"the full model adds {f} fixed-effect column(s) {list(added_fixed)}"
+        if added:
+            why = (
+                f"{fixed_why}, tested by ML; and {why}. Under ML the fixed effects and the "
+                "covariance parameters are asymptotically independent, so each df of the "
+                f"random part's reference is shifted by {f}"
+            )
+        else:
+            why = f"{fixed_why}, tested by ML: the usual chi-square({f}) applies"
+    return mixture, is_boundary, conservative, why
+
+
+def _deprecated_boundary(
+    boundary: bool,
+    df: int,
+    mixture: tuple[tuple[int, float], ...],
+    is_boundary: bool,
+    conservative: bool,
+    why: str,
+) -> tuple[tuple[tuple[int, float], ...], bool, bool, str]:
+    """Warn about ``boundary=`` and apply it: ``False`` forces the plain chi-square(df)."""
+    warnings.warn(
+        "likelihood_ratio_test(boundary=...) is deprecated: the test now chooses its "
+        "reference distribution from the two models (see LikelihoodRatioTest.method); "
+        "drop the argument.",
+        FutureWarning,
+        stacklevel=3,  # the caller of likelihood_ratio_test
+    )
+    if boundary and not is_boundary:
+        raise ValueError(
+            f"boundary=True, but no boundary mixture applies here: {why}. Drop the "
+            "boundary argument."
+        )
+    if not boundary and is_boundary:
+        mixture, is_boundary, conservative = ((df, 1.0),), False, True
+        why = (
+            "plain chi-square requested with boundary=False; it ignores that an added "
+            "variance is on the boundary, so its p-value is conservative"
+        )
+    return mixture, is_boundary, conservative, why
+
+
+def _two_variance_note(statistic: float, mixture: tuple[tuple[int, float], ...]) -> str:
+    """The range of the p-value over the correlation of two added variance estimates."""
+    # Two variances: weights (1/2 - p, 1/2, p) with p = arccos(rho) / (2 pi) in
+    # [0, 1/2]; the p-value is linear in p, so its range is set by the end points.
+    d0, d1, d2 = (d for d, _ in mixture)
+    low = 0.5 * _chi2_sf(statistic, d0) + 0.5 * _chi2_sf(statistic, d1)
+    high = 0.5 * _chi2_sf(statistic, d1) + 0.5 * _chi2_sf(statistic, d2)
+    return (
+        " If the two variance estimates are correlated (rho), the weights are "
+        "(1/2 - p, 1/2, p) with p = arccos(rho)/(2 pi), so over all correlations the "
+        f"p-value lies between {low:.4g} and {high:.4g}."
     )
 
 

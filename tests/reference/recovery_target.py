@@ -12,8 +12,9 @@ person-centred fixed-effects estimator converges to about ``-0.141``
 main model is not that estimator (it models time linearly, has patient slopes and a random
 intercept).  This script measures the main model's own large-sample value with an
 independent implementation, lme4: it simulates :data:`N_STUDIES` large studies with the
-design of the recovery test (``patients_per_therapist=8``, default parameters), cleans each
-one with :func:`helpers.pipeline.run_cleaning`, and fits, with ``lmer`` (REML, bobyqa):
+design of the recovery test (``patients_per_therapist=8``, default parameters; the main model,
+the design and the cleaning config come from ``tests/_recovery.py``, shared with the test),
+cleans each one with :func:`helpers.pipeline.run_cleaning`, and fits, with ``lmer`` (REML, bobyqa):
 
 ``main``
     the main model, as in the test;
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -38,19 +40,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from helpers.paths import DEMO_DIR
 from helpers.pipeline import run_cleaning
 from helpers.simulate import simulate_study
 
+# The design shared with tests/test_recovery.py lives in tests/_recovery.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _recovery import MAIN, PATIENTS_PER_THERAPIST, simulated_data_config
+
 N_STUDIES = 12
 N_THERAPISTS = 1250
-PATIENTS_PER_THERAPIST = 8
 FIRST_SEED = 90001
 OUT_FILE = Path(__file__).resolve().parent / "recovery_target.json"
-MAIN = (
-    "outcome ~ alliance_within_lag + alliance_between_c + session_c"
-    " + (1 + session_c || patient_id) + (1 | therapist_id)"
-)
 MAIN_SESSION_FACTOR = MAIN.replace("+ session_c +", "+ factor(session_c) +")
 R_FIT = """
 suppressPackageStartupMessages(library(lme4))
@@ -64,25 +64,6 @@ for (form in args[-1]) {
   cat(sprintf("%.17g %.17g\\n", cf["alliance_within_lag", 1], cf["alliance_within_lag", 2]))
 }
 """
-
-
-def raw_data_config() -> dict:
-    """The demo study config, re-pointed at the column names of ``simulate_study``'s frame.
-
-    Same cleaning rules as the demo; blank cells are missing; a patient under two
-    therapists is an error (the clean simulated data have none).
-    """
-    config = yaml.safe_load((DEMO_DIR / "study.yml").read_text(encoding="utf-8"))
-    config["study"] = "simulated"
-    config["read"]["missing_codes"] = [""]
-    config["columns"] = {key: key for key in config["columns"]}
-    config["covariates"] = {key: key for key in config["covariates"]}
-    config["modality_labels"] = {m: m for m in ("CBT", "psychodynamic", "humanistic")}
-    config["alliance"]["client"]["item_pattern"] = "alliance_client_item{i:02d}"
-    config["alliance"]["therapist"]["total"] = "alliance_therapist"
-    config["outcome"]["item_pattern"] = "outcome_item{i:02d}"
-    config["cleaning"]["multiple_therapists"] = "error"
-    return config
 
 
 def fixed_effects_estimate(sessions: pd.DataFrame) -> float:
@@ -111,7 +92,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "study.yml").write_text(yaml.safe_dump(raw_data_config()), encoding="utf-8")
+        (folder / "study.yml").write_text(yaml.safe_dump(simulated_data_config()), encoding="utf-8")
         (folder / "fit.R").write_text(R_FIT, encoding="utf-8")
         for seed in range(FIRST_SEED, FIRST_SEED + N_STUDIES):
             data, _ = simulate_study(

@@ -1,0 +1,19 @@
+"""Fitting helper shared by the model tests (``from _fits import quiet_fit``).
+
+pytest puts ``tests/`` on ``sys.path`` when it imports a test module (the folder is not a
+package), so test modules import this one by its bare name.  The reference data sets the
+same tests fit are the ``datasets`` fixture of ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from helpers.models import MixedResult, fit_mixed
+
+
+def quiet_fit(*args, **kwargs) -> MixedResult:
+    """fit_mixed with its re-emitted warnings recorded (they are checked in test_models)."""
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        return fit_mixed(*args, **kwargs)
