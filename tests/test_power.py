@@ -6,8 +6,10 @@ two busy cores.  The statistical checks use exact binomial tolerances stated in 
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -99,7 +101,7 @@ def test_rejection_rate_is_alpha_when_the_effects_are_zero():
     # n = 120 replicates the count is Binomial(120, .05) (mean 6); the test fails only if
     # an exact two-sided binomial test rejects at .001, i.e. above 14 rejections (the
     # acceptance region is 0..14: too few replicates to detect a conservative test; the
-    # issue's >= 2,000-replicate check is bench/bench_power.py's, not a unit test).
+    # issue's >= 2,000-replicate check is bench/power_type1.py, not a unit test).
     null = SMALL.replace(within_effect=0.0, between_effect=0.0, reverse_path_effect=0.0)
     # two local workers (the pool is reused by the two-worker test below)
     table = power_curve(null, n_reps=120, seed=7, n_jobs=2, progress=False)
@@ -303,3 +305,62 @@ def test_power_sentences_cover_reached_not_reached_and_tradeoffs():
     assert "more patients per therapist" in narrative.power_tradeoff_sentence(b, a, "x")
     b[["power", "power_ci_low", "power_ci_high"]] = [0.85, 0.7, 0.95]
     assert "did not differ" in narrative.power_tradeoff_sentence(a, b, "x")
+
+
+# ---- power against an independent check: lmerTest refits of the same replicates ------------
+
+POWER_REFERENCE = Path(__file__).parent / "reference" / "power"
+
+
+@pytest.fixture(scope="module")
+def lme4_power_reference():
+    summary = json.loads((POWER_REFERENCE / "power_reference.json").read_text())
+    replicates = pd.read_csv(POWER_REFERENCE / "power_reference_replicates.csv")
+    return summary, replicates
+
+
+def test_power_reference_python_fits_are_reproduced(lme4_power_reference, tmp_path):
+    # The committed Python p-values (500 replicates, computed once by
+    # tests/reference/power/make_power_reference.py) are what power_curve gives now: the
+    # first 20 replicates are refitted (replicate seeds do not depend on n_reps).
+    summary, replicates = lme4_power_reference
+    design = Design(**summary["design"])
+    n = 20
+    power_curve(
+        design, n_reps=n, seed=summary["seed"], alpha=summary["alpha"], ddf=summary["ddf"],
+        out=tmp_path, n_jobs=1, progress=False,
+    )  # fmt: skip
+    (cell,) = (tmp_path / "cells").glob("*.parquet")
+    now = pd.read_parquet(cell).merge(
+        replicates.loc[replicates["replicate"] < n], on=["replicate", "term"], validate="1:1"
+    )
+    assert len(now) == n * len(power.ALLIANCE_TERMS)
+    np.testing.assert_allclose(now["estimate"], now["estimate_python"], rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(now["p"], now["p_python"], rtol=1e-6, atol=1e-9)
+    assert ((now["p"] < summary["alpha"]) == (now["p_python"] < summary["alpha"])).all()
+    assert (now["n_obs_x"] == now["n_obs_y"]).all()
+
+
+def test_power_agrees_with_lmertest_refits_of_the_same_data(lme4_power_reference):
+    # Same 500 simulated studies, fitted by power_curve and by lmerTest (REML,
+    # Satterthwaite; tests/reference/power/lme4_power_reference.R).  The decisions are
+    # paired, so they should be nearly all identical; the rates must agree within Monte
+    # Carlo error (exact McNemar test on the discordant pairs, and the unpaired
+    # two-proportion bound 2.58 * sqrt(2 p (1 - p) / n)).
+    summary, replicates = lme4_power_reference
+    alpha = summary["alpha"]
+    assert summary["n_reps"] >= 500 and summary["same_n_obs"]
+    for term, counts in summary["terms"].items():
+        part = replicates.loc[replicates["term"] == term]
+        assert len(part) == counts["n"] == summary["n_reps"]
+        py, r = part["p_python"] < alpha, part["p_r"] < alpha
+        assert (int(py.sum()), int(r.sum())) == (counts["rejected_python"], counts["rejected_r"])
+        discordant = int((py != r).sum())
+        assert discordant == counts["discordant"]
+        assert discordant <= 0.02 * len(part), (term, discordant)
+        if discordant:
+            assert stats.binomtest(int((py & ~r).sum()), discordant, 0.5).pvalue > 0.01
+        p = (py.mean() + r.mean()) / 2
+        assert abs(py.mean() - r.mean()) <= 2.58 * math.sqrt(2 * p * (1 - p) / len(part))
+        assert 0.1 < py.mean() < 0.95, (term, py.mean())  # an informative power
+        np.testing.assert_allclose(part["estimate_python"], part["estimate_r"], atol=1e-3)
