@@ -198,16 +198,21 @@ def test_at_lme4_optimum(ref, fitted):
         np.testing.assert_allclose(kr["se"], want.loc[kr.index, "se_kr"], rtol=KR_SE_RTOL)
     for cid, rows in ref["contrasts"].items():
         for method in ["Satterthwaite", "Kenward-Roger"] if ref["reml"] else ["Satterthwaite"]:
-            r = CONTRASTS[
-                (CONTRASTS.model_id == ref["model_id"])
-                & (CONTRASTS.reml == ref["reml"])
-                & (CONTRASTS.contrast_id == cid)
-                & (CONTRASTS.method == method)
-            ].iloc[0]
+            r = _reference_contrast(ref, cid, method)
             got = contrast_test(at_lme4, np.array(rows), ddf=method.lower())
             rtol = SATT_RTOL if method == "Satterthwaite" else KR_DF_RTOL
             assert got["ddf"] == pytest.approx(r.ddf, rel=rtol)
             assert got["F"] == pytest.approx(r.F, rel=1e-10)
+
+
+def _reference_contrast(ref: dict, cid: str, method: str) -> pd.Series:
+    """R's row for contrast ``cid`` of fit ``ref`` by ``method`` (ddf_contrasts.csv)."""
+    return CONTRASTS[
+        (CONTRASTS.model_id == ref["model_id"])
+        & (CONTRASTS.reml == ref["reml"])
+        & (CONTRASTS.contrast_id == cid)
+        & (CONTRASTS.method == method)
+    ].iloc[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -220,12 +225,7 @@ def test_contrasts_end_to_end(ref, fitted):
     fit = fitted[IDS[FITS.index(ref)]]
     for cid, rows in ref["contrasts"].items():
         for method in ["Satterthwaite", "Kenward-Roger"] if ref["reml"] else ["Satterthwaite"]:
-            r = CONTRASTS[
-                (CONTRASTS.model_id == ref["model_id"])
-                & (CONTRASTS.reml == ref["reml"])
-                & (CONTRASTS.contrast_id == cid)
-                & (CONTRASTS.method == method)
-            ].iloc[0]
+            r = _reference_contrast(ref, cid, method)
             got = contrast_test(fit, np.array(rows), ddf=method.lower())
             assert got["ndf"] == r.ndf
             assert got["ddf"] == pytest.approx(r.ddf, rel=E2E_RTOL)

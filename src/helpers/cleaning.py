@@ -134,10 +134,6 @@ class CleaningLog:
         part |= {"new_value": new_value, "step": step, "reason": reason}
         self.value_changes.append(pd.DataFrame(part, index=range(len(rows))))
 
-    def n_values_changed(self) -> int:
-        """Number of values altered so far."""
-        return sum(len(part) for part in self.value_changes)
-
     def record_step(self, step: str, kept: pd.DataFrame, intake: pd.DataFrame | None = None):
         """Snapshot the counts after ``step`` and check that they reconcile."""
         n_intake = self.n_fate("intake")

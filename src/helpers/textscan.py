@@ -63,12 +63,10 @@ def _chunk_counts(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
     """Line-feed offsets in ``chunk`` and the running delimiter/visible counts at each."""
     feeds = np.flatnonzero(chunk == _LF)
-    delims = np.cumsum(chunk == delimiter, dtype=np.int64)
-    visible = _VISIBLE[chunk]
-    visible[chunk == delimiter] = False
-    shown = np.cumsum(visible, dtype=np.int64)
-    at_delims = delims[feeds] + carry[0] if len(feeds) else np.empty(0, np.int64)
-    at_shown = shown[feeds] + carry[1] if len(feeds) else np.empty(0, np.int64)
+    is_delimiter = chunk == delimiter
+    delims = np.cumsum(is_delimiter, dtype=np.int64)
+    shown = np.cumsum(_VISIBLE[chunk] & ~is_delimiter, dtype=np.int64)
+    at_delims, at_shown = delims[feeds] + carry[0], shown[feeds] + carry[1]
     total = (carry[0] + int(delims[-1]), carry[1] + int(shown[-1])) if len(chunk) else carry
     return feeds + base, at_delims, at_shown, total
 
