@@ -550,14 +550,14 @@ def test_disagreeing_optimiser_runs_are_reported(monkeypatch):
     original = NestedLMM._minimise
     calls = {"n": 0}
 
-    def stuck_first_run(self, deviance, start, counter):
+    def stuck_first_run(self, deviance, start, hessian=None):
         calls["n"] += 1
         if calls["n"] == 1:  # the first run "stops" at its start
             return start, deviance(start), "stopped early (test)"
-        return original(self, deviance, start, counter)
+        return original(self, deviance, start, hessian)
 
     monkeypatch.setattr(NestedLMM, "_minimise", stuck_first_run)
-    monkeypatch.setattr(NestedLMM, "_polish", lambda self, f, t, d, h=None: (t, d, np.eye(3), ""))
+    monkeypatch.setattr(NestedLMM, "_polish", lambda self, f, t, d, h=None: (t, d, np.eye(3)))
     with pytest.warns(EngineWarning, match="disagree"):
         fit = model.fit(y, reml=True)
     assert not fit.converged
@@ -580,6 +580,44 @@ def test_warm_start_and_check_false_reach_the_same_optimum():
     assert warm.loglik == pytest.approx(record["logLik"], rel=1e-10)
     assert warm.n_evaluations < cold.n_evaluations * 2
     assert len(cold.optimizer_runs) == 1
+
+
+def test_fit_fixed_with_curvature_reaches_lme4_optimum_with_fewer_evaluations():
+    # A "pilot" fit of another response of the same design gives the start and the
+    # curvature; the fit of the reference response must still reach lme4's optimum.
+    record = next(r for r in FITS if r["id"] == "three_level_p_slope_t_int" and r["reml"])
+    model, y = nested_lmm_from_frame(
+        DATA["three_level"],
+        record["fixed"],
+        patient="patient_id",
+        patient_terms=["1", "session"],
+        therapist="therapist_id",
+    )
+    pilot_y = y + np.random.default_rng(7).normal(0.0, 0.5, size=len(y))
+    pilot = model.fit_fixed(pilot_y)
+    assert pilot.hessian.shape == (model.n_theta, model.n_theta)
+    cold = model.fit_fixed(y)
+    warm = model.fit_fixed(y, start=pilot.theta, curvature=pilot.hessian)
+    full = model.fit(y, check=False, start=pilot.theta, curvature=pilot.hessian)
+    for fit in (cold, warm):
+        assert -fit.deviance / 2 == pytest.approx(record["logLik"], rel=1e-10)
+        np.testing.assert_allclose(fit.theta, record["theta"], rtol=2e-4, atol=1e-5)
+        assert fit.converged and not fit.singular
+    assert warm.n_evaluations < cold.n_evaluations
+    # fit_fixed's arrays are what fit() reports in its tables
+    np.testing.assert_allclose(warm.beta, full.fixed["estimate"], rtol=1e-12)
+    np.testing.assert_allclose(warm.cov_beta, full.fixed_cov, rtol=1e-12)
+    np.testing.assert_allclose(warm.covariances["patient_id"], full.covariance["patient_id"])
+    assert warm.sigma2 == pytest.approx(full.sigma2, rel=1e-12)
+
+
+def test_curvature_of_the_wrong_shape_is_refused():
+    record = next(r for r in FITS if r["id"] == "three_level_p_slope_t_int" and r["reml"])
+    model, y = nested_lmm_from_frame(
+        DATA["three_level"], record["fixed"], patient="patient_id", therapist="therapist_id"
+    )
+    with pytest.raises(EngineInputError, match="curvature must be a finite 2 x 2 matrix"):
+        model.fit(y, curvature=np.eye(3))
 
 
 def test_simulate_and_parametric_bootstrap_are_reproducible():

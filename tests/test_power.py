@@ -335,8 +335,10 @@ def test_power_reference_python_fits_are_reproduced(lme4_power_reference, tmp_pa
         replicates.loc[replicates["replicate"] < n], on=["replicate", "term"], validate="1:1"
     )
     assert len(now) == n * len(power.ALLIANCE_TERMS)
-    np.testing.assert_allclose(now["estimate"], now["estimate_python"], rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(now["p"], now["p_python"], rtol=1e-6, atol=1e-9)
+    # Estimates and p move with where inside the optimiser's tolerance a fit stops (start,
+    # curvature seed, floating-point summation order); p also through the Satterthwaite df.
+    np.testing.assert_allclose(now["estimate"], now["estimate_python"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(now["p"], now["p_python"], rtol=1e-5, atol=1e-9)
     assert ((now["p"] < summary["alpha"]) == (now["p_python"] < summary["alpha"])).all()
     assert (now["n_obs_x"] == now["n_obs_y"]).all()
 

@@ -69,6 +69,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .pls_kernel import factor_pls
+
 #: lme4's ``isSingular`` tolerance on the diagonal elements of ``Lambda``.
 SINGULAR_TOL = 1e-4
 #: Largest accepted Newton step ``max |H^-1 g|`` of the profiled deviance over ``theta``
@@ -113,26 +115,6 @@ class EngineWarning(UserWarning):
 # --------------------------------------------------------------------------------------
 
 
-def _batched_cholesky(a: np.ndarray) -> np.ndarray | None:
-    """Lower Cholesky factors of a stack ``a`` of shape (q, q, G); ``None`` if not PD."""
-    q = a.shape[0]
-    low = np.zeros_like(a)
-    for j in range(q):
-        pivot = a[j, j].copy()
-        for k in range(j):
-            pivot -= low[j, k] * low[j, k]
-        if not np.all(pivot > 0.0):
-            return None
-        diag = np.sqrt(pivot)
-        low[j, j] = diag
-        for i in range(j + 1, q):
-            entry = a[i, j].copy()
-            for k in range(j):
-                entry -= low[i, k] * low[j, k]
-            low[i, j] = entry / diag
-    return low
-
-
 def _batched_forward(low: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Solve ``L x = b`` for stacks ``L`` (q, q, G) and ``b`` (q, G, m); returns (q, G, m)."""
     q = low.shape[0]
@@ -157,53 +139,6 @@ def _batched_backward(low: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _congruence(lam: np.ndarray, stack: np.ndarray) -> np.ndarray:
-    """``Lambda' S Lambda`` for a symmetric stack ``S`` (q, q, G) and one ``Lambda`` (q, q).
-
-    Written as loops over q of elementwise operations on length-G vectors: a BLAS product
-    with a q x q left factor would be multithreaded and slower for these shapes.
-    """
-    q = stack.shape[0]
-    right = np.zeros_like(stack)  # S Lambda
-    for k in range(q):
-        for b in range(q):
-            for c in range(b, q):  # Lambda is lower triangular: lam[c, b] = 0 for c < b
-                if lam[c, b] != 0.0:
-                    right[k, b] += lam[c, b] * stack[k, c]
-    out = np.empty_like(stack)
-    for a in range(q):
-        for b in range(a, q):
-            entry = np.zeros(stack.shape[2])
-            for k in range(a, q):
-                if lam[k, a] != 0.0:
-                    entry += lam[k, a] * right[k, b]
-            out[a, b] = entry
-            out[b, a] = entry
-    return out
-
-
-def _left_multiply(lam: np.ndarray, stack: np.ndarray) -> np.ndarray:
-    """``Lambda' B`` for a stack ``B`` (q, G, m) and one lower-triangular ``Lambda`` (q, q)."""
-    q = stack.shape[0]
-    out = np.zeros_like(stack)
-    for a in range(q):
-        for k in range(a, q):
-            if lam[k, a] != 0.0:
-                out[a] += lam[k, a] * stack[k]
-    return out
-
-
-def _right_multiply(stack: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    """``B Lambda`` for a stack ``B`` (q, G, r) and one lower-triangular ``Lambda`` (r, r)."""
-    r = lam.shape[0]
-    out = np.zeros_like(stack)
-    for b in range(r):
-        for c in range(b, r):
-            if lam[c, b] != 0.0:
-                out[:, :, b] += lam[c, b] * stack[:, :, c]
-    return out
-
-
 # --------------------------------------------------------------------------------------
 # Bounded quasi-Newton optimiser
 # --------------------------------------------------------------------------------------
@@ -217,6 +152,7 @@ def _projected_bfgs(
     max_iter: int = 2000,
     ftol: float = 1e-13,
     xtol: float = 1e-11,
+    inverse_hessian: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, str]:
     """Minimise ``fun`` subject to ``x >= lower`` by projected BFGS with an active set.
 
@@ -239,6 +175,9 @@ def _projected_bfgs(
     ftol, xtol : float
         Stop when two successive iterations each lower ``fun`` by less than
         ``ftol * max(1, |fun|)``, or the step is below ``xtol * max(1, |x|)``.
+    inverse_hessian : numpy.ndarray, optional
+        Initial inverse-Hessian approximation (default: the identity, rescaled after the
+        first step); a good one makes the first steps Newton steps.
 
     Returns
     -------
@@ -251,8 +190,8 @@ def _projected_bfgs(
         return x, f, "the start is not a valid point"
     g = grad(x, f)
     k = x.size
-    inv_hess = np.eye(k)
-    scaled = False
+    scaled = inverse_hessian is not None
+    inv_hess = inverse_hessian.copy() if scaled else np.eye(k)
     small_steps = 0
     for iteration in range(1, max_iter + 1):
         active = (x <= lower) & (g > 0.0)
@@ -305,6 +244,23 @@ def _projected_bfgs(
         if small_steps >= 2:
             return x, f, f"converged (relative reduction) after {iteration} iterations"
     return x, f, f"iteration limit ({max_iter}) reached"
+
+
+def _seed_inverse_hessian(hessian: np.ndarray | None) -> np.ndarray | None:
+    """Inverse of a positive definite Hessian for seeding BFGS; ``None`` if it is not PD."""
+    if hessian is None:
+        return None
+    try:
+        low = np.linalg.cholesky(hessian)
+    except np.linalg.LinAlgError:
+        return None
+    inverse = np.linalg.solve(low.T, np.linalg.solve(low, np.eye(hessian.shape[0])))
+    return inverse if np.all(np.isfinite(inverse)) else None
+
+
+def _deviance_tol(dev: float) -> float:
+    """Deviance difference below which two optima count as the same."""
+    return AGREEMENT_DEVIANCE_TOL + AGREEMENT_DEVIANCE_RTOL * abs(dev)
 
 
 # --------------------------------------------------------------------------------------
@@ -589,6 +545,46 @@ class _Optimum:
     notes: list[str]
     n_evaluations: int
     runs: list[tuple[str, np.ndarray, float, str, int]]
+    hessian: np.ndarray
+
+
+@dataclass(frozen=True)
+class FixedEffectsFit:
+    """The quick result of :meth:`NestedLMM.fit_fixed`: estimates only, as arrays.
+
+    Attributes
+    ----------
+    beta : numpy.ndarray
+        Fixed-effect estimates, in the order of ``NestedLMM.fixed_names``.
+    cov_beta : numpy.ndarray
+        Their covariance (lme4's ``vcov``).
+    theta : numpy.ndarray
+        Relative covariance parameters at the optimum.
+    sigma2 : float
+        Residual variance.
+    covariances : dict of str to numpy.ndarray
+        Covariance matrix of the random effects per grouping factor.
+    deviance : float
+        REML criterion or ML deviance at the optimum.
+    converged, singular : bool
+        As in :class:`EngineResult`.
+    hessian : numpy.ndarray
+        Finite-difference Hessian of the profiled deviance used by the convergence check;
+        pass it as ``curvature=`` to later fits of similar data.
+    n_evaluations : int
+        Deviance evaluations.
+    """
+
+    beta: np.ndarray
+    cov_beta: np.ndarray
+    theta: np.ndarray
+    sigma2: float
+    covariances: dict[str, np.ndarray]
+    deviance: float
+    converged: bool
+    singular: bool
+    hessian: np.ndarray
+    n_evaluations: int
 
 
 def _runs_table(runs: list[tuple[str, np.ndarray, float, str, int]]) -> pd.DataFrame:
@@ -1074,48 +1070,23 @@ class NestedLMM:
         return lam_p, lam_t
 
     def _factor(self, theta: np.ndarray, suff: dict[str, Any]) -> dict[str, Any] | None:
-        """Blocked Cholesky factorisation of the PLS system at ``theta``."""
-        qp, qt, p = self.qp, self.qt, self.p
+        """Blocked Cholesky factorisation of the PLS system at ``theta`` (compiled kernel)."""
+        p = self.p
         lam_p, lam_t = self._lambdas(theta)
-        eye_p = np.eye(qp)[:, :, None]
-        a_pp = _congruence(lam_p, self._zpzp) + eye_p
-        chol_p = _batched_cholesky(a_pp)
-        if chol_p is None:
+        ok, logdet, chol_p, solved_p, chol_t, solved_t, chol_x = factor_pls(
+            lam_p,
+            lam_t,
+            self._zpzp,
+            suff["zpr"],
+            self._ztzt,
+            suff["ztr"],
+            suff["xyxy"],
+            self.patient_therapist,
+        )
+        if not ok:
             return None
-        border_p = _left_multiply(lam_p, suff["zpr"])  # (qp, G, qt + p + 1)
-        if qt:
-            border_p[:, :, :qt] = _right_multiply(border_p[:, :, :qt], lam_t)
-        solved_p = _batched_forward(chol_p, border_p)
-        logdet = 2.0 * sum(float(np.log(chol_p[i, i]).sum()) for i in range(qp))
-        width = p + 1
-        if qt:
-            # Schur complements of the patient blocks, summed into their therapist blocks.
-            coupling = np.zeros((qt, self.n_patients, qt + width))
-            for a in range(qt):
-                for k in range(qp):
-                    coupling[a] += solved_p[k, :, a : a + 1] * solved_p[k]
-            coupling_t = np.add.reduceat(coupling, self._therapist_starts, axis=1)
-            a_tt = _congruence(lam_t, self._ztzt) + np.eye(qt)[:, :, None]
-            a_tt -= np.transpose(coupling_t[:, :, :qt], (0, 2, 1))
-            chol_t = _batched_cholesky(a_tt)
-            if chol_t is None:
-                return None
-            border_t = _left_multiply(lam_t, suff["ztr"]) - coupling_t[:, :, qt:]
-            solved_t = _batched_forward(chol_t, border_t)
-            logdet += 2.0 * sum(float(np.log(chol_t[i, i]).sum()) for i in range(qt))
-            tail_p = solved_p[:, :, qt:].reshape(-1, width)
-            tail_t = solved_t.reshape(-1, width)
-            schur = suff["xyxy"] - tail_p.T @ tail_p - tail_t.T @ tail_t
-        else:
+        if not self.qt:
             chol_t = solved_t = None
-            tail_p = solved_p.reshape(-1, width)
-            schur = suff["xyxy"] - tail_p.T @ tail_p
-        try:
-            chol_x = np.linalg.cholesky(schur)
-        except np.linalg.LinAlgError:
-            return None
-        if not np.all(np.isfinite(chol_x)) or chol_x[p, p] <= 0.0:
-            return None
         return {
             "lam_p": lam_p,
             "lam_t": lam_t,
@@ -1125,7 +1096,7 @@ class NestedLMM:
             "solved_t": solved_t,
             "chol_x": chol_x,
             "logdet_l": logdet,
-            "logdet_rx": 2.0 * float(np.log(np.diag(chol_x)[:p]).sum()),
+            "logdet_rx": 2.0 * sum(math.log(chol_x[k, k]) for k in range(p)),
             "pwrss": float(chol_x[p, p] ** 2),
         }
 
@@ -1195,6 +1166,7 @@ class NestedLMM:
         start: Any = None,
         check: bool = True,
         emit_warnings: bool = True,
+        curvature: Any = None,
     ) -> EngineResult:
         """Fit the model to response ``y`` by REML or ML.
 
@@ -1213,64 +1185,101 @@ class NestedLMM:
         emit_warnings : bool, default True
             Emit each diagnostic as :class:`EngineWarning` (they are always stored in
             ``EngineResult.warnings``).
+        curvature : array_like, optional
+            The Hessian of the profiled deviance at a nearby optimum (``fit_fixed(...)
+            .hessian`` of similar data, e.g. a pilot replicate of a simulation).  It seeds the
+            quasi-Newton optimiser, replaces the finite-difference Hessian of the Newton
+            polish and of the convergence check, and saves about half of the deviance
+            evaluations when ``start`` is near the optimum too.
 
         Returns
         -------
         EngineResult
         """
-        y_array = self._check_response(y)
-        suff = self._response_statistics(y_array)
+        suff = self._response_statistics(self._check_response(y))
+        optimum = self._optimise(suff, reml, start, check, curvature)
+        result = self._result(optimum, suff, reml)
+        if emit_warnings:
+            for note in result.warnings:
+                warnings.warn(note, EngineWarning, stacklevel=2)
+        return result
+
+    def fit_fixed(
+        self, y: Any, *, reml: bool = True, start: Any = None, curvature: Any = None
+    ) -> FixedEffectsFit:
+        """Fit like :meth:`fit` (one optimiser run) but return only the estimates.
+
+        The quick path for simulation loops (power studies, bootstraps): no conditional
+        modes, no tables and no warnings (``converged`` and ``singular`` carry the checks).
+
+        Parameters
+        ----------
+        y : array_like, shape (n,)
+            Response.
+        reml : bool, default True
+            REML or ML.
+        start, curvature : array_like, optional
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        FixedEffectsFit
+        """
+        suff = self._response_statistics(self._check_response(y))
+        optimum = self._optimise(suff, reml, start, False, curvature)
+        factor = self._factor(optimum.theta, suff)
+        sigma2 = factor["pwrss"] / (self.nobs - self.p if reml else self.nobs)
+        beta, cov_beta, _ = self._fixed_arrays(factor, sigma2, suff["shift"])
+        covariances = {self.patient_name: sigma2 * factor["lam_p"] @ factor["lam_p"].T}
+        if self.nested:
+            covariances[self.therapist_name] = sigma2 * factor["lam_t"] @ factor["lam_t"].T
+        return FixedEffectsFit(
+            beta=beta,
+            cov_beta=cov_beta,
+            theta=optimum.theta.copy(),
+            sigma2=sigma2,
+            covariances=covariances,
+            deviance=optimum.deviance,
+            converged=optimum.converged,
+            singular=self._is_singular(optimum.theta),
+            hessian=optimum.hessian,
+            n_evaluations=optimum.n_evaluations,
+        )
+
+    def _is_singular(self, theta: np.ndarray) -> bool:
+        return bool(np.any(theta[self.theta_lower == 0.0] < SINGULAR_TOL))
+
+    def _optimise(self, suff, reml: bool, start, check: bool, curvature) -> _Optimum:
+        """Minimise the profiled deviance and check the optimum (see :meth:`fit`)."""
         counter = {"calls": 0}
 
         def deviance(theta: np.ndarray) -> float:
             counter["calls"] += 1
             return self._criterion(self._factor(theta, suff), reml)
 
+        given = hessian = self._check_curvature(curvature)
         first_start = self._default_start() if start is None else self._check_start(start)
-        runs = []
-        theta, dev, message = self._minimise(deviance, first_start, counter)
+        theta, dev, message = self._minimise(deviance, first_start, hessian)
+        theta, dev, hessian = self._polish(deviance, theta, dev, hessian)
+        runs = [("first", first_start, dev, message, counter["calls"])]
         notes: list[str] = []
-        theta, dev, hessian, newton_note = self._polish(deviance, theta, dev)
-        runs.append(("first", first_start, dev, message, counter["calls"]))
-        if newton_note:
-            notes.append(newton_note)
+        if check:
+            before = counter["calls"]
+            alt_start = self._alternative_start(first_start)
+            theta2, dev2, message2 = self._minimise(deviance, alt_start, given)
+            theta2, dev2, _ = self._polish(deviance, theta2, dev2, hessian)
+            runs.append(("second", alt_start, dev2, message2, counter["calls"] - before))
+            agree, note = self._compare_runs(theta, dev, theta2, dev2)
+            if note:
+                notes.append(note)
+            if dev2 < dev - _deviance_tol(dev):  # the second run did better: keep it
+                theta, dev = theta2, dev2
+                hessian = self._hessian(deviance, theta, dev)
+        else:
+            agree = True
         gradient = self._gradient(deviance, theta, dev)
         free = self._free_mask(theta, gradient)
         scaled, hess_pd = self._scaled_gradient(hessian, gradient, free)
-        agree = True
-        if check:
-            alt_start = self._alternative_start(first_start)
-            before = counter["calls"]
-            theta2, dev2, message2 = self._minimise(deviance, alt_start, counter)
-            theta2, dev2, _, _ = self._polish(deviance, theta2, dev2, hessian)
-            runs.append(("second", alt_start, dev2, message2, counter["calls"] - before))
-            tol = AGREEMENT_DEVIANCE_TOL + AGREEMENT_DEVIANCE_RTOL * abs(dev)
-            theta_gap = float(np.max(np.abs(theta2 - theta) / np.maximum(1.0, np.abs(theta))))
-            if dev2 < dev - tol:
-                notes.append(
-                    f"optimiser runs disagree: the second start reached a lower deviance "
-                    f"({dev2:.10g} < {dev:.10g}, theta differs by up to {theta_gap:.3g}); the "
-                    "better optimum is kept, but the first run had stopped early."
-                )
-                theta, dev = theta2, dev2
-                gradient = self._gradient(deviance, theta, dev)
-                hessian = self._hessian(deviance, theta, dev)
-                free = self._free_mask(theta, gradient)
-                scaled, hess_pd = self._scaled_gradient(hessian, gradient, free)
-                agree = False
-            elif dev2 > dev + tol:
-                notes.append(
-                    f"optimiser runs disagree: the second start stopped at a higher deviance "
-                    f"({dev2:.10g} > {dev:.10g}); the likelihood may have several local "
-                    "optima."
-                )
-                agree = False
-            elif theta_gap > AGREEMENT_THETA_TOL:
-                notes.append(
-                    f"optimiser runs reached the same deviance but theta differs by up to "
-                    f"{theta_gap:.3g}: the covariance parameters are weakly identified."
-                )
-                agree = False
         converged = bool(np.isfinite(dev)) and agree
         if not hess_pd:
             notes.append(
@@ -1285,7 +1294,7 @@ class NestedLMM:
                 f"{SCALED_GRADIENT_TOL}."
             )
             converged = False
-        optimum = _Optimum(
+        return _Optimum(
             theta=theta,
             deviance=dev,
             gradient=gradient,
@@ -1295,12 +1304,42 @@ class NestedLMM:
             notes=notes,
             n_evaluations=counter["calls"],
             runs=runs,
+            hessian=hessian,
         )
-        result = self._result(optimum, suff, reml)
-        if emit_warnings:
-            for note in result.warnings:
-                warnings.warn(note, EngineWarning, stacklevel=2)
-        return result
+
+    def _compare_runs(self, theta, dev, theta2, dev2) -> tuple[bool, str]:
+        """Whether two optimiser runs agree, and a note saying how they differ."""
+        tol = _deviance_tol(dev)
+        theta_gap = float(np.max(np.abs(theta2 - theta) / np.maximum(1.0, np.abs(theta))))
+        if dev2 < dev - tol:
+            return False, (
+                f"optimiser runs disagree: the second start reached a lower deviance "
+                f"({dev2:.10g} < {dev:.10g}, theta differs by up to {theta_gap:.3g}); the "
+                "better optimum is kept, but the first run had stopped early."
+            )
+        if dev2 > dev + tol:
+            return False, (
+                f"optimiser runs disagree: the second start stopped at a higher deviance "
+                f"({dev2:.10g} > {dev:.10g}); the likelihood may have several local optima."
+            )
+        if theta_gap > AGREEMENT_THETA_TOL:
+            return False, (
+                f"optimiser runs reached the same deviance but theta differs by up to "
+                f"{theta_gap:.3g}: the covariance parameters are weakly identified."
+            )
+        return True, ""
+
+    def _check_curvature(self, curvature: Any) -> np.ndarray | None:
+        if curvature is None:
+            return None
+        hessian = np.asarray(curvature, dtype=float)
+        if hessian.shape != (self.n_theta, self.n_theta) or not np.all(np.isfinite(hessian)):
+            raise EngineInputError(
+                f"curvature must be a finite {self.n_theta} x {self.n_theta} matrix (the "
+                f"Hessian of an earlier fit's deviance over {self.theta_names}); got shape "
+                f"{hessian.shape}."
+            )
+        return hessian
 
     def _alternative_start(self, first: np.ndarray) -> np.ndarray:
         default = self._default_start()
@@ -1308,14 +1347,19 @@ class NestedLMM:
             return default
         return 0.2 * default
 
-    def _minimise(self, deviance, start: np.ndarray, counter) -> tuple[np.ndarray, float, str]:
+    def _minimise(self, deviance, start: np.ndarray, hessian=None) -> tuple[np.ndarray, float, str]:
+        """Projected BFGS from ``start`` (seeded with ``hessian``'s inverse when given)."""
+
         def gradient(theta: np.ndarray, f0: float) -> np.ndarray:
             return self._gradient(deviance, theta, f0, central=False)
 
+        inverse = _seed_inverse_hessian(hessian)
         theta = start
         messages = []
         for _restart in range(_MAX_RESTARTS):
-            theta, dev, message = _projected_bfgs(deviance, gradient, theta, self.theta_lower)
+            theta, dev, message = _projected_bfgs(
+                deviance, gradient, theta, self.theta_lower, inverse_hessian=inverse
+            )
             messages.append(message)
             escaped = self._escape_bound(deviance, theta, dev)
             if escaped is None:
@@ -1338,8 +1382,7 @@ class NestedLMM:
         if stuck.size == 0:
             return None
         scale = max(1.0, float(np.max(np.abs(theta))))
-        tol = AGREEMENT_DEVIANCE_TOL + AGREEMENT_DEVIANCE_RTOL * abs(dev)
-        best, best_dev = None, dev - tol
+        best, best_dev = None, dev - _deviance_tol(dev)
         for i in stuck:
             for step in _ESCAPE_STEPS:
                 trial = theta.copy()
@@ -1408,10 +1451,9 @@ class NestedLMM:
     def _polish(self, deviance, theta: np.ndarray, dev: float, hessian=None):
         """Projected Newton steps with one finite-difference Hessian (or a given one)."""
         if not np.isfinite(dev):
-            return theta, dev, np.full((theta.size, theta.size), np.nan), ""
+            return theta, dev, np.full((theta.size, theta.size), np.nan)
         if hessian is None or not np.all(np.isfinite(hessian)):
             hessian = self._hessian(deviance, theta, dev)
-        note = ""
         for _ in range(_NEWTON_MAX_STEPS):
             gradient = self._gradient(deviance, theta, dev)
             free = self._free_mask(theta, gradient)
@@ -1435,7 +1477,7 @@ class NestedLMM:
                 step /= 2.0
             if not improved or np.max(np.abs(step)) < 1e-10:
                 break
-        return theta, dev, hessian, note
+        return theta, dev, hessian
 
     # ---- outputs ------------------------------------------------------------------------
 
@@ -1450,7 +1492,7 @@ class NestedLMM:
         fixed, fixed_cov, gamma = self._fixed_effects(factor, sigma2, suff["shift"])
         modes, conditional_cov = self._conditional_modes(factor, gamma, sigma2)
         covariance, varcomp = self._variance_components(factor["lam_p"], factor["lam_t"], sigma2)
-        singular = bool(np.any(theta[self.theta_lower == 0.0] < SINGULAR_TOL))
+        singular = self._is_singular(theta)
         if singular:
             notes.append(
                 "boundary (singular) fit: a diagonal element of a relative covariance factor is "
@@ -1498,21 +1540,7 @@ class NestedLMM:
 
     def _fixed_effects(self, factor: dict[str, Any], sigma2: float, shift: float):
         """Fixed effects (Wald table), their covariance and the centred-scale ``gamma``."""
-        p = self.p
-        chol_x = factor["chol_x"]
-        lx = chol_x[:p, :p]
-        # Fixed effects in the centred parameterisation, then mapped back.
-        gamma = np.linalg.solve(lx.T, chol_x[p, :p])
-        lx_inv = np.linalg.solve(lx, np.eye(p))
-        cov_gamma = sigma2 * (lx_inv.T @ lx_inv)
-        transform = np.eye(p)
-        if self.intercept_column is not None:
-            transform[self.intercept_column, :] -= self._x_means
-            transform[self.intercept_column, self.intercept_column] = 1.0
-        beta = transform @ gamma
-        if self.intercept_column is not None:
-            beta[self.intercept_column] += shift
-        cov_beta = transform @ cov_gamma @ transform.T
+        beta, cov_beta, gamma = self._fixed_arrays(factor, sigma2, shift)
         se = np.sqrt(np.diag(cov_beta))
         z_crit = float(stats.norm.ppf(0.975))
         z_val = beta / se
@@ -1529,6 +1557,25 @@ class NestedLMM:
         )
         fixed_cov = pd.DataFrame(cov_beta, index=self.fixed_names, columns=self.fixed_names)
         return fixed, fixed_cov, gamma
+
+    def _fixed_arrays(self, factor: dict[str, Any], sigma2: float, shift: float):
+        """``beta``, its covariance and ``gamma`` (the centred parameterisation) as arrays."""
+        p = self.p
+        chol_x = factor["chol_x"]
+        lx = chol_x[:p, :p]
+        # Fixed effects in the centred parameterisation, then mapped back.
+        gamma = np.linalg.solve(lx.T, chol_x[p, :p])
+        lx_inv = np.linalg.solve(lx, np.eye(p))
+        cov_gamma = sigma2 * (lx_inv.T @ lx_inv)
+        transform = np.eye(p)
+        if self.intercept_column is not None:
+            transform[self.intercept_column, :] -= self._x_means
+            transform[self.intercept_column, self.intercept_column] = 1.0
+        beta = transform @ gamma
+        if self.intercept_column is not None:
+            beta[self.intercept_column] += shift
+        cov_beta = transform @ cov_gamma @ transform.T
+        return beta, cov_beta, gamma
 
     def _conditional_modes(self, factor: dict[str, Any], gamma: np.ndarray, sigma2: float):
         """Conditional modes and covariances per factor (patient level first).

@@ -2375,8 +2375,15 @@ def _count_added(
 
 
 def _lr_statistic(restricted: MixedResult, full: MixedResult) -> float:
-    """Twice the log-likelihood gain, 0 for a gain lost in rounding; a real loss is an error."""
+    """Twice the log-likelihood gain, 0 for a gain lost in rounding; a real loss is an error.
+
+    A gain within rounding of 0 (|2 Δ logLik| ≤ 1e-10 |logLik|, e.g. a variance estimated at
+    exactly 0 reached by two different computations) is 0: the chi-square mixtures put a
+    point mass there, so a rounding-sized positive value would halve the p-value.
+    """
     statistic = 2.0 * (full.loglik - restricted.loglik)
+    if abs(statistic) <= 1e-10 * max(1.0, abs(full.loglik)):
+        return 0.0
     if statistic < -1e-6 * max(1.0, abs(full.loglik)):
         raise ValueError(
             f"The full model's log-likelihood ({full.loglik:.6f}) is below the restricted "

@@ -94,7 +94,7 @@ from scipy import stats
 
 from helpers import simulate
 from helpers.ddf import DDF_METHODS, MixedDesign, RandomLevel, SmallSampleInference
-from helpers.engine import EngineInputError, NestedLMM
+from helpers.engine import EngineInputError, FixedEffectsFit, NestedLMM
 
 __all__ = [
     "ALLIANCE_TERMS",
@@ -504,102 +504,147 @@ _EMPTY_ROW = {
 }
 
 
-def _fit_replicate(
-    rows: Mapping[str, np.ndarray], ddf: str, alpha: float
-) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """Fit the analysis model to one replicate; per-term test results and fit flags."""
+@dataclass(frozen=True)
+class _Replicate:
+    """One replicate's analysis data: the model's design, response and group codes."""
+
+    model: NestedLMM
+    y: np.ndarray
+    patient: np.ndarray
+    therapist: np.ndarray
+
+
+def _analysis_model(rows: Mapping[str, np.ndarray]) -> tuple[int, _Replicate | None]:
+    """Rows used and the analysis model of one replicate (None: fewer than 10 rows).
+
+    ``outcome ~ alliance_within_lag + alliance_between_c + session_c +
+    (1 + session_c || patient) + (1 | therapist)`` on the sessions with an outcome and both
+    alliance features.
+    """
     feats = _features(rows)
     y = rows["outcome"]
     keep = ~(np.isnan(y) | np.isnan(feats["alliance_within_lag"]))
     keep &= ~np.isnan(feats["alliance_between_c"])
-    flags = {"converged": False, "singular": False, "n_obs": int(keep.sum()), "n_patients": 0}
-    empty = {term: dict(_EMPTY_ROW) for term in ALLIANCE_TERMS}
-    if keep.sum() < 10:
-        return empty, flags
+    n_obs = int(keep.sum())
+    if n_obs < 10:
+        return n_obs, None
     patient = np.unique(rows["patient"][keep], return_inverse=True)[1]
     therapist = np.unique(rows["therapist"][keep], return_inverse=True)[1]
-    flags["n_patients"] = int(patient.max()) + 1
     session_c = feats["session_c"][keep]
+    ones = np.ones(n_obs)
     x = np.column_stack(
-        [
-            np.ones(keep.sum()),
-            feats["alliance_within_lag"][keep],
-            feats["alliance_between_c"][keep],
-            session_c,
-        ]
+        [ones, feats["alliance_within_lag"][keep], feats["alliance_between_c"][keep], session_c]
     )
-    z = np.column_stack([np.ones(keep.sum()), session_c])
-    names = ["(Intercept)", *ALLIANCE_TERMS, "session_c"]
+    model = NestedLMM(
+        x,
+        patient=patient,
+        therapist=therapist,
+        Z_patient=np.column_stack([ones, session_c]),
+        fixed_names=["(Intercept)", *ALLIANCE_TERMS, "session_c"],
+        patient_terms=["(Intercept)", "session_c"],
+        patient_name="patient_id",
+        therapist_name="therapist_id",
+        patient_covariance="diagonal",
+    )
+    return n_obs, _Replicate(model, y[keep], patient, therapist)
+
+
+#: Replicate number of a cell's pilot study (never a real replicate): its fit gives every
+#: replicate of the cell the same warm start and curvature, whatever the split of the work.
+PILOT_REPLICATE = 2**32
+
+
+@functools.lru_cache(maxsize=64)
+def _pilot(design_values: str, seed: int) -> FixedEffectsFit | None:
+    """The fit of a cell's pilot study (cached per worker process); None if it fails."""
+    design = Design(**json.loads(design_values))
+    rows = _simulate_arrays(design, replicate_seed(seed, design.key(), PILOT_REPLICATE))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = NestedLMM(
-                x,
-                patient=patient,
-                therapist=therapist,
-                Z_patient=z,
-                fixed_names=names,
-                patient_terms=["(Intercept)", "session_c"],
-                patient_name="patient_id",
-                therapist_name="therapist_id",
-                patient_covariance="diagonal",
-            )
-            fit = model.fit(y[keep], reml=True, check=False, emit_warnings=False)
+            replicate = _analysis_model(rows)[1]
+            fit = None if replicate is None else replicate.model.fit_fixed(replicate.y)
+    except (EngineInputError, np.linalg.LinAlgError, FloatingPointError):
+        return None
+    usable = fit is not None and fit.converged and np.all(np.isfinite(fit.hessian))
+    return fit if usable else None
+
+
+def _fit_replicate(
+    rows: Mapping[str, np.ndarray], ddf: str, alpha: float, pilot: FixedEffectsFit | None = None
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Fit the analysis model to one replicate; per-term test results and fit flags.
+
+    With a ``pilot`` fit, the optimiser starts at its ``theta`` with its curvature.
+    """
+    flags = {"converged": False, "singular": False, "n_obs": 0, "n_patients": 0}
+    empty = {term: dict(_EMPTY_ROW) for term in ALLIANCE_TERMS}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            flags["n_obs"], replicate = _analysis_model(rows)
+            if replicate is None:
+                return empty, flags
+            flags["n_patients"] = replicate.model.n_patients
+            warm = {} if pilot is None else {"start": pilot.theta, "curvature": pilot.hessian}
+            fit = replicate.model.fit_fixed(replicate.y, **warm)
     except (EngineInputError, np.linalg.LinAlgError, FloatingPointError):
         return empty, flags
     flags["converged"], flags["singular"] = bool(fit.converged), bool(fit.singular)
-    out = {}
-    level = 1.0 - alpha
-    if ddf == "asymptotic":
-        for term in ALLIANCE_TERMS:
-            est, se = float(fit.fixed.loc[term, "estimate"]), float(fit.fixed.loc[term, "se"])
-            crit = stats.norm.ppf(0.5 + level / 2)
-            out[term] = {
-                "estimate": est,
-                "se": se,
-                "df": np.inf,
-                "p": float(2 * stats.norm.sf(abs(est / se))),
-                "ci_low": est - crit * se,
-                "ci_high": est + crit * se,
-            }
-        return out, flags
-    design = MixedDesign(
-        x,
-        y[keep],
-        (
-            RandomLevel("therapist_id", therapist, np.ones((keep.sum(), 1)), ((0,),)),
-            RandomLevel("patient_id", patient, z, ((0,), (1,))),
-        ),
-    )
-    covariances = [
-        fit.covariance["therapist_id"].to_numpy(),
-        fit.covariance["patient_id"].to_numpy(),
-    ]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            inference = SmallSampleInference(design, covariances, fit.sigma2, reml=True)
-            for k, term in enumerate(names):
-                if term not in ALLIANCE_TERMS:
-                    continue
-                ell = np.eye(len(names))[k]
-                if ddf == "satterthwaite":
-                    var, df = inference.satterthwaite_1d(ell)
-                else:
-                    var, df = inference.kenward_roger_1d(ell)
-                est, se = float(inference.beta[k]), math.sqrt(var)
-                crit = stats.t.ppf(0.5 + level / 2, df)
-                out[term] = {
-                    "estimate": est,
-                    "se": se,
-                    "df": float(df),
-                    "p": float(2 * stats.t.sf(abs(est / se), df)),
-                    "ci_low": est - crit * se,
-                    "ci_high": est + crit * se,
-                }
+        out = _term_tests(replicate, fit, ddf, 1.0 - alpha)
     except (np.linalg.LinAlgError, ValueError, ZeroDivisionError, FloatingPointError):
         return empty, flags
     return out, flags
+
+
+def _term_tests(
+    replicate: _Replicate, fit: FixedEffectsFit, ddf: str, level: float
+) -> dict[str, dict[str, float]]:
+    """Estimate, SE, df, p and CI of each alliance term (z, Satterthwaite or KR)."""
+    model = replicate.model
+    positions = [model.fixed_names.index(term) for term in ALLIANCE_TERMS]
+    if ddf == "asymptotic":
+        estimates = fit.beta[positions]
+        variances = np.diag(fit.cov_beta)[positions]
+        dfs = [np.inf] * len(positions)
+    else:
+        therapist = np.ones((model.nobs, 1))
+        design = MixedDesign(
+            model.x,
+            replicate.y,
+            (
+                RandomLevel("therapist_id", replicate.therapist, therapist, ((0,),)),
+                RandomLevel("patient_id", replicate.patient, model.zp, ((0,), (1,))),
+            ),
+        )
+        covariances = [fit.covariances["therapist_id"], fit.covariances["patient_id"]]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            inference = SmallSampleInference(design, covariances, fit.sigma2, reml=True)
+            pairs = []
+            for k in positions:
+                ell = np.eye(model.p)[k]
+                if ddf == "satterthwaite":
+                    pairs.append(inference.satterthwaite_1d(ell))
+                else:
+                    pairs.append(inference.kenward_roger_1d(ell))
+        estimates = inference.beta[positions]
+        variances, dfs = [v for v, _ in pairs], [d for _, d in pairs]
+    out = {}
+    for term, est, var, df in zip(ALLIANCE_TERMS, estimates, variances, dfs, strict=True):
+        se = math.sqrt(var)
+        dist = stats.norm if math.isinf(df) else stats.t(df)
+        crit = float(dist.ppf(0.5 + level / 2))
+        out[term] = {
+            "estimate": float(est),
+            "se": se,
+            "df": float(df),
+            "p": float(2 * dist.sf(abs(est / se))),
+            "ci_low": float(est) - crit * se,
+            "ci_high": float(est) + crit * se,
+        }
+    return out
 
 
 def _run_chunk(
@@ -614,9 +659,10 @@ def _run_chunk(
     key = design.key()
     records = []
     started = time.perf_counter()
+    pilot = _pilot(json.dumps(design_values, sort_keys=True), seed)
     for rep in range(*replicates):
         rows = _simulate_arrays(design, replicate_seed(seed, key, rep))
-        results, flags = _fit_replicate(rows, ddf, alpha)
+        results, flags = _fit_replicate(rows, ddf, alpha, pilot)
         for term, res in results.items():
             records.append({"replicate": rep, "term": term, **res, **flags})
     return {
