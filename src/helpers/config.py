@@ -4,8 +4,8 @@ The format is documented key by key in ``study_template.yml`` (next to this
 module; :func:`default_template_path`).  :func:`load_config` reads a config,
 checks every key and value against that format and returns a
 :class:`StudyConfig`; every mistake is reported at once, as a
-:class:`~helpers.validation.StudyDataError` naming the config file, the key
-and its line.
+:class:`~helpers.errors.ConfigError` (a :class:`~helpers.errors.StudyDataError`)
+naming the config file, the key and its line.
 
 Examples
 --------
@@ -31,7 +31,8 @@ from typing import Any
 import yaml
 
 from helpers import schema
-from helpers.validation import Problem, StudyDataError, display_path
+from helpers.errors import ConfigError, Problem, StudyDataError
+from helpers.paths import display_path
 
 # Item counts of the supported instruments.  helpers.scoring.INSTRUMENTS is the
 # full registry (items, ranges, reverse-keyed items, subscales); this copy only
@@ -1161,8 +1162,9 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
 
     Raises
     ------
-    StudyDataError
-        Listing every problem found (unknown or missing keys, bad values).
+    ConfigError
+        A :class:`~helpers.errors.StudyDataError` listing every problem found
+        (unknown or missing keys, bad values).
     """
     path = None if path is None else Path(path)
     c = _Checker(path, _lines or {})
@@ -1170,7 +1172,7 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
         c.add(
             (), "a config made of 'key: value' lines", _type_name(data), "start from the template"
         )
-        raise StudyDataError(c.problems, _summary(path))
+        raise ConfigError(c.problems, _summary(path))
     c.unknown_keys(data, TOP_LEVEL_KEYS)
 
     study = c.text(data, ("study",), True, "a short study name")
@@ -1277,7 +1279,7 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
         )
         _check_reused_columns(c, config)
     if c.problems:
-        raise StudyDataError(c.problems, _summary(path))
+        raise ConfigError(c.problems, _summary(path))
     return config
 
 
@@ -1311,9 +1313,9 @@ def _summary(path: Path | None) -> str:
     return f"The study config {name} cannot be used as it is."
 
 
-def _config_problem(path: Path, rule: str, found: str, fix: str, **kw: Any) -> StudyDataError:
-    """A :class:`StudyDataError` about the config file as a whole."""
-    return StudyDataError(
+def _config_problem(path: Path, rule: str, found: str, fix: str, **kw: Any) -> ConfigError:
+    """A :class:`ConfigError` about the config file as a whole."""
+    return ConfigError(
         Problem(file=path.resolve(), column=None, rule=rule, found=found, fix=fix, **kw),
         _summary(path.resolve()),
     )
@@ -1435,12 +1437,13 @@ def load_config(path: str | Path) -> StudyConfig:
 
     Raises
     ------
-    StudyDataError
-        When the file is missing, not a regular file (a folder, a FIFO, a
-        device), unreadable, larger than :data:`MAX_CONFIG_BYTES`, not UTF-8,
-        not valid YAML or uses YAML aliases (``*name``: refused outright, a
-        study config needs none and they allow "billion laughs" expansions),
-        or for every unknown key (with the nearest valid key suggested),
+    ConfigError
+        A :class:`~helpers.errors.StudyDataError`, when the file is missing,
+        not a regular file (a folder, a FIFO, a device), unreadable, larger
+        than :data:`MAX_CONFIG_BYTES`, not UTF-8, not valid YAML or uses YAML
+        aliases (``*name``: refused outright, a study config needs none and
+        they allow "billion laughs" expansions), or for every unknown key
+        (with the nearest valid key suggested),
         missing required key and bad value, each with its line number.
 
     Examples
@@ -1474,5 +1477,5 @@ def load_config(path: str | Path) -> StudyConfig:
             )
         )
     if problems or config is None:
-        raise StudyDataError(problems, _summary(path.resolve()))
+        raise ConfigError(problems, _summary(path.resolve()))
     return config

@@ -69,6 +69,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from helpers.errors import EngineInputError
+
 #: lme4's ``isSingular`` tolerance on the diagonal elements of ``Lambda``.
 SINGULAR_TOL = 1e-4
 #: Largest accepted Newton step ``max |H^-1 g|`` of the profiled deviance over ``theta``
@@ -96,10 +98,6 @@ _NEWTON_MAX_STEPS = 10
 _MAX_RESTARTS = 6
 _ESCAPE_STEPS = (1e-3, 1e-2, 0.1, 0.5)
 _COVARIANCE_TYPES = ("unstructured", "diagonal")
-
-
-class EngineInputError(ValueError):
-    """The data or arguments do not fit the nested mixed model (message says how to fix)."""
 
 
 class EngineWarning(UserWarning):

@@ -103,6 +103,7 @@ from helpers.engine import (
     NestedLMM,
     summary_text,
 )
+from helpers.errors import FormulaError, ModelDataError, UnsupportedModelError
 
 __all__ = [
     "DEFAULT_OPTIMIZERS",
@@ -137,18 +138,6 @@ _NEWTON_MAX_STEPS = 8
 _KNOWN_METHODS = ("lbfgs", "bfgs", "cg", "powell", "nm")
 #: Values of ``fit_mixed(engine=...)``.
 ENGINES: tuple[str, ...] = ("auto", "engine", "statsmodels")
-
-
-class FormulaError(ValueError):
-    """The formula cannot be read as an lme4 mixed-model formula."""
-
-
-class UnsupportedModelError(ValueError):
-    """The lme4 model has no exact equivalent in statsmodels' ``MixedLM``."""
-
-
-class ModelDataError(ValueError):
-    """The data do not fit the model (missing columns, too few groups, ...)."""
 
 
 class MixedModelWarning(UserWarning):

@@ -95,6 +95,7 @@ from scipy import stats
 from helpers import simulate
 from helpers.ddf import DDF_METHODS, MixedDesign, RandomLevel, SmallSampleInference
 from helpers.engine import EngineInputError, NestedLMM
+from helpers.errors import PowerSettingsError
 
 __all__ = [
     "ALLIANCE_TERMS",
@@ -124,10 +125,6 @@ _SHARE_SAMPLE = {"n_therapists": 2000, "patients_per_therapist": 10, "seed": 202
 #: How long to wait for a Dask scheduler given by address.
 SCHEDULER_TIMEOUT = "20s"
 _DEMO = "demo study design (data/raw/demo/README.md)"
-
-
-class PowerSettingsError(ValueError):
-    """A design or power-study setting that cannot be used (the message says how to fix)."""
 
 
 def _source(name: str) -> str:

@@ -64,6 +64,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from helpers.errors import NotebookFailedError
 from helpers.paths import NOTEBOOKS_DIR, relative_to_root, resolve_path
 from helpers.provenance import describe_files, git_commit, package_versions
 from helpers.safety import (
@@ -363,20 +364,6 @@ def run_notebooks(
             print(step_line(step, len(notebooks), notebook.stem, seconds, width), flush=True)
             executed.append(target)
     return executed
-
-
-class NotebookFailedError(RuntimeError):
-    """A notebook of the suite stopped with an error during ``make all``."""
-
-    def __init__(self, name: str, err: Exception, partial: Path) -> None:
-        self.name, self.partial = name, partial
-        ename = getattr(err, "ename", type(err).__name__)
-        evalue = getattr(err, "evalue", str(err))
-        cell = getattr(err, "exec_count", "?")
-        super().__init__(
-            f"{name} stopped at cell [{cell}] with {ename}:\n{evalue}\n\n"
-            f"The partly executed notebook is {relative_to_root(partial)}."
-        )
 
 
 #: Output folders of a run whose files must be byte-identical between runs.
