@@ -58,6 +58,8 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 from scipy import stats
 
+from helpers.errors import SettingsError
+
 __all__ = [
     "META_ANALYSES",
     "MetaAnalysis",
@@ -85,16 +87,16 @@ def _real(value: object, name: str) -> float:
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__}).")
     out = float(value)
     if math.isnan(out):
-        raise ValueError(f"{name} is missing (NaN); a number is needed.")
+        raise SettingsError(f"{name} is missing (NaN); a number is needed.", fix="Pass a number.")
     if math.isinf(out):
-        raise ValueError(f"{name} must be finite, got {out}.")
+        raise SettingsError(f"{name} must be finite, got {out}.", fix="Pass a finite number.")
     return out
 
 
 def _correlation(value: object, name: str = "r") -> float:
     r = _real(value, name)
     if not -1.0 < r < 1.0:
-        raise ValueError(
+        raise SettingsError(
             f"{name} must lie strictly between -1 and 1 (|{name}| < 1), got {r}. "
             "A correlation of exactly +/-1 has no Fisher z (it is infinite) and no "
             "sampling error; check that the value is a correlation and not, e.g., a "
@@ -106,7 +108,9 @@ def _correlation(value: object, name: str = "r") -> float:
 def _positive(value: object, name: str) -> float:
     out = _real(value, name)
     if out <= 0:
-        raise ValueError(f"{name} must be greater than 0, got {out}.")
+        raise SettingsError(
+            f"{name} must be greater than 0, got {out}.", fix="Pass a positive number."
+        )
     return out
 
 
@@ -114,16 +118,18 @@ def _count(value: object, name: str, minimum: int) -> int:
     """A whole number >= ``minimum`` (floats such as 120.0 are accepted)."""
     out = _real(value, name)
     if out != int(out):
-        raise ValueError(f"{name} must be a whole number, got {out}.")
+        raise SettingsError(
+            f"{name} must be a whole number, got {out}.", fix="Pass a whole number."
+        )
     if out < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {int(out)}.")
+        raise SettingsError(f"{name} must be at least {minimum}, got {int(out)}.")
     return int(out)
 
 
 def _level(level: object) -> float:
     out = _real(level, "level")
     if not 0.0 < out < 1.0:
-        raise ValueError(
+        raise SettingsError(
             f"level is the confidence level as a proportion (e.g. 0.95), got {out}; "
             "it must lie strictly between 0 and 1."
         )
@@ -284,7 +290,7 @@ def _two_group_a(n1: object, n2: object) -> float:
     if n1 is None and n2 is None:
         return 4.0
     if n1 is None or n2 is None:
-        raise ValueError(
+        raise SettingsError(
             "Give both group sizes n1 and n2, or neither (neither assumes equal groups, a = 4)."
         )
     n1 = _count(n1, "n1", minimum=1)
@@ -450,7 +456,7 @@ def r_from_standardized_beta(beta: float, n_predictors: int) -> float:
     beta = _real(beta, "beta")
     k = _count(n_predictors, "n_predictors", minimum=1)
     if k != 1:
-        raise ValueError(
+        raise SettingsError(
             f"A standardised coefficient from a regression with {k} predictors is not a "
             "correlation: it equals r only when the predictors are uncorrelated, and it is "
             "neither the zero-order nor the partial correlation. Use r_from_t(t, df_resid) "
@@ -458,7 +464,7 @@ def r_from_standardized_beta(beta: float, n_predictors: int) -> float:
             "compute the zero-order r from the data."
         )
     if abs(beta) > 1.0:
-        raise ValueError(
+        raise SettingsError(
             f"beta = {beta} cannot come from a simple regression, where beta = r and "
             "|r| <= 1. Check that it is standardised (b * SD(x) / SD(y))."
         )
@@ -764,11 +770,11 @@ def benchmark_table(
         ci_note = f"{level:.0%} CI from Fisher z with n = {n_s}"
     else:
         if isinstance(study_ci, str) or len(study_ci) != 2:
-            raise ValueError(f"study_ci must be a pair (lower, upper), got {study_ci!r}.")
+            raise SettingsError(f"study_ci must be a pair (lower, upper), got {study_ci!r}.")
         lo_s = _correlation(study_ci[0], "study_ci lower bound")
         hi_s = _correlation(study_ci[1], "study_ci upper bound")
         if not lo_s <= r_s <= hi_s or lo_s == hi_s:
-            raise ValueError(
+            raise SettingsError(
                 f"study_ci = ({lo_s}, {hi_s}) does not contain study_r = {r_s} as "
                 "(lower < upper, lower <= r <= upper). Pass (lower, upper) of the same "
                 "estimate."

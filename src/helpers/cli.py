@@ -23,12 +23,12 @@ power
 
 A user's mistake (a bad file, a config naming a missing column …: a
 :class:`~helpers.errors.StudyDataError`) is printed as a readable report and
-the command exits with status 2; any other user error of
-:mod:`helpers.errors` (a setting, a model) is printed as one ``error:``
-message, also with status 2.  Bad input never shows a Python traceback.  A notebook that fails exits with status 1.
-Any other error is a bug of the suite: a short message says so, the full
-traceback is saved to a temporary file named in the message, and the command
-exits with status 3 (:data:`EXIT_BUG`).
+the command exits with status 2; any other user error of :mod:`helpers.errors`
+(a setting, a model) is printed as one ``error:`` message, also with status 2.
+Bad input never shows a Python traceback.  A notebook that fails exits with
+status 1.  Any other error is a bug of the suite: a short message says so, the
+full traceback is saved to a temporary file named in the message, and the
+command exits with status 3 (:data:`EXIT_BUG`).
 """
 
 from __future__ import annotations

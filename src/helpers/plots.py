@@ -1407,7 +1407,7 @@ def normal_quantiles(n: int) -> np.ndarray:
     [-1.1798, -0.4972, 0.0, 0.4972, 1.1798]
     """
     if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}.")
+        raise PlotInputError(f"n must be at least 1, got {n}.", fix="Pass n >= 1.")
     a = 3 / 8 if n <= 10 else 1 / 2
     positions = (np.arange(1, n + 1) - a) / (n + 1 - 2 * a)
     return stats.norm.ppf(positions)

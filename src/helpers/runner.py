@@ -64,7 +64,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from helpers.errors import NotebookFailedError
+from helpers.errors import NotebookFailedError, SettingsError
 from helpers.paths import NOTEBOOKS_DIR, relative_to_root, resolve_path
 from helpers.provenance import describe_files, git_commit, package_versions
 from helpers.safety import (
@@ -548,7 +548,7 @@ def parse_settings(settings: list[str] | None) -> dict[str, object]:
     for setting in settings or []:
         name, sep, text = setting.partition("=")
         if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", name.strip()):
-            raise ValueError(
+            raise SettingsError(
                 f"--set {setting!r}: write NAME=VALUE with the notebook parameter's upper-case "
                 "name, e.g. --set N_BOOTSTRAP=20"
             )

@@ -145,6 +145,7 @@ import pandas as pd
 from scipy.special import expit
 
 from helpers import schema
+from helpers.errors import DataInputError, SettingsError
 from helpers.safety import atomic_write_bytes
 
 # --------------------------------------------------------------------------- #
@@ -450,7 +451,7 @@ def _check_design(n_therapists: Any, patients_per_therapist: Any, max_sessions: 
         ("max_sessions", max_sessions, 1),
     ):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-            raise ValueError(
+            raise SettingsError(
                 f"simulate_study: {name} must be a whole number >= {low}; got {value!r}. "
                 f"Pass e.g. {name}={max(low, 10)}."
             )
@@ -482,7 +483,7 @@ def resolve_parameters(**params: float) -> dict[str, float]:
     """
     unknown = sorted(set(params) - set(DEFAULT_PARAMETERS))
     if unknown:
-        raise ValueError(
+        raise SettingsError(
             f"simulate_study: unknown parameter(s) {', '.join(unknown)}. "
             f"Valid names: {', '.join(sorted(DEFAULT_PARAMETERS))}."
         )
@@ -507,7 +508,7 @@ def resolve_parameters(**params: float) -> dict[str, float]:
     if resolved["share_female"] + resolved["share_other_gender"] > 1:
         problems.append("share_female + share_other_gender must not exceed 1")
     if problems:
-        raise ValueError("simulate_study: invalid parameter(s): " + "; ".join(problems) + ".")
+        raise SettingsError("simulate_study: invalid parameter(s): " + "; ".join(problems) + ".")
     if "repair_max_sessions" in params:
         resolved["repair_max_sessions"] = int(resolved["repair_max_sessions"])
     return resolved
@@ -1023,13 +1024,13 @@ def _modality_outcome_array(effects: Mapping[str, float] | None) -> np.ndarray |
     if effects is None or len(effects) == 0:
         return None
     if not isinstance(effects, Mapping):
-        raise ValueError(
+        raise SettingsError(
             "simulate_study: modality_outcome_effects must map modality names to PHQ-9 "
             f"points, e.g. {{'psychodynamic': -3.0}}; got {effects!r}."
         )
     unknown = sorted(str(k) for k in effects if k not in MODALITIES)
     if unknown:
-        raise ValueError(
+        raise SettingsError(
             f"simulate_study: modality_outcome_effects names unknown modalities {unknown}. "
             f"Valid names: {', '.join(MODALITIES)}."
         )
@@ -1037,12 +1038,12 @@ def _modality_outcome_array(effects: Mapping[str, float] | None) -> np.ndarray |
     for k, name in enumerate(MODALITIES):
         value = effects.get(name, 0.0)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(
+            raise SettingsError(
                 f"simulate_study: modality_outcome_effects[{name!r}] must be a number; "
                 f"got {value!r}."
             )
         if not math.isfinite(value):
-            raise ValueError(
+            raise SettingsError(
                 f"simulate_study: modality_outcome_effects[{name!r}] must be finite; got {value!r}."
             )
         values[k] = float(value)
@@ -1570,7 +1571,7 @@ def _fault_candidates(data: pd.DataFrame) -> list[Any]:
     treatment_counts = data.loc[data[schema.SESSION] >= 1].groupby(schema.PATIENT_ID).size()
     candidates = sorted(treatment_counts.index[treatment_counts >= 3])
     if len(candidates) < 8:
-        raise ValueError(
+        raise SettingsError(
             "export_clinic_file: need at least 8 patients with 3 or more treatment sessions "
             f"to place the faults; found {len(candidates)}. Simulate a larger study."
         )
@@ -1623,7 +1624,7 @@ def export_clinic_file(data: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, lis
     """
     missing_cols = [c for c in clean_columns() if c not in data.columns]
     if missing_cols:
-        raise ValueError(
+        raise DataInputError(
             "export_clinic_file: the data lack the column(s) "
             f"{', '.join(missing_cols)}; pass the frame returned by simulate_study."
         )
@@ -1945,7 +1946,7 @@ def write_demo_study(out_dir: Path, seed: int = 2026) -> dict:
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(
+        raise SettingsError(
             f"write_demo_study: {out_dir} exists and is not a folder; pass a folder path."
         )
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from helpers.errors import (  # noqa: F401 (re-exported: their old home)
+from helpers.errors import (  # noqa: F401 (Problem & co. re-exported: their old home)
     MAX_VALUES,
     DataInputError,
     Problem,
@@ -156,14 +156,19 @@ def require_frame(
     ------
     TypeError
         ``df`` is not a pandas DataFrame.
-    ValueError
-        Columns are missing; the message names them, the columns present, and ``hint``.
+    DataInputError
+        Columns are missing (a ``ValueError``); the message names them, the
+        columns present, and ``hint``.
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"{where} expects {what} as a pandas DataFrame, got {type(df).__name__}.")
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(
+        raise DataInputError(
             f"{where}: {what} has no column(s) {missing}. Columns present: "
-            f"{list(df.columns)}. {hint}"
+            f"{list(df.columns)}. {hint}",
+            column=missing[0],
+            found=f"no column(s) {missing}",
+            expected=f"columns {list(columns)}",
+            fix=hint,
         )
