@@ -1175,6 +1175,46 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
         raise ConfigError(c.problems, _summary(path))
     c.unknown_keys(data, TOP_LEVEL_KEYS)
 
+    study = _check_study_name(c, data)
+    read = _check_read(c, data)
+    layout = c.choice(data, ("layout",), LAYOUTS, required=True)
+    wide = _check_wide(c, data, layout)
+
+    columns = _check_columns(c, data, layout)
+    covariates = _check_covariates(c, data)
+    labels_sec = c.section(data, "modality_labels", None)
+    modality_labels = {
+        str(k).strip(): v for k, v in _check_names(c, labels_sec, "modality_labels", None).items()
+    }
+
+    alliance, primary = _check_alliance(c, data)
+    outcome = _check_outcome(c, data)
+    cleaning = _check_cleaning(c, data)
+    _check_dated_options(c, columns, outcome, cleaning)
+
+    if not c.problems:
+        config = StudyConfig(
+            study=str(study),
+            layout=str(layout),
+            columns=columns,
+            alliance=alliance,
+            primary_alliance=str(primary),
+            outcome=outcome,  # type: ignore[arg-type]
+            read=read,
+            wide=wide,
+            covariates=covariates,
+            modality_labels=modality_labels,
+            cleaning=cleaning,
+            path=None if path is None else path.resolve(),
+        )
+        _check_reused_columns(c, config)
+    if c.problems:
+        raise ConfigError(c.problems, _summary(path))
+    return config
+
+
+def _check_study_name(c: _Checker, data: Mapping[str, Any]) -> str | None:
+    """``study``: a short name usable in file names."""
     study = c.text(data, ("study",), True, "a short study name")
     if study is not None and not _STUDY_NAME.match(study):
         example = re.sub(r"[^A-Za-z0-9_.-]+", "_", study).strip("_") or "my_study"
@@ -1185,10 +1225,11 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
             f"for example: study: {example}",
             study,
         )
-    read = _check_read(c, data)
-    layout = c.choice(data, ("layout",), LAYOUTS, required=True)
-    wide = _check_wide(c, data, layout)
+    return study
 
+
+def _check_columns(c: _Checker, data: Mapping[str, Any], layout: str | None) -> dict[str, str]:
+    """The ``columns`` block: canonical name -> the user's column, checked against the layout."""
     columns_sec = c.section(data, "columns", COLUMN_KEYS)
     if "columns" not in data:
         c.add(("columns",), "a 'columns' block", "the key is missing", _fix_add(("columns",)))
@@ -1215,13 +1256,13 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
             "delete columns.session, or set layout: long if the file has one row per session",
         )
         del columns[schema.SESSION]
+    return columns
 
-    covariates = _check_covariates(c, data)
-    labels_sec = c.section(data, "modality_labels", None)
-    modality_labels = {
-        str(k).strip(): v for k, v in _check_names(c, labels_sec, "modality_labels", None).items()
-    }
 
+def _check_alliance(
+    c: _Checker, data: Mapping[str, Any]
+) -> tuple[dict[str, MeasureConfig], str | None]:
+    """The ``alliance`` blocks (one per rater) and ``primary_alliance``, the rater models use."""
     alliance: dict[str, MeasureConfig] = {}
     alliance_sec = c.section(data, "alliance", schema.RATERS)
     if not alliance_sec:
@@ -1257,30 +1298,7 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
             _suggest(primary, configured) if configured else "configure that rater first",
             primary,
         )
-
-    outcome = _check_outcome(c, data)
-    cleaning = _check_cleaning(c, data)
-    _check_dated_options(c, columns, outcome, cleaning)
-
-    if not c.problems:
-        config = StudyConfig(
-            study=str(study),
-            layout=str(layout),
-            columns=columns,
-            alliance=alliance,
-            primary_alliance=str(primary),
-            outcome=outcome,  # type: ignore[arg-type]
-            read=read,
-            wide=wide,
-            covariates=covariates,
-            modality_labels=modality_labels,
-            cleaning=cleaning,
-            path=None if path is None else path.resolve(),
-        )
-        _check_reused_columns(c, config)
-    if c.problems:
-        raise ConfigError(c.problems, _summary(path))
-    return config
+    return alliance, primary
 
 
 def _check_reused_columns(c: _Checker, config: StudyConfig) -> None:

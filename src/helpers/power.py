@@ -639,7 +639,7 @@ def mc_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, flo
 
     Examples
     --------
-    >>> [round(v, 4) for v in mc_interval(40, 50)]
+    >>> [round(float(v), 4) for v in mc_interval(40, 50)]
     [0.6696, 0.8876]
     """
     if n <= 0:

@@ -312,8 +312,8 @@ def random_effects_table(
         squares), or ``group`` is not one of its grouping factors, e.g. ``"therapist_id"``
         for a two-level study's model with ``patient_id`` only (the message names the
         factors the model has).  A subclass of ``ValueError``.
-    ValueError
-        If ``level`` is not in (0, 1).
+    SettingsError
+        If ``level`` is not in (0, 1) (a ``ValueError``).
 
     Notes
     -----
@@ -323,9 +323,18 @@ def random_effects_table(
 
     Examples
     --------
-    >>> table = random_effects_table(fit, "therapist_id")  # doctest: +SKIP
-    >>> list(table.columns)  # doctest: +SKIP
+    >>> import numpy as np, pandas as pd
+    >>> from helpers.models import fit_mixed
+    >>> rng = np.random.default_rng(1)
+    >>> therapist = np.repeat(np.arange(8), 10)
+    >>> y = rng.normal(size=8)[therapist] + rng.normal(size=80)
+    >>> data = pd.DataFrame({"y": y, "therapist_id": [f"T{k}" for k in therapist]})
+    >>> fit = fit_mixed(data, "y ~ 1 + (1 | therapist_id)")
+    >>> table = random_effects_table(fit, "therapist_id")
+    >>> list(table.columns)
     ['therapist_id', 'term', 'estimate', 'se', 'ci_low', 'ci_high']
+    >>> len(table)
+    8
     """
     func = "random_effects_table"
     result = _check_result(result, func)
