@@ -194,8 +194,8 @@ USER_ERRORS = [
         "[0, 1]",
     ),
     (
-        "benchmarks",
-        lambda: __import__("helpers.benchmarks").benchmarks.correlation_ci(1.5, 40),
+        "meta_analysis",
+        lambda: __import__("helpers.meta_analysis").meta_analysis.correlation_ci(1.5, 40),
         errors.SettingsError,
         "check that the value is a correlation",
     ),

@@ -58,9 +58,9 @@ from helpers.associations import (
     _estimates_frame,
     _numeric_column,
 )
-from helpers.benchmarks import _level, _z_critical
 from helpers.errors import DataInputError, SettingsError
 from helpers.schema import PATIENT_ID
+from helpers.stats_common import confidence_level, z_critical
 from helpers.validation import describe_rows, require_frame
 
 __all__ = [
@@ -350,7 +350,7 @@ def between_subject_correlation(
         subjects have complete rows, or a subject-mean rating does not vary.
     """
     where = "between_subject_correlation"
-    level = _level(level)
+    level = confidence_level(level)
     pairs, n_incomplete = _paired_ratings(data, a, b, subject, where)
     return _between(pairs, a, b, subject, n_incomplete, level, where)
 
@@ -435,7 +435,7 @@ def repeated_measures_correlation(
     r_rm = −0.507, df = 38, 95% CI −0.707 to −0.232, as the rmcorr package does.
     """
     where = "repeated_measures_correlation"
-    level = _level(level)
+    level = confidence_level(level)
     pairs, _ = _paired_ratings(data, a, b, subject, where)
     return _within(pairs, a, b, subject, level, where)
 
@@ -565,8 +565,8 @@ def bland_altman_repeated(
     λ = (36 − 14) / (2 · 6) = 11/6; s²_b = (12 − 10/3) / (11/6) = 52/11; s²_d = 52/11 + 10/3.
     """
     where = "bland_altman_repeated"
-    level = _level(level)
-    agreement = _level(agreement)
+    level = confidence_level(level)
+    agreement = confidence_level(agreement)
     pairs, n_incomplete = _paired_ratings(data, a, b, subject, where)
     return _bland_altman(pairs, a, b, subject, n_incomplete, level, agreement, where)
 
@@ -620,7 +620,7 @@ def _bland_altman(
         se_mean = math.sqrt(ms_b / n)
         sd_w = sd_b = math.nan
     sd_total = math.sqrt(var_total)
-    z = _z_critical(agreement)
+    z = z_critical(agreement)
     t = float(stats.t.ppf(0.5 + level / 2.0, df_b))
     mean_ci = (mean_diff - t * se_mean, mean_diff + t * se_mean)
     sd_low, sd_high = math.sqrt(var_ci[0]), math.sqrt(var_ci[1])
@@ -709,7 +709,7 @@ def rater_agreement(
         or a rating does not vary (between or within patients).
     """
     where = "rater_agreement"
-    level = _level(level)
+    level = confidence_level(level)
     pairs, n_incomplete = _paired_ratings(sessions, a, b, patient, where)
     between = _between(pairs, a, b, patient, n_incomplete, level, where)
     within = _within(pairs, a, b, patient, level, where)

@@ -2,7 +2,7 @@
 
 :func:`patient_level_alliance_outcome` correlates each patient's mean alliance
 with their improvement (optionally partialling out intake severity) and returns
-an :class:`AllianceOutcomeCorrelation`; :func:`helpers.benchmarks.benchmark_table`
+an :class:`AllianceOutcomeCorrelation`; :func:`helpers.meta_analysis.benchmark_table`
 sets the result beside the published meta-analytic estimates.
 :class:`CorrelationEstimate` (a correlation with its t test and Fisher-z
 interval) is the result type shared with :mod:`helpers.agreement`.
@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from helpers.benchmarks import _count, _fisher_interval, _level
 from helpers.errors import DataInputError
 from helpers.schema import OUTCOME_INTAKE, PATIENT_ID
+from helpers.stats_common import confidence_level, fisher_interval, whole_number
 from helpers.validation import describe_rows, numeric_column, require_frame
 
 __all__ = [
@@ -120,7 +120,7 @@ def _estimate(
         )
     t = r * math.sqrt(df / (1.0 - r * r))
     p = float(2.0 * stats.t.sf(abs(t), df))
-    lo, hi = _fisher_interval(r, se_z, level)
+    lo, hi = fisher_interval(r, se_z, level)
     return CorrelationEstimate(
         label=label,
         r=float(r),
@@ -324,9 +324,9 @@ def patient_level_alliance_outcome(
         than 4 patients (5 when adjusting) remain, or a column is constant.
     """
     where = "patient_level_alliance_outcome"
-    level = _level(level)
+    level = confidence_level(level)
     if min_sessions is not None:
-        min_sessions = _count(min_sessions, "min_sessions", minimum=1)
+        min_sessions = whole_number(min_sessions, "min_sessions", minimum=1)
     needed = [alliance, outcome]
     if min_sessions is not None:
         needed.append(sessions_column)
