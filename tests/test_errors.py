@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import pickle
 
@@ -70,21 +71,26 @@ def test_classes_that_were_value_errors_still_are():
     assert not issubclass(errors.ConfigError, ValueError)
 
 
-def test_old_homes_import_the_same_classes():
-    from helpers import cleaning, engine, models, plots, power, runner, safety, validation
+OLD_HOMES = [
+    ("validation", "StudyDataError"),
+    ("validation", "Problem"),
+    ("validation", "format_problems"),
+    ("safety", "OutputFolderError"),
+    ("plots", "PlotInputError"),
+    ("power", "PowerSettingsError"),
+    ("engine", "EngineInputError"),
+    ("models", "FormulaError"),
+    ("models", "UnsupportedModelError"),
+    ("models", "ModelDataError"),
+    ("cleaning", "LedgerMismatchError"),
+    ("runner", "NotebookFailedError"),
+]
 
-    assert validation.StudyDataError is errors.StudyDataError
-    assert validation.Problem is errors.Problem
-    assert validation.format_problems is errors.format_problems
-    assert safety.OutputFolderError is errors.OutputFolderError
-    assert plots.PlotInputError is errors.PlotInputError
-    assert power.PowerSettingsError is errors.PowerSettingsError
-    assert engine.EngineInputError is errors.EngineInputError
-    assert models.FormulaError is errors.FormulaError
-    assert models.UnsupportedModelError is errors.UnsupportedModelError
-    assert models.ModelDataError is errors.ModelDataError
-    assert cleaning.LedgerMismatchError is errors.LedgerMismatchError
-    assert runner.NotebookFailedError is errors.NotebookFailedError
+
+@pytest.mark.parametrize(("module", "name"), OLD_HOMES)
+def test_old_homes_import_the_same_classes(module, name):
+    old_home = importlib.import_module(f"helpers.{module}")
+    assert getattr(old_home, name) is getattr(errors, name)
 
 
 # --------------------------------------------------------------------------------------
