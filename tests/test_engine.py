@@ -11,7 +11,6 @@ Expected values come from
 
 from __future__ import annotations
 
-import doctest
 import json
 import warnings
 from pathlib import Path
@@ -22,7 +21,6 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from helpers import engine
 from helpers.engine import (
     SINGULAR_TOL,
     EngineInputError,
@@ -92,12 +90,6 @@ def reference_fits() -> dict[str, object]:
 # --------------------------------------------------------------------------------------
 # Agreement with lme4
 # --------------------------------------------------------------------------------------
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(engine, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 3
-    assert result.failed == 0
 
 
 def test_reference_file_covers_the_required_models():

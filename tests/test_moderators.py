@@ -10,7 +10,6 @@ simulated data.
 
 from __future__ import annotations
 
-import doctest
 import math
 import warnings
 
@@ -20,7 +19,6 @@ import pytest
 import statsmodels.formula.api as smf
 from scipy import stats
 
-from helpers import moderators
 from helpers.effects import fit_quietly
 from helpers.moderators import (
     add_rater_features,
@@ -35,10 +33,6 @@ from helpers.moderators import (
 
 NAN = float("nan")
 Z975 = 1.959963984540054
-
-
-def test_doctests():
-    assert doctest.testmod(moderators, raise_on_error=False).failed == 0
 
 
 # ---------------------------------------------------------------------------

@@ -10,7 +10,6 @@ The demo-study test scores detection against the simulated episodes of
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 import warnings
@@ -647,11 +646,6 @@ def test_property_invariants_and_points_oracle(data, points, window, k, seed):
         assert (starts[1:] > ends[:-1]).all()  # episodes never overlap
     shuffled = data.sample(frac=1.0, random_state=seed)
     pd.testing.assert_frame_equal(detect_ruptures(shuffled, k=k, repair_within=window), episodes)
-
-
-def test_module_examples():
-    result = doctest.testmod(ruptures, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # ---------------------------------------------------------------------------

@@ -7,13 +7,10 @@ Expected values are worked out by hand from the instruments' published ranges
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import scales
 from helpers.config import config_from_dict
 from helpers.scales import check_column_scales, convert_item_means, score_columns
 from helpers.validation import StudyDataError
@@ -252,7 +249,3 @@ def test_every_such_column_is_reported_at_once():
     with pytest.raises(StudyDataError) as info:
         check_column_scales(df, score_columns(config()), "study.csv")
     assert [p.column for p in info.value.problems] == ["wai", "phq"]
-
-
-def test_doctests():
-    assert doctest.testmod(scales).failed == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import doctest
 
 import numpy as np
 import pandas as pd
@@ -14,10 +13,6 @@ from helpers import session_dates as sd
 
 def days(*texts: str | None) -> pd.Series:
     return pd.Series([pd.NaT if t is None else pd.Timestamp(t) for t in texts])
-
-
-def test_doctests():
-    assert doctest.testmod(sd).failed == 0
 
 
 def test_iso_dates_by_default_with_an_optional_time():

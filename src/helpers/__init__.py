@@ -38,9 +38,10 @@ Analyses (notebooks 02, 04 and 05)
     (rupture–repair detection and episode summaries), :mod:`helpers.moderators`
     (rater features, simple slopes, Wald tests, early/late alliance),
     :mod:`helpers.associations` (the patient-level alliance–outcome r),
-    :mod:`helpers.agreement` (client–therapist rater agreement) and
-    :mod:`helpers.benchmarks` (effect-size conversions and the meta-analytic
-    benchmark).
+    :mod:`helpers.agreement` (client–therapist rater agreement),
+    :mod:`helpers.meta_analysis` (effect-size conversions and the meta-analytic
+    benchmark) and :mod:`helpers.stats_common` (the argument checks and Fisher-z
+    interval those three share).
 Figures and report (notebook 06, ``make all``)
     :mod:`helpers.style` and :mod:`helpers.plots` (one figure style, the plot
     functions, save_figure), :mod:`helpers.present` (tables as display
@@ -54,8 +55,10 @@ Beside the path
     :mod:`helpers.simulate` (the simulated demo study and its truth) and
     :mod:`helpers.scenarios` (simulated study shapes for the scenario suite);
     :mod:`helpers.paths` (project folders) and :mod:`helpers.safety` (atomic
-    writes, output folders that hold no input); :mod:`helpers.cli`
-    (``python -m helpers …``).
+    writes, output folders that hold no input); :mod:`helpers.errors` (the one
+    error hierarchy: a base ``HelpersError``, data errors that print as a
+    report without a traceback, settings, model, engine and plot errors);
+    :mod:`helpers.cli` (``python -m helpers …``).
 
 Importing the package prints nothing and touches no files.
 """

@@ -58,8 +58,9 @@ from helpers.associations import (
     _estimates_frame,
     _numeric_column,
 )
-from helpers.benchmarks import _level, _z_critical
+from helpers.errors import DataInputError, SettingsError
 from helpers.schema import PATIENT_ID
+from helpers.stats_common import confidence_level, z_critical
 from helpers.validation import describe_rows, require_frame
 
 __all__ = [
@@ -295,10 +296,10 @@ def _paired_ratings(
         "b='alliance_therapist').",
     )
     if a == b:
-        raise ValueError(f"{where}: a and b are the same column ({a!r}); name two ratings.")
+        raise SettingsError(f"{where}: a and b are the same column ({a!r}); name two ratings.")
     no_id = data[subject].isna().to_numpy()
     if no_id.any():
-        raise ValueError(
+        raise DataInputError(
             f"{where}: column {subject!r} is missing in rows "
             f"{describe_rows(list(data.index[no_id]))}. Every row needs its {_unit(subject)}."
         )
@@ -349,7 +350,7 @@ def between_subject_correlation(
         subjects have complete rows, or a subject-mean rating does not vary.
     """
     where = "between_subject_correlation"
-    level = _level(level)
+    level = confidence_level(level)
     pairs, n_incomplete = _paired_ratings(data, a, b, subject, where)
     return _between(pairs, a, b, subject, n_incomplete, level, where)
 
@@ -361,10 +362,11 @@ def _between(
     means = pairs.groupby("subject", sort=True)[["a", "b"]].mean()
     k = len(means)
     if k < 4:
-        raise ValueError(
+        raise DataInputError(
             f"{where}: only {k} {unit}(s) have rows with both {a!r} and {b!r} "
             f"({n_incomplete} rows lack one of them); at least 4 are needed for the "
-            f"between-{unit} correlation and its CI."
+            f"between-{unit} correlation and its CI.",
+            fix="Check that both ratings are filled in for the same rows.",
         )
     _check_not_constant(means["a"].to_numpy(), f"mean {a}", where, unit)
     _check_not_constant(means["b"].to_numpy(), f"mean {b}", where, unit)
@@ -433,7 +435,7 @@ def repeated_measures_correlation(
     r_rm = −0.507, df = 38, 95% CI −0.707 to −0.232, as the rmcorr package does.
     """
     where = "repeated_measures_correlation"
-    level = _level(level)
+    level = confidence_level(level)
     pairs, _ = _paired_ratings(data, a, b, subject, where)
     return _within(pairs, a, b, subject, level, where)
 
@@ -448,10 +450,11 @@ def _within(
     n = len(repeated)
     df = n - k - 1
     if df < 2:
-        raise ValueError(
+        raise DataInputError(
             f"{where}: too few repeated ratings for the within-{unit} correlation: "
             f"{n} rows of {k} {unit}(s) with at least two complete rows give "
-            f"df = N - k - 1 = {df}; at least 2 are needed."
+            f"df = N - k - 1 = {df}; at least 2 are needed.",
+            fix="Pass data in which more subjects have two or more rows with both ratings.",
         )
     group = repeated.groupby("subject", sort=False)
     ca = (repeated["a"] - group["a"].transform("mean")).to_numpy()
@@ -459,9 +462,10 @@ def _within(
     ssa, ssb = float(ca @ ca), float(cb @ cb)
     for ss, column in ((ssa, a), (ssb, b)):
         if ss == 0.0:
-            raise ValueError(
+            raise DataInputError(
                 f"{where}: {column!r} does not vary within any {unit}, so the "
-                f"within-{unit} correlation is not defined."
+                f"within-{unit} correlation is not defined.",
+                fix="Pass a rating that changes across a subject's rows.",
             )
     r = float(ca @ cb) / math.sqrt(ssa * ssb)
     return _estimate(
@@ -561,8 +565,8 @@ def bland_altman_repeated(
     λ = (36 − 14) / (2 · 6) = 11/6; s²_b = (12 − 10/3) / (11/6) = 52/11; s²_d = 52/11 + 10/3.
     """
     where = "bland_altman_repeated"
-    level = _level(level)
-    agreement = _level(agreement)
+    level = confidence_level(level)
+    agreement = confidence_level(agreement)
     pairs, n_incomplete = _paired_ratings(data, a, b, subject, where)
     return _bland_altman(pairs, a, b, subject, n_incomplete, level, agreement, where)
 
@@ -583,10 +587,11 @@ def _bland_altman(
     subject_means = groups.mean().to_numpy()
     n, k = len(diff), len(m)
     if k < 2:
-        raise ValueError(
+        raise DataInputError(
             f"{where}: only {k} {_unit(subject)}(s) have rows with both {a!r} and {b!r} "
             f"({n_incomplete} rows lack one of them); at least 2 are needed for the "
-            "between-subject variance of the differences."
+            "between-subject variance of the differences.",
+            fix="Check that both ratings are filled in for the same rows.",
         )
     mean_diff = float(diff.mean())
     df_b, df_w = k - 1, n - k
@@ -615,7 +620,7 @@ def _bland_altman(
         se_mean = math.sqrt(ms_b / n)
         sd_w = sd_b = math.nan
     sd_total = math.sqrt(var_total)
-    z = _z_critical(agreement)
+    z = z_critical(agreement)
     t = float(stats.t.ppf(0.5 + level / 2.0, df_b))
     mean_ci = (mean_diff - t * se_mean, mean_diff + t * se_mean)
     sd_low, sd_high = math.sqrt(var_ci[0]), math.sqrt(var_ci[1])
@@ -704,7 +709,7 @@ def rater_agreement(
         or a rating does not vary (between or within patients).
     """
     where = "rater_agreement"
-    level = _level(level)
+    level = confidence_level(level)
     pairs, n_incomplete = _paired_ratings(sessions, a, b, patient, where)
     between = _between(pairs, a, b, patient, n_incomplete, level, where)
     within = _within(pairs, a, b, patient, level, where)

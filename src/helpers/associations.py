@@ -2,7 +2,7 @@
 
 :func:`patient_level_alliance_outcome` correlates each patient's mean alliance
 with their improvement (optionally partialling out intake severity) and returns
-an :class:`AllianceOutcomeCorrelation`; :func:`helpers.benchmarks.benchmark_table`
+an :class:`AllianceOutcomeCorrelation`; :func:`helpers.meta_analysis.benchmark_table`
 sets the result beside the published meta-analytic estimates.
 :class:`CorrelationEstimate` (a correlation with its t test and Fisher-z
 interval) is the result type shared with :mod:`helpers.agreement`.
@@ -35,8 +35,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from helpers.benchmarks import _count, _fisher_interval, _level
+from helpers.errors import DataInputError
 from helpers.schema import OUTCOME_INTAKE, PATIENT_ID
+from helpers.stats_common import confidence_level, fisher_interval, whole_number
 from helpers.validation import describe_rows, numeric_column, require_frame
 
 __all__ = [
@@ -111,14 +112,15 @@ def _estimate(
     if not np.isfinite(r):
         raise ValueError(f"{label}: the correlation could not be computed (got {r}).")
     if abs(r) >= 1.0:
-        raise ValueError(
+        raise DataInputError(
             f"{label}: the correlation is exactly {r:+.0f}; the two columns are perfectly "
             "related (the same column twice, or one computed from the other?). A confidence "
-            "interval and test are not defined."
+            "interval and test are not defined.",
+            fix="Pass two different measures.",
         )
     t = r * math.sqrt(df / (1.0 - r * r))
     p = float(2.0 * stats.t.sf(abs(t), df))
-    lo, hi = _fisher_interval(r, se_z, level)
+    lo, hi = fisher_interval(r, se_z, level)
     return CorrelationEstimate(
         label=label,
         r=float(r),
@@ -224,14 +226,16 @@ def _numeric_column(df: pd.DataFrame, column: str, where: str) -> np.ndarray:
         finite=True,
         fix="Score and clean the data first (helpers.pipeline), or pass the right column.",
         row_labels=_row_labels,
+        error=DataInputError,
     )
 
 
 def _check_not_constant(values: np.ndarray, column: str, where: str, what: str) -> None:
     if np.ptp(values) == 0:
-        raise ValueError(
+        raise DataInputError(
             f"{where}: {column!r} has the same value ({values[0]:g}) for every {what} used, "
-            "so it has no variance and no correlation can be computed."
+            "so it has no variance and no correlation can be computed.",
+            fix="Check that the column holds the intended measure.",
         )
 
 
@@ -320,9 +324,9 @@ def patient_level_alliance_outcome(
         than 4 patients (5 when adjusting) remain, or a column is constant.
     """
     where = "patient_level_alliance_outcome"
-    level = _level(level)
+    level = confidence_level(level)
     if min_sessions is not None:
-        min_sessions = _count(min_sessions, "min_sessions", minimum=1)
+        min_sessions = whole_number(min_sessions, "min_sessions", minimum=1)
     needed = [alliance, outcome]
     if min_sessions is not None:
         needed.append(sessions_column)
@@ -339,7 +343,7 @@ def patient_level_alliance_outcome(
     if PATIENT_ID in patients.columns:
         dup = patients[PATIENT_ID].duplicated(keep=False).to_numpy()
         if dup.any():
-            raise ValueError(
+            raise DataInputError(
                 f"{where}: patients appear on more than one row: "
                 f"{describe_rows(sorted(set(patients.loc[dup, PATIENT_ID])))}. This function "
                 "needs one row per patient (patients.csv), not the session-level data."
@@ -363,7 +367,7 @@ def patient_level_alliance_outcome(
     n = int(keep.sum())
     minimum = 5 if adjust_for_intake else 4
     if n < minimum:
-        raise ValueError(
+        raise DataInputError(
             f"{where}: only {n} patient(s) remain of {n_in} ({n_few} with fewer than "
             f"{min_sessions} sessions, {n_missing} missing a value); at least {minimum} "
             "are needed for a confidence interval. Lower min_sessions or check the columns."

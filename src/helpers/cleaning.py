@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from helpers.errors import LedgerMismatchError
 from helpers.schema import PATIENT_ID, SESSION, SESSION_DATE, SOURCE_ROW, THERAPIST_ID
 from helpers.validation import Problem, StudyDataError
 
@@ -72,10 +73,6 @@ VALUE_CHANGE_COLUMNS = [
     "step",
     "reason",
 ]
-
-
-class LedgerMismatchError(AssertionError):
-    """Raised when the counts of the exclusion ledger do not reconcile."""
 
 
 @dataclass

@@ -21,12 +21,14 @@ power
     Simulation-based power of a planned study (:mod:`helpers.power`):
     ``python -m helpers power --design power.yml --out runs/power [--scheduler ADDRESS]``.
 
-A user's mistake (a bad file, a config naming a missing column …) is printed
-as a readable report and the command exits with status 2; it never shows a
-Python traceback for bad input.  A notebook that fails exits with status 1.
-Any other error is a bug of the suite: a short message says so, the full
-traceback is saved to a temporary file named in the message, and the command
-exits with status 3 (:data:`EXIT_BUG`).
+A user's mistake (a bad file, a config naming a missing column …: a
+:class:`~helpers.errors.StudyDataError`) is printed as a readable report and
+the command exits with status 2; any other user error of :mod:`helpers.errors`
+(a setting, a model) is printed as one ``error:`` message, also with status 2.
+Bad input never shows a Python traceback.  A notebook that fails exits with
+status 1.  Any other error is a bug of the suite: a short message says so, the
+full traceback is saved to a temporary file named in the message, and the
+command exits with status 3 (:data:`EXIT_BUG`).
 """
 
 from __future__ import annotations
@@ -154,7 +156,13 @@ def _write_scenarios(out: Path, only: Sequence[str] | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     args = _build_parser().parse_args(argv)
-    from helpers.validation import StudyDataError
+    from helpers.errors import (
+        HelpersError,
+        LedgerMismatchError,
+        NotebookFailedError,
+        OutputFolderError,
+        StudyDataError,
+    )
 
     try:
         if args.command == "simulate":
@@ -207,18 +215,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_power_command(args.design, args.out, args.scheduler, args.reps, args.jobs)
     except StudyDataError as err:
-        from helpers.safety import OutputFolderError
-
         what = "output folder" if isinstance(err, OutputFolderError) else "input"
         print(f"error: the {what} cannot be used as it is.\n\n{err}", file=sys.stderr)
         return 2
-    except RuntimeError as err:
-        from helpers.runner import NotebookFailedError
-
-        if not isinstance(err, NotebookFailedError):
-            return report_bug(err)
+    except NotebookFailedError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except LedgerMismatchError as err:  # the ledger's counts do not add up: a bug of the suite
+        return report_bug(err)
+    except HelpersError as err:  # a setting, model or argument the user gave
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # Ctrl-C: every output is atomic, so nothing half-written stays
         print(
             f"interrupted: {args.command} stopped; files it had not finished were not kept. "

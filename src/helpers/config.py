@@ -4,8 +4,8 @@ The format is documented key by key in ``study_template.yml`` (next to this
 module; :func:`default_template_path`).  :func:`load_config` reads a config,
 checks every key and value against that format and returns a
 :class:`StudyConfig`; every mistake is reported at once, as a
-:class:`~helpers.validation.StudyDataError` naming the config file, the key
-and its line.
+:class:`~helpers.errors.ConfigError` (a :class:`~helpers.errors.StudyDataError`)
+naming the config file, the key and its line.
 
 Examples
 --------
@@ -31,7 +31,8 @@ from typing import Any
 import yaml
 
 from helpers import schema
-from helpers.validation import Problem, StudyDataError, display_path
+from helpers.errors import ConfigError, Problem, StudyDataError
+from helpers.paths import display_path
 
 # Item counts of the supported instruments.  helpers.scoring.INSTRUMENTS is the
 # full registry (items, ranges, reverse-keyed items, subscales); this copy only
@@ -1161,8 +1162,9 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
 
     Raises
     ------
-    StudyDataError
-        Listing every problem found (unknown or missing keys, bad values).
+    ConfigError
+        A :class:`~helpers.errors.StudyDataError` listing every problem found
+        (unknown or missing keys, bad values).
     """
     path = None if path is None else Path(path)
     c = _Checker(path, _lines or {})
@@ -1170,9 +1172,49 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
         c.add(
             (), "a config made of 'key: value' lines", _type_name(data), "start from the template"
         )
-        raise StudyDataError(c.problems, _summary(path))
+        raise ConfigError(c.problems, _summary(path))
     c.unknown_keys(data, TOP_LEVEL_KEYS)
 
+    study = _check_study_name(c, data)
+    read = _check_read(c, data)
+    layout = c.choice(data, ("layout",), LAYOUTS, required=True)
+    wide = _check_wide(c, data, layout)
+
+    columns = _check_columns(c, data, layout)
+    covariates = _check_covariates(c, data)
+    labels_sec = c.section(data, "modality_labels", None)
+    modality_labels = {
+        str(k).strip(): v for k, v in _check_names(c, labels_sec, "modality_labels", None).items()
+    }
+
+    alliance, primary = _check_alliance(c, data)
+    outcome = _check_outcome(c, data)
+    cleaning = _check_cleaning(c, data)
+    _check_dated_options(c, columns, outcome, cleaning)
+
+    if not c.problems:
+        config = StudyConfig(
+            study=str(study),
+            layout=str(layout),
+            columns=columns,
+            alliance=alliance,
+            primary_alliance=str(primary),
+            outcome=outcome,  # type: ignore[arg-type]
+            read=read,
+            wide=wide,
+            covariates=covariates,
+            modality_labels=modality_labels,
+            cleaning=cleaning,
+            path=None if path is None else path.resolve(),
+        )
+        _check_reused_columns(c, config)
+    if c.problems:
+        raise ConfigError(c.problems, _summary(path))
+    return config
+
+
+def _check_study_name(c: _Checker, data: Mapping[str, Any]) -> str | None:
+    """``study``: a short name usable in file names."""
     study = c.text(data, ("study",), True, "a short study name")
     if study is not None and not _STUDY_NAME.match(study):
         example = re.sub(r"[^A-Za-z0-9_.-]+", "_", study).strip("_") or "my_study"
@@ -1183,10 +1225,11 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
             f"for example: study: {example}",
             study,
         )
-    read = _check_read(c, data)
-    layout = c.choice(data, ("layout",), LAYOUTS, required=True)
-    wide = _check_wide(c, data, layout)
+    return study
 
+
+def _check_columns(c: _Checker, data: Mapping[str, Any], layout: str | None) -> dict[str, str]:
+    """The ``columns`` block: canonical name -> the user's column, checked against the layout."""
     columns_sec = c.section(data, "columns", COLUMN_KEYS)
     if "columns" not in data:
         c.add(("columns",), "a 'columns' block", "the key is missing", _fix_add(("columns",)))
@@ -1213,13 +1256,13 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
             "delete columns.session, or set layout: long if the file has one row per session",
         )
         del columns[schema.SESSION]
+    return columns
 
-    covariates = _check_covariates(c, data)
-    labels_sec = c.section(data, "modality_labels", None)
-    modality_labels = {
-        str(k).strip(): v for k, v in _check_names(c, labels_sec, "modality_labels", None).items()
-    }
 
+def _check_alliance(
+    c: _Checker, data: Mapping[str, Any]
+) -> tuple[dict[str, MeasureConfig], str | None]:
+    """The ``alliance`` blocks (one per rater) and ``primary_alliance``, the rater models use."""
     alliance: dict[str, MeasureConfig] = {}
     alliance_sec = c.section(data, "alliance", schema.RATERS)
     if not alliance_sec:
@@ -1255,30 +1298,7 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path | None = None, *,
             _suggest(primary, configured) if configured else "configure that rater first",
             primary,
         )
-
-    outcome = _check_outcome(c, data)
-    cleaning = _check_cleaning(c, data)
-    _check_dated_options(c, columns, outcome, cleaning)
-
-    if not c.problems:
-        config = StudyConfig(
-            study=str(study),
-            layout=str(layout),
-            columns=columns,
-            alliance=alliance,
-            primary_alliance=str(primary),
-            outcome=outcome,  # type: ignore[arg-type]
-            read=read,
-            wide=wide,
-            covariates=covariates,
-            modality_labels=modality_labels,
-            cleaning=cleaning,
-            path=None if path is None else path.resolve(),
-        )
-        _check_reused_columns(c, config)
-    if c.problems:
-        raise StudyDataError(c.problems, _summary(path))
-    return config
+    return alliance, primary
 
 
 def _check_reused_columns(c: _Checker, config: StudyConfig) -> None:
@@ -1311,9 +1331,9 @@ def _summary(path: Path | None) -> str:
     return f"The study config {name} cannot be used as it is."
 
 
-def _config_problem(path: Path, rule: str, found: str, fix: str, **kw: Any) -> StudyDataError:
-    """A :class:`StudyDataError` about the config file as a whole."""
-    return StudyDataError(
+def _config_problem(path: Path, rule: str, found: str, fix: str, **kw: Any) -> ConfigError:
+    """A :class:`ConfigError` about the config file as a whole."""
+    return ConfigError(
         Problem(file=path.resolve(), column=None, rule=rule, found=found, fix=fix, **kw),
         _summary(path.resolve()),
     )
@@ -1435,12 +1455,13 @@ def load_config(path: str | Path) -> StudyConfig:
 
     Raises
     ------
-    StudyDataError
-        When the file is missing, not a regular file (a folder, a FIFO, a
-        device), unreadable, larger than :data:`MAX_CONFIG_BYTES`, not UTF-8,
-        not valid YAML or uses YAML aliases (``*name``: refused outright, a
-        study config needs none and they allow "billion laughs" expansions),
-        or for every unknown key (with the nearest valid key suggested),
+    ConfigError
+        A :class:`~helpers.errors.StudyDataError`, when the file is missing,
+        not a regular file (a folder, a FIFO, a device), unreadable, larger
+        than :data:`MAX_CONFIG_BYTES`, not UTF-8, not valid YAML or uses YAML
+        aliases (``*name``: refused outright, a study config needs none and
+        they allow "billion laughs" expansions), or for every unknown key
+        (with the nearest valid key suggested),
         missing required key and bad value, each with its line number.
 
     Examples
@@ -1474,5 +1495,5 @@ def load_config(path: str | Path) -> StudyConfig:
             )
         )
     if problems or config is None:
-        raise StudyDataError(problems, _summary(path.resolve()))
+        raise ConfigError(problems, _summary(path.resolve()))
     return config

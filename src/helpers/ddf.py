@@ -63,6 +63,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from helpers.errors import ModelDataError, ModelSpecificationError, SettingsError
+
 __all__ = [
     "DDF_METHODS",
     "DdfWarning",
@@ -138,14 +140,17 @@ class MixedDesign:
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.levels) <= 2:
-            raise ValueError("MixedDesign takes one grouping factor or two nested ones.")
+            raise SettingsError("MixedDesign takes one grouping factor or two nested ones.")
         if len(self.levels) == 2:
             outer, inner = self.levels
             n_inner = int(inner.codes.max()) + 1
             outer_of_inner = np.full(n_inner, -1)
             outer_of_inner[inner.codes] = outer.codes
             if np.any(outer_of_inner[inner.codes] != outer.codes):
-                raise ValueError(f"{inner.name!r} is not nested in {outer.name!r}.")
+                raise ModelDataError(
+                    f"{inner.name!r} is not nested in {outer.name!r}.",
+                    fix="Give each inner unit one outer unit (e.g. each patient one therapist).",
+                )
 
 
 def _cholesky_psd(matrix: np.ndarray) -> np.ndarray:
@@ -402,7 +407,7 @@ class SmallSampleInference:
         reml: bool,
     ) -> None:
         if len(covariances) != len(design.levels):
-            raise ValueError("Give one covariance matrix per grouping factor.")
+            raise SettingsError("Give one covariance matrix per grouping factor.")
         self.design, self.reml = design, bool(reml)
         self.sigma = math.sqrt(sigma2)
         self.lambdas: list[np.ndarray] = []
@@ -538,7 +543,10 @@ class SmallSampleInference:
         pos = values > max(CONTRAST_EPS * values[0], 0.0)
         q = int(pos.sum())
         if q == 0:
-            raise ValueError("The contrast matrix has no estimable direction (L Cov L' = 0).")
+            raise ModelSpecificationError(
+                "The contrast matrix has no estimable direction (L Cov L' = 0).",
+                fix="Give weights that combine fixed effects the model estimates.",
+            )
         ptl = vectors[:, :q].T @ lmat
         satt = self._satterthwaite()
         nus = []
@@ -555,7 +563,7 @@ class SmallSampleInference:
         if self._kr is not None:
             return self._kr
         if not self.reml:
-            raise ValueError(
+            raise ModelSpecificationError(
                 "Kenward-Roger is defined for REML fits (lmerTest refuses ML fits, pbkrtest "
                 "refits them by REML); refit with reml=True."
             )
@@ -662,7 +670,7 @@ class SmallSampleInference:
         lmat = np.atleast_2d(np.asarray(contrast, dtype=float))
         q = int(np.linalg.matrix_rank(lmat))
         if q < lmat.shape[0]:
-            raise ValueError(
+            raise ModelSpecificationError(
                 f"The contrast matrix has rank {q} < {lmat.shape[0]} rows; Kenward-Roger "
                 "needs linearly independent rows (drop the redundant ones)."
             )
@@ -753,7 +761,7 @@ def contrast_ftest(
     if method == "kenward-roger":
         return inference.kenward_roger(lmat, rhs)
     if method != "asymptotic":
-        raise ValueError(f"ddf must be one of {DDF_METHODS}; got {method!r}.")
+        raise SettingsError(f"ddf must be one of {DDF_METHODS}; got {method!r}.")
     diff = lmat @ beta - (0.0 if rhs is None else np.asarray(rhs, dtype=float))
     cov = lmat @ vcov @ lmat.T
     q = int(np.linalg.matrix_rank(cov))

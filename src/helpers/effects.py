@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from helpers.errors import SettingsError, UnsupportedModelError
 from helpers.models import MixedResult, fit_mixed, with_ddf
 from helpers.safety import atomic_path
 
@@ -251,7 +252,7 @@ def simulate_response(result: MixedResult, rng: np.random.Generator) -> np.ndarr
     y = design.to_numpy() @ beta
     for group, (terms, cov) in _group_covariances(result).items():
         if group not in frame.columns:
-            raise ValueError(
+            raise UnsupportedModelError(
                 f"cannot simulate from {result.formula!r}: grouping factor {group!r} is not "
                 "a column of the model data (nested ids written g1/g2 are not supported here)"
             )
@@ -302,15 +303,18 @@ def parametric_bootstrap(
     replicates.  A progress bar (tqdm) is written to stdout when ``progress`` is true.
     """
     if method not in BOOTSTRAP_METHODS:
-        raise ValueError(f"method must be one of {BOOTSTRAP_METHODS}; got {method!r}.")
+        raise SettingsError(f"method must be one of {BOOTSTRAP_METHODS}; got {method!r}.")
     warm = result.engine == "engine" and result._engine_model is not None
     if method == "engine" and not warm:
-        raise ValueError(
+        raise SettingsError(
             f"method='engine' needs a fit of the vectorised engine; this fit was made by "
             f"{result.engine!r}. Use method='refit' (or 'auto')."
         )
     if method == "engine" and fit_kwargs:
-        raise ValueError(f"fit_mixed arguments {sorted(fit_kwargs)} apply to method='refit' only.")
+        raise SettingsError(
+            f"fit_mixed arguments {sorted(fit_kwargs)} apply to method='refit' only.",
+            fix="Use method='refit' to pass them.",
+        )
     if method == "engine" or (method == "auto" and warm and not fit_kwargs):
         return _engine_bootstrap(result, n_boot, seed, terms, progress)
     return _refit_bootstrap(result, n_boot, seed, terms, progress, fit_kwargs)

@@ -69,7 +69,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .pls_kernel import factor_pls
+from helpers.errors import EngineInputError, SettingsError
+from helpers.pls_kernel import factor_pls
 
 #: lme4's ``isSingular`` tolerance on the diagonal elements of ``Lambda``.
 SINGULAR_TOL = 1e-4
@@ -98,10 +99,6 @@ _NEWTON_MAX_STEPS = 10
 _MAX_RESTARTS = 6
 _ESCAPE_STEPS = (1e-3, 1e-2, 0.1, 0.5)
 _COVARIANCE_TYPES = ("unstructured", "diagonal")
-
-
-class EngineInputError(ValueError):
-    """The data or arguments do not fit the nested mixed model (message says how to fix)."""
 
 
 class EngineWarning(UserWarning):
@@ -439,7 +436,7 @@ class EngineResult:
         if group not in self.random_effects:
             raise KeyError(f"No grouping factor {group!r}; have {list(self.random_effects)}.")
         if not 0.0 < coverage < 1.0:
-            raise ValueError(f"coverage must be in (0, 1); got {coverage!r}.")
+            raise SettingsError(f"coverage must be in (0, 1); got {coverage!r}.")
         modes = self.random_effects[group]
         cov = self.random_effects_cov[group]
         z = float(stats.norm.ppf(0.5 + coverage / 2.0))
@@ -519,7 +516,7 @@ class BootstrapResult:
             Indexed by quantity: ``low, high``.
         """
         if not 0.0 < coverage < 1.0:
-            raise ValueError(f"coverage must be in (0, 1); got {coverage!r}.")
+            raise SettingsError(f"coverage must be in (0, 1); got {coverage!r}.")
         tail = (1.0 - coverage) / 2.0
         return pd.DataFrame(
             {
@@ -2082,7 +2079,7 @@ def warm_started_bootstrap(
         flagged (one summary :class:`EngineWarning` is emitted when there are any).
     """
     if int(n_replicates) < 1:
-        raise ValueError(f"n_replicates must be at least 1; got {n_replicates!r}.")
+        raise SettingsError(f"n_replicates must be at least 1; got {n_replicates!r}.")
     rng = np.random.default_rng(seed)
     rows, thetas, converged, singular, n_warnings = [], [], [], [], []
     evaluations = 0

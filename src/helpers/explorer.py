@@ -68,6 +68,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from helpers import effects, moderators, ruptures, schema
+from helpers.errors import SettingsError
 from helpers.models import (
     FormulaError,
     LikelihoodRatioTest,
@@ -519,7 +520,7 @@ def model_columns(spec: ModelSpec, profile: StudyProfile) -> list[str]:
     """The alliance columns of ``spec``'s fixed part, in :data:`ALLIANCE_TERMS` order."""
     unknown = [t for t in spec.terms if t not in ALLIANCE_TERMS]
     if unknown:
-        raise ValueError(f"unknown alliance term(s) {unknown}; known: {list(ALLIANCE_TERMS)}")
+        raise SettingsError(f"unknown alliance term(s) {unknown}; known: {list(ALLIANCE_TERMS)}")
     base = _rater_base(spec, profile)
     return [base + ALLIANCE_TERMS[t][0] for t in ALLIANCE_TERMS if t in spec.terms]
 

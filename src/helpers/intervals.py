@@ -61,6 +61,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from helpers.engine import NestedLMM
+from helpers.errors import ModelSpecificationError, SettingsError
 
 __all__ = [
     "INTERVAL_COLUMNS",
@@ -144,7 +145,7 @@ def engine_model(result) -> NestedLMM:
         If the fit is not an engine fit.
     """
     if getattr(result, "engine", None) != "engine" or result.engine_result is None:
-        raise ValueError(
+        raise ModelSpecificationError(
             "profile intervals need a fit by the engine; refit with fit_mixed(..., "
             f"engine='engine') (this fit used {getattr(result, 'engine', '?')!r})."
         )
@@ -591,7 +592,7 @@ def _select(which, variance_names: list[str], fixed_names: list[str]) -> list[st
         elif item in everything:
             chosen.append(item)
         else:
-            raise ValueError(
+            raise SettingsError(
                 f"unknown parameter {item!r}; choose from {everything}, 'theta_' or 'beta_'."
             )
     return [name for name in everything if name in set(chosen)]
@@ -648,7 +649,7 @@ def profile_intervals(result, *, level: float = 0.95, which=None) -> pd.DataFram
         If a profile reaches a deviance lower than the fit's (the fit had not converged).
     """
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1); got {level}.")
+        raise SettingsError(f"level must be in (0, 1); got {level}.", fix="Pass e.g. level=0.95.")
     model = engine_model(result)
     prof = _Profile(model, result.response_values, _ml_theta(model, result))
     target = float(stats.norm.ppf(0.5 + level / 2.0))
@@ -754,7 +755,7 @@ class ShareProfile:
     def deviance(self, share: float) -> float:
         """The criterion minimised over the other parameters with the share fixed."""
         if not 0.0 <= share < 1.0:
-            raise ValueError(f"a share must be in [0, 1); got {share}.")
+            raise SettingsError(f"a share must be in [0, 1); got {share}.")
         return self._dev.profiled(self._theta(share, self.nuisance(share)), self.reml)
 
     def interval(self, level: float = 0.95) -> tuple[float, float, bool, bool]:
@@ -801,7 +802,7 @@ def _intercept_only(model: NestedLMM, where: str) -> None:
     columns += [(t, model.zt[:, i]) for i, t in enumerate(model.therapist_terms)]
     slopes = [t for t, z in columns if not np.all(z == z[0])]
     if slopes or len(columns) > len(_blocks(model)):
-        raise ValueError(
+        raise ModelSpecificationError(
             f"{where} needs a random-intercept-only model such as 'y ~ 1 + (1 | therapist_id) "
             f"+ (1 | patient_id)'; this one has random slopes ({sorted(set(slopes))}), so a "
             "share of variance depends on the covariate values."
@@ -832,7 +833,7 @@ def share_profile_from_model(
     names = [block.group for block in dev.blocks]
     group = names[-1] if group is None else group
     if group not in names:
-        raise ValueError(f"unknown grouping factor {group!r}; the model has {names}.")
+        raise SettingsError(f"unknown grouping factor {group!r}; the model has {names}.")
     if theta is None:
         theta = model.fit(y, reml=reml, check=False, emit_warnings=False).theta
     theta = np.asarray(theta, dtype=float)

@@ -103,6 +103,13 @@ from helpers.engine import (
     NestedLMM,
     summary_text,
 )
+from helpers.errors import (
+    FormulaError,
+    ModelDataError,
+    ModelSpecificationError,
+    SettingsError,
+    UnsupportedModelError,
+)
 
 __all__ = [
     "DEFAULT_OPTIMIZERS",
@@ -137,18 +144,6 @@ _NEWTON_MAX_STEPS = 8
 _KNOWN_METHODS = ("lbfgs", "bfgs", "cg", "powell", "nm")
 #: Values of ``fit_mixed(engine=...)``.
 ENGINES: tuple[str, ...] = ("auto", "engine", "statsmodels")
-
-
-class FormulaError(ValueError):
-    """The formula cannot be read as an lme4 mixed-model formula."""
-
-
-class UnsupportedModelError(ValueError):
-    """The lme4 model has no exact equivalent in statsmodels' ``MixedLM``."""
-
-
-class ModelDataError(ValueError):
-    """The data do not fit the model (missing columns, too few groups, ...)."""
 
 
 class MixedModelWarning(UserWarning):
@@ -518,12 +513,12 @@ def map_to_statsmodels(parsed: ParsedFormula, outer: str | None = None) -> Stats
             elif parts[b] < parts[a]:
                 outer = b
             else:
-                raise ValueError(
+                raise SettingsError(
                     f"map_to_statsmodels needs `outer` for factors {a!r} and {b!r}: which "
                     "one is nested in the other is decided from the data by fit_mixed."
                 )
         if outer not in labels:
-            raise ValueError(f"outer={outer!r} is not one of the grouping factors {labels}.")
+            raise SettingsError(f"outer={outer!r} is not one of the grouping factors {labels}.")
         inner = labels[1] if labels[0] == outer else labels[0]
 
     # Outer factor: the largest block is re_formula, the rest must be single effects.
@@ -1636,7 +1631,7 @@ def fit_mixed(
     raises :class:`ModelDataError` naming the collinear terms.
     """
     if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}; got {engine!r}.")
+        raise SettingsError(f"engine must be one of {ENGINES}; got {engine!r}.")
     if ddf != "asymptotic":
         _check_ddf(ddf, reml)
         fit = fit_mixed(
@@ -1674,11 +1669,11 @@ def fit_mixed(
 def _check_optimizers(optimizers: Sequence[str]) -> None:
     """Every optimiser run must name known statsmodels methods (``"a"`` or ``"a+b"``)."""
     if not optimizers:
-        raise ValueError("optimizers must name at least one optimiser run.")
+        raise SettingsError("optimizers must name at least one optimiser run.")
     for spec_text in optimizers:
         for method in spec_text.split("+"):
             if method not in _KNOWN_METHODS:
-                raise ValueError(
+                raise SettingsError(
                     f"Unknown optimiser {method!r} in {spec_text!r}; use {_KNOWN_METHODS}."
                 )
 
@@ -2285,11 +2280,11 @@ def likelihood_ratio_test(
 def _check_comparable(restricted: MixedResult, full: MixedResult) -> None:
     """Both fits must use the same criterion (REML or ML) and the same observations."""
     if restricted.reml != full.reml:
-        raise ValueError(
+        raise ModelSpecificationError(
             "Cannot compare a REML fit with an ML fit; refit both with the same reml=."
         )
     if restricted.nobs != full.nobs or restricted._fingerprint != full._fingerprint:
-        raise ValueError(
+        raise ModelSpecificationError(
             "The two fits do not use the same observations (response or rows differ: "
             f"nobs {restricted.nobs} vs {full.nobs}); likelihoods are only comparable on "
             "identical data. Drop rows missing in either model before fitting both."
@@ -2321,7 +2316,7 @@ def _check_nested(
             f"{missing_random}"
         )
     swapped = _fixed_span_nested(full, restricted) and all(k in params0 for k in params1)
-    raise ValueError(
+    raise ModelSpecificationError(
         f"The models are not nested ({names}): "
         + "; ".join(reasons)
         + ". "
@@ -2339,12 +2334,12 @@ def _count_added_fixed(restricted: MixedResult, full: MixedResult, names: str) -
     f = len(full.fixed) - len(restricted.fixed)
     same_fixed = f == 0 and _fixed_span_nested(full, restricted)
     if not same_fixed and f <= 0:
-        raise ValueError(
+        raise ModelSpecificationError(
             f"The models are not nested ({names}): their fixed effects span different "
             "spaces with the same number of columns."
         )
     if full.reml and not (same_fixed and _same_fixed_columns(restricted, full)):
-        raise ValueError(
+        raise ModelSpecificationError(
             "REML log-likelihoods of models with different fixed effects are not "
             f"comparable (restricted: {list(restricted.fixed.index)}; full: "
             f"{list(full.fixed.index)}). Refit both models by ML and test again: "
@@ -2360,12 +2355,12 @@ def _count_added(
     the fits' own parameter counts."""
     df = f + n_random
     if df <= 0:
-        raise ValueError(
+        raise ModelSpecificationError(
             f"The full model adds no parameter to the restricted one ({names}); there is "
             "nothing to test."
         )
     if df != full.n_params - restricted.n_params:
-        raise ValueError(
+        raise ModelSpecificationError(
             f"Counting what the full model adds gives {df} parameters ({f} fixed, "
             f"{n_random} random), but the fits' parameter counts differ by "
             f"{full.n_params - restricted.n_params}; the models are not nested as written "
@@ -2385,7 +2380,7 @@ def _lr_statistic(restricted: MixedResult, full: MixedResult) -> float:
     if abs(statistic) <= 1e-10 * max(1.0, abs(full.loglik)):
         return 0.0
     if statistic < -1e-6 * max(1.0, abs(full.loglik)):
-        raise ValueError(
+        raise ModelSpecificationError(
             f"The full model's log-likelihood ({full.loglik:.6f}) is below the restricted "
             f"model's ({restricted.loglik:.6f}): the models are not nested or a fit did "
             "not reach its optimum."
@@ -2430,7 +2425,7 @@ def _deprecated_boundary(
         stacklevel=3,  # the caller of likelihood_ratio_test
     )
     if boundary and not is_boundary:
-        raise ValueError(
+        raise SettingsError(
             f"boundary=True, but no boundary mixture applies here: {why}. Drop the "
             "boundary argument."
         )
@@ -2483,13 +2478,13 @@ def icc_from_null(result: MixedResult) -> pd.DataFrame:
     variances = result.varcomp[result.varcomp["term2"] == ""]
     random_rows = variances[variances["group"] != "Residual"]
     if random_rows.empty:
-        raise ValueError(
+        raise ModelSpecificationError(
             f"icc_from_null needs a model with a random intercept, e.g. 'y ~ 1 + (1 | "
             f"patient_id)'; {result.formula!r} has no random effects (fitted by least "
             "squares), so there is no grouping factor to share variance."
         )
     if (random_rows["term"] != "Intercept").any():
-        raise ValueError(
+        raise ModelSpecificationError(
             "icc_from_null needs a random-intercept-only model; this one has random slopes "
             f"({sorted(set(random_rows.loc[random_rows['term'] != 'Intercept', 'term']))}), "
             "so the intraclass correlation depends on the covariate values."
@@ -2514,9 +2509,9 @@ def icc_from_null(result: MixedResult) -> pd.DataFrame:
 def _check_ddf(ddf: str, reml: bool) -> None:
     """Validate a ``ddf=`` value; Kenward-Roger needs a REML fit."""
     if ddf not in DDF_METHODS:
-        raise ValueError(f"ddf must be one of {DDF_METHODS}; got {ddf!r}.")
+        raise SettingsError(f"ddf must be one of {DDF_METHODS}; got {ddf!r}.")
     if ddf == "kenward-roger" and not reml:
-        raise ValueError(
+        raise ModelSpecificationError(
             "ddf='kenward-roger' needs a REML fit (lmerTest refuses ML fits; pbkrtest "
             "refits them by REML): fit with reml=True, or use ddf='satterthwaite'."
         )
@@ -2639,12 +2634,14 @@ def _contrast_matrix(contrast: Any, names: Sequence[str]) -> np.ndarray:
     if isinstance(contrast, pd.DataFrame):
         unknown = [c for c in contrast.columns if c not in names]
         if unknown:
-            raise ValueError(f"contrast columns {unknown} are not fixed effects {list(names)}.")
+            raise ModelSpecificationError(
+                f"contrast columns {unknown} are not fixed effects {list(names)}."
+            )
         return contrast.reindex(columns=names, fill_value=0.0).to_numpy(dtype=float)
     if isinstance(contrast, np.ndarray):
         matrix = np.atleast_2d(contrast.astype(float))
         if matrix.shape[1] != len(names):
-            raise ValueError(
+            raise ModelSpecificationError(
                 f"contrast matrix has {matrix.shape[1]} columns for {len(names)} fixed effects."
             )
         return matrix
@@ -2654,12 +2651,12 @@ def _contrast_matrix(contrast: Any, names: Sequence[str]) -> np.ndarray:
         weights = {row: 1.0} if isinstance(row, str) else dict(row)
         for term, weight in weights.items():
             if term not in names:
-                raise ValueError(
+                raise ModelSpecificationError(
                     f"contrast term {term!r} is not a fixed effect; terms: {list(names)}."
                 )
             matrix[i, list(names).index(term)] += float(weight)
     if not len(rows) or np.all(matrix == 0):
-        raise ValueError("contrast_test needs at least one non-zero contrast row.")
+        raise ModelSpecificationError("contrast_test needs at least one non-zero contrast row.")
     return matrix
 
 

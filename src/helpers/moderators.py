@@ -65,6 +65,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from helpers.errors import DataInputError, ModelSpecificationError, SettingsError
 from helpers.features import grand_mean_center, lag_within_patient, person_mean_center
 from helpers.models import MixedResult, contrast_test
 from helpers.schema import PATIENT_ID, SESSION
@@ -97,7 +98,7 @@ _C_CALL = re.compile(
 
 def _z_critical(level: float, where: str) -> float:
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise ValueError(
+        raise SettingsError(
             f"{where}: level is the confidence level as a proportion (e.g. 0.95), got {level!r}."
         )
     return float(stats.norm.ppf(0.5 + level / 2))
@@ -173,12 +174,12 @@ def add_rater_features(
         raters = [raters]
     raters = list(raters)
     if not raters:
-        raise ValueError(f"{where}: name at least one rating column in raters.")
+        raise SettingsError(f"{where}: name at least one rating column in raters.")
     require_frame(sessions, [by, session, *raters], where, "the session-level frame")
     added = [f"{r}{suffix}" for r in raters for suffix in RATER_FEATURE_SUFFIXES]
     clash = [c for c in added if c in sessions.columns]
     if clash:
-        raise ValueError(
+        raise DataInputError(
             f"{where}: the frame already has the column(s) {clash}. Drop them (or start from "
             "sessions.parquet) so that no stale feature is mistaken for a fresh one."
         )
@@ -243,14 +244,17 @@ def _estimates_and_covariance(
         raise TypeError(f"{where}: covariance must be a DataFrame indexed by term on both axes.")
     missing = [t for t in estimates.index if t not in covariance.index or t not in covariance]
     if missing:
-        raise ValueError(f"{where}: the covariance matrix has no row/column for terms {missing}.")
+        raise ModelSpecificationError(
+            f"{where}: the covariance matrix has no row/column for terms {missing}.",
+            fix="Pass the covariance matrix of the same fit.",
+        )
     return estimates, covariance.loc[estimates.index, estimates.index]
 
 
 def _check_terms(terms: Sequence[str], available: Sequence[str], where: str) -> None:
     unknown = [t for t in terms if t not in available]
     if unknown:
-        raise ValueError(
+        raise ModelSpecificationError(
             f"{where}: term(s) {unknown} are not fixed effects of the model. Terms: "
             f"{list(available)}. Write them as in result.fixed.index."
         )
@@ -320,7 +324,7 @@ def linear_combination(
     where = "linear_combination"
     z_crit = _z_critical(level, where)
     if not isinstance(weights, Mapping) or not weights:
-        raise ValueError(f"{where}: weights must map at least one term to its weight.")
+        raise SettingsError(f"{where}: weights must map at least one term to its weight.")
     estimates, cov = _estimates_and_covariance(result, covariance, where)
     _check_terms(list(weights), list(estimates.index), where)
     return pd.Series(_combination(estimates, cov, weights, z_crit))
@@ -361,21 +365,22 @@ def _resolve_moderator(
     """
     by_factor = _interaction_levels(terms, focal)
     if not by_factor:
-        raise ValueError(
+        raise ModelSpecificationError(
             f"{where}: the model has no interaction of {focal!r} with a treatment-coded "
             f"factor (terms such as '{focal}:factor[T.level]'). Terms: {list(terms)}.{hint}"
         )
     if moderator is None:
         if len(by_factor) > 1:
-            raise ValueError(
+            raise SettingsError(
                 f"{where}: {focal!r} interacts with several factors {list(by_factor)}; "
                 "choose one with moderator=."
             )
         moderator = next(iter(by_factor))
     if moderator not in by_factor:
-        raise ValueError(
+        raise ModelSpecificationError(
             f"{where}: {focal!r} has no interaction with {moderator!r}; factors it "
-            f"interacts with: {list(by_factor)}."
+            f"interacts with: {list(by_factor)}.",
+            fix="Pass one of those factors as moderator=.",
         )
     return moderator, by_factor[moderator]
 
@@ -418,7 +423,7 @@ def _slope_plan_from_factor(
     )
     categories = _factor_categories(result, moderator)
     if categories is None:
-        raise ValueError(
+        raise ModelSpecificationError(
             f"{where}: cannot read the levels of {moderator!r} from the fitted model; "
             "pass moderator_levels as a mapping level -> interaction terms "
             f"(non-reference levels: {list(non_reference)})."
@@ -436,7 +441,7 @@ def _slope_plan_from_factor(
         elif lv in reference:
             plan[lv] = []
         else:
-            raise ValueError(
+            raise SettingsError(
                 f"{where}: {lv!r} is not a level of {moderator!r}; its levels are "
                 f"{categories} (reference: {reference})."
             )
@@ -618,12 +623,12 @@ def wald_test(
         terms = [terms]
     terms = list(terms)
     if not terms:
-        raise ValueError(f"{where}: name at least one term.")
+        raise SettingsError(f"{where}: name at least one term.")
     if len(set(terms)) != len(terms):
-        raise ValueError(f"{where}: terms are repeated: {terms}.")
+        raise SettingsError(f"{where}: terms are repeated: {terms}.", fix="Name each term once.")
     if ddf is not None:
         if covariance is not None:
-            raise ValueError(f"{where}: give either covariance= or ddf=, not both.")
+            raise SettingsError(f"{where}: give either covariance= or ddf=, not both.")
         test = contrast_test(result, terms, ddf=ddf)
         statistic = test["chi2"] if ddf == "asymptotic" else test["F"]
         return pd.Series(
@@ -636,9 +641,10 @@ def wald_test(
     try:
         statistic = float(b @ np.linalg.solve(sub, b))
     except np.linalg.LinAlgError as err:
-        raise ValueError(
+        raise ModelSpecificationError(
             f"{where}: the covariance matrix of {terms} is singular; the terms are not "
-            "separately estimable."
+            "separately estimable.",
+            fix="Drop terms that are combinations of others.",
         ) from err
     return pd.Series(
         {"statistic": statistic, "df": len(terms), "p": float(stats.chi2.sf(statistic, len(terms)))}
@@ -712,11 +718,11 @@ def early_late_alliance(
     """
     where = "early_late_alliance"
     if isinstance(early_until, bool) or not isinstance(early_until, (int, np.integer)):
-        raise ValueError(
+        raise SettingsError(
             f"{where}: early_until must be a whole session number, got {early_until!r}."
         )
     if early_until < 1:
-        raise ValueError(f"{where}: early_until must be >= 1, got {early_until}.")
+        raise SettingsError(f"{where}: early_until must be >= 1, got {early_until}.")
     require_frame(sessions, [by, session, column], where, "the session-level frame")
     require_frame(patients, [by], where, "the patient table")
     names = {
@@ -728,12 +734,12 @@ def early_late_alliance(
     added = [*names.values(), f"{names['early']}_c", f"{names['late']}_c"]
     clash = [c for c in added if c in patients.columns]
     if clash:
-        raise ValueError(
+        raise DataInputError(
             f"{where}: the patient table already has the column(s) {clash}; drop them first."
         )
     twice = patients[by].duplicated(keep=False).to_numpy()
     if twice.any():
-        raise ValueError(
+        raise DataInputError(
             f"{where}: the patient table has more than one row for patients "
             f"{describe_rows(sorted(set(patients.loc[twice, by].tolist()), key=str))}; "
             "it must have one row per patient (patients.csv, not the session-level data)."
@@ -741,16 +747,17 @@ def early_late_alliance(
     values = pd.to_numeric(sessions[column], errors="coerce")
     bad = sessions[column].notna() & values.isna()
     if bad.any():
-        raise ValueError(
+        raise DataInputError(
             f"{where}: column {column!r} holds values that are not numbers in rows "
             f"{describe_rows(list(sessions.index[bad.to_numpy()]))}. "
             "Score and clean the data first."
         )
     number = pd.to_numeric(sessions[session], errors="coerce")
     if number.isna().any():
-        raise ValueError(
+        raise DataInputError(
             f"{where}: column {session!r} must hold session numbers; rows "
-            f"{describe_rows(list(sessions.index[number.isna().to_numpy()]))} do not."
+            f"{describe_rows(list(sessions.index[number.isna().to_numpy()]))} do not.",
+            fix="Pass the column of session numbers (1, 2, ...).",
         )
     work = pd.DataFrame({"p": sessions[by].to_numpy(), "v": values.to_numpy(dtype=float)})
     early = (number <= early_until).to_numpy()

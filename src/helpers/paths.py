@@ -7,6 +7,7 @@ Importing this module prints nothing and creates nothing.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 #: Root of the compendium (the folder holding ``pyproject.toml``).
@@ -35,6 +36,27 @@ def relative_to_root(path: str | Path) -> str:
         return p.relative_to(PROJECT_ROOT).as_posix()
     except ValueError:
         return p.name
+
+
+def display_path(path: str | Path | None) -> str | None:
+    """A file name as written into reports: relative to the project root, never absolute.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path or None
+        :class:`~pathlib.Path` objects and absolute strings go through
+        :func:`helpers.paths.relative_to_root`; relative strings are kept as
+        given (with forward slashes).
+
+    Returns
+    -------
+    str or None
+    """
+    if path is None:
+        return None
+    if isinstance(path, Path) or os.path.isabs(path):
+        return relative_to_root(path)
+    return Path(path).as_posix()
 
 
 def resolve_path(path: str | Path) -> Path:

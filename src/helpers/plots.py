@@ -54,6 +54,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
+from helpers.errors import PlotInputError
 from helpers.paths import FIGURES_DIR
 from helpers.safety import atomic_path
 from helpers.style import (
@@ -130,14 +131,6 @@ _INDIVIDUAL_ALPHA = 0.25
 _BAND_ALPHA = 0.2
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class PlotInputError(ValueError):
-    """A data frame or argument passed to a plot function cannot be plotted.
-
-    The message says which function and argument, which column and rows, what
-    was expected, what was found and how to fix it.
-    """
 
 
 # --------------------------------------------------------------------------------------
@@ -1414,7 +1407,7 @@ def normal_quantiles(n: int) -> np.ndarray:
     [-1.1798, -0.4972, 0.0, 0.4972, 1.1798]
     """
     if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}.")
+        raise PlotInputError(f"n must be at least 1, got {n}.", fix="Pass n >= 1.")
     a = 3 / 8 if n <= 10 else 1 / 2
     positions = (np.arange(1, n + 1) - a) / (n + 1 - 2 * a)
     return stats.norm.ppf(positions)

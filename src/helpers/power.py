@@ -95,6 +95,7 @@ from scipy import stats
 from helpers import simulate
 from helpers.ddf import DDF_METHODS, MixedDesign, RandomLevel, SmallSampleInference
 from helpers.engine import EngineInputError, FixedEffectsFit, NestedLMM
+from helpers.errors import PowerSettingsError
 
 __all__ = [
     "ALLIANCE_TERMS",
@@ -124,10 +125,6 @@ _SHARE_SAMPLE = {"n_therapists": 2000, "patients_per_therapist": 10, "seed": 202
 #: How long to wait for a Dask scheduler given by address.
 SCHEDULER_TIMEOUT = "20s"
 _DEMO = "demo study design (data/raw/demo/README.md)"
-
-
-class PowerSettingsError(ValueError):
-    """A design or power-study setting that cannot be used (the message says how to fix)."""
 
 
 def _source(name: str) -> str:
@@ -688,7 +685,7 @@ def mc_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, flo
 
     Examples
     --------
-    >>> [round(v, 4) for v in mc_interval(40, 50)]
+    >>> [round(float(v), 4) for v in mc_interval(40, 50)]
     [0.6696, 0.8876]
     """
     if n <= 0:

@@ -56,7 +56,8 @@ import patsy
 from scipy import stats
 from statsmodels.regression.mixed_linear_model import MixedLMParams
 
-from helpers.models import MixedResult, ModelDataError, names_in_code
+from helpers.errors import DataInputError, ModelDataError, ModelSpecificationError, SettingsError
+from helpers.models import MixedResult, names_in_code
 
 __all__ = [
     "ALLIANCE_LEVEL_LABELS",
@@ -311,8 +312,8 @@ def random_effects_table(
         squares), or ``group`` is not one of its grouping factors, e.g. ``"therapist_id"``
         for a two-level study's model with ``patient_id`` only (the message names the
         factors the model has).  A subclass of ``ValueError``.
-    ValueError
-        If ``level`` is not in (0, 1).
+    SettingsError
+        If ``level`` is not in (0, 1) (a ``ValueError``).
 
     Notes
     -----
@@ -322,9 +323,18 @@ def random_effects_table(
 
     Examples
     --------
-    >>> table = random_effects_table(fit, "therapist_id")  # doctest: +SKIP
-    >>> list(table.columns)  # doctest: +SKIP
+    >>> import numpy as np, pandas as pd
+    >>> from helpers.models import fit_mixed
+    >>> rng = np.random.default_rng(1)
+    >>> therapist = np.repeat(np.arange(8), 10)
+    >>> y = rng.normal(size=8)[therapist] + rng.normal(size=80)
+    >>> data = pd.DataFrame({"y": y, "therapist_id": [f"T{k}" for k in therapist]})
+    >>> fit = fit_mixed(data, "y ~ 1 + (1 | therapist_id)")
+    >>> table = random_effects_table(fit, "therapist_id")
+    >>> list(table.columns)
     ['therapist_id', 'term', 'estimate', 'se', 'ci_low', 'ci_high']
+    >>> len(table)
+    8
     """
     func = "random_effects_table"
     result = _check_result(result, func)
@@ -411,7 +421,7 @@ def residuals_table(result: MixedResult) -> pd.DataFrame:
 
 def _critical_value(level: float, func: str) -> float:
     if not isinstance(level, int | float) or not 0 < level < 1:
-        raise ValueError(f"{func}: level must be a number between 0 and 1, got {level!r}.")
+        raise SettingsError(f"{func}: level must be a number between 0 and 1, got {level!r}.")
     return float(stats.norm.ppf(0.5 + level / 2))
 
 
@@ -427,7 +437,7 @@ def _default_alliance_levels(data: pd.DataFrame, alliance: str, unit: str) -> di
     func = "predicted_trajectories"
     for column in (alliance, unit):
         if column not in data.columns:
-            raise ValueError(
+            raise DataInputError(
                 f"{func}: data has no column {column!r}, needed for the default alliance "
                 f"levels (mean ± 1 SD over {unit} units). Pass alliance_levels={{label: value}} "
                 "or the right unit=/alliance= names."
@@ -438,14 +448,14 @@ def _default_alliance_levels(data: pd.DataFrame, alliance: str, unit: str) -> di
     spread = frame.groupby("unit", sort=True)["value"].agg(["min", "max"])
     varying = spread.index[(spread["max"] - spread["min"]).abs() > 1e-9]
     if len(varying):
-        raise ValueError(
+        raise DataInputError(
             f"{func}: {alliance!r} varies within {unit} (e.g. {list(varying[:3])}), so it is "
             "not a between-patient value and the default levels (mean ± 1 SD over patients) "
             "are undefined. Pass alliance_levels={label: value} explicitly."
         )
     per_unit = spread["min"]
     if len(per_unit) < 2:
-        raise ValueError(
+        raise DataInputError(
             f"{func}: {alliance!r} has values for {len(per_unit)} {unit} unit(s); the SD "
             "needs at least 2. Pass alliance_levels={label: value} explicitly."
         )
@@ -530,24 +540,29 @@ def predicted_trajectories(
     variables = _variables_in_design(design_info, frame.columns)
     for name, role in ((alliance, "alliance"), (session_term, "session_term")):
         if name not in variables:
-            raise ValueError(
+            raise ModelSpecificationError(
                 f"{func}: {role}={name!r} is not a variable of the model's fixed part "
-                f"({result.formula!r}); its variables are {variables}."
+                f"({result.formula!r}); its variables are {variables}.",
+                fix="Pass the names as written in the formula.",
             )
     at = dict(at or {})
     unknown = [k for k in at if k not in variables]
     if unknown:
-        raise ValueError(
+        raise ModelSpecificationError(
             f"{func}: at= names {unknown}, which the model's fixed part does not use; its "
-            f"variables are {variables}."
+            f"variables are {variables}.",
+            fix="Drop those names from at=.",
         )
     for column in {session, session_term}:
         if column not in data.columns:
-            raise ValueError(f"{func}: data has no column {column!r} (columns: {list(data)}).")
+            raise DataInputError(
+                f"{func}: data has no column {column!r} (columns: {list(data)}).",
+                fix="Pass the data the model was fitted on.",
+            )
     session_values = pd.to_numeric(data[session], errors="coerce")
     offsets = (session_values - pd.to_numeric(data[session_term], errors="coerce")).dropna()
     if offsets.empty or (offsets.max() - offsets.min()) > 1e-9:
-        raise ValueError(
+        raise DataInputError(
             f"{func}: {session_term!r} is not {session!r} minus one constant in data (the "
             f"differences range from {offsets.min()} to {offsets.max()}); pass the session "
             "column the model's time variable was made from."
@@ -558,11 +573,11 @@ def predicted_trajectories(
         sessions = range(int(np.floor(observed.min())), int(np.ceil(observed.max())) + 1)
     sessions = [int(s) for s in sessions]
     if not sessions:
-        raise ValueError(f"{func}: sessions is empty.")
+        raise SettingsError(f"{func}: sessions is empty.", fix="Pass at least one session number.")
     if alliance_levels is None:
         alliance_levels = _default_alliance_levels(data, alliance, unit)
     if not alliance_levels:
-        raise ValueError(f"{func}: alliance_levels is empty; give at least one label: value.")
+        raise SettingsError(f"{func}: alliance_levels is empty; give at least one label: value.")
     held = {}
     for name in variables:
         if name in (alliance, session_term):
@@ -572,7 +587,7 @@ def predicted_trajectories(
             continue
         values = pd.to_numeric(frame[name], errors="coerce")
         if values.isna().any() or not values.min() <= 0 <= values.max():
-            raise ValueError(
+            raise SettingsError(
                 f"{func}: {name!r} would be held at 0, but its values in the model data "
                 f"{'are not numeric' if values.isna().any() else 'never include 0'}; give "
                 f"the value to predict at with at={{{name!r}: ...}}."

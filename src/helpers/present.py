@@ -51,6 +51,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from helpers.errors import SettingsError
+
 __all__ = ["format_count", "format_p", "format_table", "show"]
 
 #: Default number of decimals of numbers that are neither counts nor p-values.
@@ -128,7 +130,7 @@ def format_count(n: object) -> str:
         return str(int(n))
     value = float(n)
     if not value.is_integer():
-        raise ValueError(f"a count must be a whole number; got {n!r}.")
+        raise SettingsError(f"a count must be a whole number; got {n!r}.")
     return str(int(value))
 
 
@@ -160,7 +162,7 @@ def format_p(p: object) -> str:
         raise TypeError(f"a p-value must be a number; got {p!r}.")
     value = float(p)
     if not -1e-9 <= value <= 1 + 1e-9:
-        raise ValueError(f"a p-value must lie in [0, 1]; got {p!r}.")
+        raise SettingsError(f"a p-value must lie in [0, 1]; got {p!r}.")
     if value < 0.001:
         return "< .001"
     text = f"{value:.3f}"
@@ -256,12 +258,15 @@ def _check_decimals(table: pd.DataFrame, decimals: int | Mapping[str, int]) -> N
     values = decimals.values() if isinstance(decimals, Mapping) else [decimals]
     for value in values:
         if _is_bool(value) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ValueError(f"decimals must be whole numbers ≥ 0; got {value!r}.")
+            raise SettingsError(f"decimals must be whole numbers ≥ 0; got {value!r}.")
     if isinstance(decimals, Mapping):
         known = set(table.columns) | {_column_name(c) for c in table.columns}
         unknown = [k for k in decimals if k not in known]
         if unknown:
-            raise ValueError(f"decimals names columns the table does not have: {unknown}.")
+            raise SettingsError(
+                f"decimals names columns the table does not have: {unknown}.",
+                fix="Name columns of the table, or drop those keys.",
+            )
 
 
 def format_table(

@@ -64,6 +64,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from helpers.errors import NotebookFailedError, SettingsError
 from helpers.paths import NOTEBOOKS_DIR, relative_to_root, resolve_path
 from helpers.provenance import describe_files, git_commit, package_versions
 from helpers.safety import (
@@ -365,20 +366,6 @@ def run_notebooks(
     return executed
 
 
-class NotebookFailedError(RuntimeError):
-    """A notebook of the suite stopped with an error during ``make all``."""
-
-    def __init__(self, name: str, err: Exception, partial: Path) -> None:
-        self.name, self.partial = name, partial
-        ename = getattr(err, "ename", type(err).__name__)
-        evalue = getattr(err, "evalue", str(err))
-        cell = getattr(err, "exec_count", "?")
-        super().__init__(
-            f"{name} stopped at cell [{cell}] with {ename}:\n{evalue}\n\n"
-            f"The partly executed notebook is {relative_to_root(partial)}."
-        )
-
-
 #: Output folders of a run whose files must be byte-identical between runs.
 DETERMINISTIC_FOLDERS: tuple[str, ...] = ("processed", "results", "figures")
 
@@ -561,7 +548,7 @@ def parse_settings(settings: list[str] | None) -> dict[str, object]:
     for setting in settings or []:
         name, sep, text = setting.partition("=")
         if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", name.strip()):
-            raise ValueError(
+            raise SettingsError(
                 f"--set {setting!r}: write NAME=VALUE with the notebook parameter's upper-case "
                 "name, e.g. --set N_BOOTSTRAP=20"
             )

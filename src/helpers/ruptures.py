@@ -154,6 +154,7 @@ import pandas as pd
 from scipy import stats
 from scipy.optimize import linear_sum_assignment
 
+from helpers.errors import DataInputError, SettingsError
 from helpers.schema import ALLIANCE, OUTCOME, PATIENT_ID, SESSION, THERAPIST_ID
 from helpers.validation import describe_rows, require_frame
 
@@ -250,40 +251,40 @@ class RuptureDefinition:
     def __post_init__(self) -> None:
         where = "RuptureDefinition"
         if self.method not in METHODS:
-            raise ValueError(f"{where}: method must be one of {METHODS}, got {self.method!r}.")
+            raise SettingsError(f"{where}: method must be one of {METHODS}, got {self.method!r}.")
         if self.method == "sd":
             if not _positive_number(self.k):
-                raise ValueError(
+                raise SettingsError(
                     f"{where}: k must be a positive number of SDs (e.g. 1.0 or 2.0), "
                     f"got {self.k!r}."
                 )
             if self.points is not None:
-                raise ValueError(
+                raise SettingsError(
                     f"{where}: points={self.points!r} is only used with method='points'; "
                     "pass method='points' or leave points=None."
                 )
             if self.fluctuation not in FLUCTUATION_ESTIMATORS:
-                raise ValueError(
+                raise SettingsError(
                     f"{where}: fluctuation must be one of {FLUCTUATION_ESTIMATORS}, "
                     f"got {self.fluctuation!r}."
                 )
         elif not _positive_number(self.points):
-            raise ValueError(
+            raise SettingsError(
                 f"{where}: method='points' needs points, a positive drop in scale points "
                 f"(e.g. points=6 on the WAI-SR total), got {self.points!r}."
             )
         if not _whole_number(self.repair_within) or self.repair_within < 1:
-            raise ValueError(
+            raise SettingsError(
                 f"{where}: repair_within must be a whole number of sessions >= 1, "
                 f"got {self.repair_within!r}."
             )
         if not _number(self.repair_tolerance) or self.repair_tolerance < 0:
-            raise ValueError(
+            raise SettingsError(
                 f"{where}: repair_tolerance must be a number of scale points >= 0, "
                 f"got {self.repair_tolerance!r}."
             )
         if not _whole_number(self.min_differences) or self.min_differences < 2:
-            raise ValueError(
+            raise SettingsError(
                 f"{where}: min_differences must be a whole number >= 2 (an SD needs two "
                 f"differences), got {self.min_differences!r}."
             )
@@ -314,7 +315,7 @@ class RuptureDefinition:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(mapping) - known)
         if unknown:
-            raise ValueError(
+            raise SettingsError(
                 f"RuptureDefinition: unknown key(s) {unknown}; known: {sorted(known)}."
             )
         return cls(**dict(mapping))
@@ -362,7 +363,7 @@ def _patient_series(
     for column in [d.by, d.session] + ([d.therapist] if d.therapist else []):
         absent = sessions[column].isna().to_numpy()
         if absent.any():
-            raise ValueError(
+            raise DataInputError(
                 f"{where}: column {column!r} is missing in rows "
                 f"{describe_rows(sessions.index[absent])}. Identifier and session columns must be "
                 "complete; the cleaning step excludes such records and logs them."
@@ -372,7 +373,7 @@ def _patient_series(
     bad = np.isnan(session_values) | (session_values != np.round(session_values))
     bad |= session_values < 1
     if bad.any():
-        raise ValueError(
+        raise DataInputError(
             f"{where}: column {d.session!r} must hold whole session numbers >= 1; rows "
             f"{describe_rows(sessions.index[bad], list(raw_session[bad]))} do not. Sessions count "
             "from 1 (the intake is the patient-level column 'outcome_intake')."
@@ -381,7 +382,7 @@ def _patient_series(
     values = pd.to_numeric(raw_value, errors="coerce").astype("float64").to_numpy()
     not_number = raw_value.notna().to_numpy() & ~np.isfinite(values)
     if not_number.any():
-        raise ValueError(
+        raise DataInputError(
             f"{where}: column {d.column!r} holds values that are not finite numbers in rows "
             f"{describe_rows(sessions.index[not_number], list(raw_value[not_number]))}. Score and "
             "clean the data first (missing values are allowed)."
@@ -391,7 +392,7 @@ def _patient_series(
     keys = pd.DataFrame({"p": patients, "s": session_int})
     duplicated = keys.duplicated(keep=False).to_numpy()
     if duplicated.any():
-        raise ValueError(
+        raise DataInputError(
             f"{where}: more than one row for the same {d.by!r} and {d.session!r} in rows "
             f"{describe_rows(sessions.index[duplicated])}. Each patient may have one row per "
             "session; the cleaning step resolves duplicates and logs them."
@@ -408,7 +409,7 @@ def _patient_series(
         n_therapists = frame.groupby("p", sort=True)["t"].nunique()
         several = n_therapists[n_therapists > 1]
         if len(several):
-            raise ValueError(
+            raise DataInputError(
                 f"{where}: patients {describe_rows(several.index)} appear under more than one "
                 f"{d.therapist!r}. Each patient must have one therapist (the cleaning step's "
                 "multiple_therapists policy resolves this), or pass therapist=None."
@@ -445,7 +446,7 @@ def _resolve_definition(
             )
         stored = episodes.attrs.get(DEFINITION_ATTR)
         if stored is None:
-            raise ValueError(
+            raise DataInputError(
                 f"{where}: the episode table carries no rupture definition "
                 f"(episodes.attrs[{DEFINITION_ATTR!r}] is absent; some pandas operations drop "
                 "attrs). Pass the table returned by detect_ruptures, or the definition it was "
@@ -837,9 +838,10 @@ def _check_episodes(episodes: pd.DataFrame, d: RuptureDefinition, where: str) ->
     )
     unknown = ~episodes["status"].isin(EPISODE_STATUSES).to_numpy()
     if unknown.any():
-        raise ValueError(
+        raise DataInputError(
             f"{where}: column 'status' of the episode table holds values other than "
-            f"{EPISODE_STATUSES} in rows {describe_rows(episodes.index[unknown])}."
+            f"{EPISODE_STATUSES} in rows {describe_rows(episodes.index[unknown])}.",
+            fix="Pass the episode table returned by detect_ruptures.",
         )
 
 
@@ -884,7 +886,7 @@ def rupture_counts(
     assessable = dict(zip(table[d.by].tolist(), table["assessable"].tolist(), strict=True))
     foreign = [p for p in pd.unique(episodes[d.by]) if not assessable.get(p, False)]
     if foreign:
-        raise ValueError(
+        raise DataInputError(
             f"{where}: the episode table names patients {describe_rows(foreign)} that are absent "
             "from the session-level frame or not assessable under the rupture definition. "
             "Pass the same frame and definition that detect_ruptures used."
@@ -999,7 +1001,7 @@ def therapist_rupture_counts(
     where = "therapist_rupture_counts"
     d = _resolve_definition(episodes, definition, where)
     if d.therapist is None:
-        raise ValueError(
+        raise SettingsError(
             f"{where}: the rupture definition has no therapist column (therapist=None). "
             "Detect the episodes with therapist='therapist_id'."
         )
@@ -1054,9 +1056,10 @@ def _true_episode_frame(true_episodes: object, by: str, where: str) -> pd.DataFr
     sessions = pd.to_numeric(frame["rupture_session"], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(sessions) | (sessions != np.round(sessions))
     if bad.any():
-        raise ValueError(
+        raise DataInputError(
             f"{where}: column 'rupture_session' of the true episodes must hold whole numbers; "
-            f"rows {describe_rows(frame.index[bad], list(frame['rupture_session'][bad]))} do not."
+            f"rows {describe_rows(frame.index[bad], list(frame['rupture_session'][bad]))} do not.",
+            fix="Give rupture_session as session numbers.",
         )
     return frame
 
@@ -1119,7 +1122,10 @@ def recovery_against_truth(
     where = "recovery_against_truth"
     d = _resolve_definition(episodes, definition, where)
     if not _whole_number(tolerance) or tolerance < 0:
-        raise ValueError(f"{where}: tolerance must be a whole number of sessions >= 0.")
+        raise SettingsError(
+            f"{where}: tolerance must be a whole number of sessions >= 0.",
+            fix="Pass e.g. tolerance=1.",
+        )
     require_frame(episodes, [d.by, "rupture_session", "status"], where, "the episode table")
     truth = _true_episode_frame(true_episodes, d.by, where)
     detected_by = {
@@ -1296,7 +1302,7 @@ def threshold_sensitivity(
         RuptureDefinition(method="sd", k=float(k), fluctuation=fluctuation, **common) for k in ks
     ] + [RuptureDefinition(method="points", points=float(p), **common) for p in points]
     if not definitions:
-        raise ValueError("threshold_sensitivity: give at least one value in ks or points.")
+        raise SettingsError("threshold_sensitivity: give at least one value in ks or points.")
     rows = []
     for d in definitions:
         episodes = detect_with_definition(sessions, d)
@@ -1357,7 +1363,7 @@ def aligned_on_rupture(
         or not all(_whole_number(w) for w in window)
         or window[0] > window[1]
     ):
-        raise ValueError(
+        raise SettingsError(
             f"{where}: window must be (first, last) relative sessions with first <= last, "
             f"e.g. (-3, 4); got {window!r}."
         )
@@ -1453,7 +1459,10 @@ def aligned_summary(
         "the aligned frame (from aligned_on_rupture)",
     )
     if not _number(confidence) or not 0 < confidence < 1:
-        raise ValueError(f"{where}: confidence must be between 0 and 1, got {confidence!r}.")
+        raise SettingsError(
+            f"{where}: confidence must be between 0 and 1, got {confidence!r}.",
+            fix="Pass e.g. confidence=0.95.",
+        )
     keys = (
         ["variable", "status", "relative_session"]
         if by_status
@@ -1536,7 +1545,7 @@ def lagged_rupture_indicator(
     """
     where = "lagged_rupture_indicator"
     if isinstance(lag, bool) or not _whole_number(lag) or lag < 1:
-        raise ValueError(
+        raise SettingsError(
             f"{where}: lag must be a whole number of sessions >= 1 (1 = the session after "
             f"the rupture), got {lag!r}."
         )
@@ -1614,25 +1623,25 @@ def patients_by_rupture_status(
     require_frame(status, [by, "rupture_status"], where, "the status table")
     require_frame(patients, [by], where, "the patient table")
     if column in patients.columns:
-        raise ValueError(
+        raise DataInputError(
             f"{where}: the patient table already has a column {column!r}; drop it or pass "
             "another name with column=."
         )
     unknown = [g for g in groups if g not in PATIENT_STATUSES]
     if unknown or not len(groups):
-        raise ValueError(
+        raise SettingsError(
             f"{where}: groups must be patient statuses among {PATIENT_STATUSES}, "
             f"got {list(groups)!r}."
         )
     if censored_as not in (None, "repaired", "unrepaired"):
-        raise ValueError(
+        raise SettingsError(
             f"{where}: censored_as must be None (leave censored patients out), 'repaired' or "
             f"'unrepaired', got {censored_as!r}."
         )
     for name, frame in (("status table", status), ("patient table", patients)):
         twice = frame[by].duplicated(keep=False).to_numpy()
         if twice.any():
-            raise ValueError(
+            raise DataInputError(
                 f"{where}: the {name} has more than one row for patients "
                 f"{describe_rows(sorted(set(frame.loc[twice, by].tolist()), key=str))}; it must "
                 "have one row per patient."
@@ -1640,7 +1649,7 @@ def patients_by_rupture_status(
     lookup = dict(zip(status[by].tolist(), status["rupture_status"].tolist(), strict=True))
     absent = [p for p in patients[by].tolist() if p not in lookup]
     if absent:
-        raise ValueError(
+        raise DataInputError(
             f"{where}: patients {describe_rows(absent)} of the patient table have no "
             "rupture status. "
             "Detect the ruptures in the session-level data of the same study (the cleaning "

@@ -34,7 +34,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from helpers.validation import Problem, StudyDataError, display_path
+from helpers.errors import OutputFolderError, Problem
+from helpers.paths import display_path
 
 #: Name of the lock file a run holds in its output folder.
 LOCK_NAME = ".helpers-run.lock"
@@ -44,10 +45,6 @@ PARTIAL_MARK = ".partial-"
 
 #: Marker in the name of the claim file of a run taking over a stale lock.
 TAKEOVER_MARK = ".takeover-"
-
-
-class OutputFolderError(StudyDataError):
-    """An output folder that cannot be written safely (it holds inputs, is a file, is busy)."""
 
 
 def partial_path(path: Path) -> Path:

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import schema, scoring, simulate
+from helpers.errors import SettingsError
 from helpers.safety import atomic_write_bytes
 
 # --------------------------------------------------------------------------- #
@@ -249,7 +250,9 @@ def get_scenario(name: str) -> Scenario:
         If there is no such scenario (the message lists the names).
     """
     if name not in SCENARIOS:
-        raise ValueError(f"unknown scenario {name!r}; the scenarios are: {', '.join(SCENARIOS)}.")
+        raise SettingsError(
+            f"unknown scenario {name!r}; the scenarios are: {', '.join(SCENARIOS)}."
+        )
     return SCENARIOS[name]
 
 
@@ -1214,7 +1217,7 @@ Regenerate: `python -m helpers scenarios --out {DEFAULT_OUT.as_posix()} --only {
 def _prepare_folder(out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"write_scenario: {out_dir} exists and is not a folder; pass a folder.")
+        raise SettingsError(f"write_scenario: {out_dir} exists and is not a folder; pass a folder.")
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
 

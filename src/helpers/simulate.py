@@ -145,6 +145,7 @@ import pandas as pd
 from scipy.special import expit
 
 from helpers import schema
+from helpers.errors import DataInputError, SettingsError
 from helpers.safety import atomic_write_bytes
 
 # --------------------------------------------------------------------------- #
@@ -450,7 +451,7 @@ def _check_design(n_therapists: Any, patients_per_therapist: Any, max_sessions: 
         ("max_sessions", max_sessions, 1),
     ):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-            raise ValueError(
+            raise SettingsError(
                 f"simulate_study: {name} must be a whole number >= {low}; got {value!r}. "
                 f"Pass e.g. {name}={max(low, 10)}."
             )
@@ -482,7 +483,7 @@ def resolve_parameters(**params: float) -> dict[str, float]:
     """
     unknown = sorted(set(params) - set(DEFAULT_PARAMETERS))
     if unknown:
-        raise ValueError(
+        raise SettingsError(
             f"simulate_study: unknown parameter(s) {', '.join(unknown)}. "
             f"Valid names: {', '.join(sorted(DEFAULT_PARAMETERS))}."
         )
@@ -507,7 +508,7 @@ def resolve_parameters(**params: float) -> dict[str, float]:
     if resolved["share_female"] + resolved["share_other_gender"] > 1:
         problems.append("share_female + share_other_gender must not exceed 1")
     if problems:
-        raise ValueError("simulate_study: invalid parameter(s): " + "; ".join(problems) + ".")
+        raise SettingsError("simulate_study: invalid parameter(s): " + "; ".join(problems) + ".")
     if "repair_max_sessions" in params:
         resolved["repair_max_sessions"] = int(resolved["repair_max_sessions"])
     return resolved
@@ -519,6 +520,202 @@ def resolve_parameters(**params: float) -> dict[str, float]:
 def _streams(seed: int) -> list[np.random.Generator]:
     """Independent generators for the stages, all derived from ``default_rng(seed)``."""
     return np.random.default_rng(seed).spawn(_N_STREAMS)
+
+
+def _simulate_design(
+    rng: np.random.Generator,
+    n_therapists: int,
+    patients_per_therapist: int,
+    n_sess: int,
+    p: dict[str, float],
+    equal_caseloads: bool,
+) -> dict[str, np.ndarray]:
+    """The design stream: modalities, caseloads, age, gender and dropout (sessions observed)."""
+    modality_index = rng.permutation(np.arange(n_therapists) % len(MODALITIES))
+    caseload = 1 + rng.poisson(patients_per_therapist - 1, n_therapists)
+    if equal_caseloads:
+        caseload = np.full(n_therapists, patients_per_therapist)
+    therapist_of = np.repeat(np.arange(n_therapists), caseload)
+    n_pat = therapist_of.size
+    age = np.clip(np.rint(p["age_mean"] + p["age_sd"] * rng.standard_normal(n_pat)),
+                  AGE_MIN, AGE_MAX).astype(np.int64)  # fmt: skip
+    u_gender = rng.random(n_pat)
+    gender_index = np.where(
+        u_gender < p["share_female"],
+        0,
+        np.where(u_gender < 1 - p["share_other_gender"], 1, 2),
+    )
+    u_drop = rng.random((n_pat, n_sess))
+    hazard = np.where(np.arange(1, n_sess + 1) <= 2, p["dropout_hazard_early"],
+                      p["dropout_hazard_late"])  # fmt: skip
+    stops = u_drop[:, : n_sess - 1] < hazard[: n_sess - 1]
+    n_sessions = np.where(stops.any(axis=1), stops.argmax(axis=1) + 1, n_sess)
+    return {
+        "modality_index": modality_index,
+        "therapist_of": therapist_of,
+        "n_sessions": n_sessions,
+        "age": age,
+        "gender_index": gender_index,
+    }
+
+
+def _draw_standard_scores(
+    streams: list[np.random.Generator], n_therapists: int, n_pat: int, n_sess: int
+) -> dict[str, np.ndarray]:
+    """The alliance, outcome and rater streams' draws (shapes independent of the parameters)."""
+    rng_alliance, rng_outcome, rng_rater = streams[1:4]
+    per_session = (n_pat, n_sess + 1)
+    return {
+        "z_u": rng_alliance.standard_normal(n_therapists),
+        "z_v": rng_alliance.standard_normal(n_pat),
+        "z_state": rng_alliance.standard_normal(per_session),
+        "u_rupture": rng_alliance.random(per_session),
+        "u_repair": rng_alliance.random(per_session),
+        "u_duration": rng_alliance.random(per_session),
+        "z_b": rng_outcome.standard_normal(n_therapists),
+        "z_c": rng_outcome.standard_normal((n_pat, 2)),
+        "z_e": rng_outcome.standard_normal(per_session),
+        "z_l": rng_rater.standard_normal(n_therapists),
+        "z_w": rng_rater.standard_normal(n_pat),
+        "z_omega": rng_rater.standard_normal(per_session),
+    }
+
+
+def _person_effects(
+    z: dict[str, np.ndarray], therapist_of: np.ndarray, p: dict[str, float]
+) -> dict[str, np.ndarray]:
+    """Therapist and patient random effects of alliance, outcome and the therapist's rating."""
+    u = p["alliance_sd_therapist"] * z["z_u"]
+    v = p["alliance_sd_patient"] * z["z_v"]
+    rho = p["outcome_intercept_slope_corr"]
+    z_c = z["z_c"]
+    return {
+        "u": u,
+        "v": v,
+        "tau": u[therapist_of] + v,
+        "b": p["outcome_sd_therapist"] * z["z_b"],
+        "c0": p["outcome_sd_patient_intercept"] * z_c[:, 0],
+        "c1": p["outcome_sd_patient_slope"] * (rho * z_c[:, 0] + math.sqrt(1 - rho**2) * z_c[:, 1]),
+        "leniency": p["therapist_rating_sd_therapist"] * z["z_l"],
+        "w": p["therapist_rating_sd_patient"] * z["z_w"],
+    }
+
+
+class _Ruptures:
+    """Rupture episodes as the session loop advances: onset, repair over k sessions, or none.
+
+    ``step(t, ...)`` returns the rupture effect on every patient's alliance at
+    session ``t`` and records the episodes that start there.
+    """
+
+    def __init__(self, n_pat: int, z: dict[str, np.ndarray], p: dict[str, float]) -> None:
+        self.z, self.p = z, p
+        self.drop, self.k_max = p["rupture_drop"], int(p["repair_max_sessions"])
+        self.active = np.zeros(n_pat, dtype=bool)
+        self.start = np.zeros(n_pat, dtype=np.int64)
+        self.length = np.zeros(n_pat, dtype=np.int64)  # 0 = not to be repaired
+        self.episodes: list[tuple[int, int, int]] = []  # (patient index, start, length or 0)
+        self.at_risk_count = 0
+
+    def step(self, t: int, n_sessions: np.ndarray) -> np.ndarray:
+        drop, active = self.drop, self.active
+        # ruptures in progress
+        effect = np.zeros(active.size)
+        since = t - self.start
+        lasting = active & (self.length == 0)
+        repairing = active & (self.length > 0)
+        ended = repairing & (since >= self.length)
+        going = repairing & ~ended
+        effect[lasting] = -drop
+        effect[going] = -drop * (1 - since[going] / self.length[going])
+        active[ended] = False
+        # new ruptures
+        at_risk = (t >= 2) & (t <= n_sessions) & ~active & ~ended
+        self.at_risk_count += int(at_risk.sum())
+        new = at_risk & (self.z["u_rupture"][:, t] < self.p["rupture_rate"])
+        repaired = self.z["u_repair"][:, t] < self.p["repair_probability"]
+        duration = 1 + np.floor(self.z["u_duration"][:, t] * self.k_max).astype(np.int64)
+        length = np.where(repaired, duration, 0)
+        active[new] = True
+        self.start[new] = t
+        self.length[new] = length[new]
+        effect[new] = -drop
+        self.episodes.extend((int(i), t, int(length[i])) for i in np.flatnonzero(new))
+        return effect
+
+
+def _simulate_sessions(
+    design: dict[str, np.ndarray],
+    z: dict[str, np.ndarray],
+    person: dict[str, np.ndarray],
+    p: dict[str, float],
+    n_sess: int,
+    modality_shift: np.ndarray | None,
+) -> dict[str, Any]:
+    """The session loop: alliance state, ruptures, the two ratings and the outcome."""
+    therapist_of, n_sessions = design["therapist_of"], design["n_sessions"]
+    n_pat = therapist_of.size
+    tau, w = person["tau"], person["w"]
+    alliance = np.full((n_pat, n_sess + 1), np.nan)
+    rater = np.full((n_pat, n_sess + 1), np.nan)
+    deviation = np.zeros((n_pat, n_sess + 1))
+    rupture_effect = np.zeros((n_pat, n_sess + 1))
+    outcome = np.empty((n_pat, n_sess + 1))
+    symptom_dev = np.empty((n_pat, n_sess + 1))
+    e = p["outcome_sd_residual"] * z["z_e"]
+    outcome[:, 0] = p["outcome_intake_mean"] + person["c0"] + e[:, 0]
+    symptom_dev[:, 0] = e[:, 0]
+
+    phi, sd_s = p["alliance_state_ar"], p["alliance_sd_state"]
+    ruptures = _Ruptures(n_pat, z, p)
+    state = np.zeros(n_pat)
+    for t in range(1, n_sess + 1):
+        if t == 1:
+            state = sd_s * z["z_state"][:, t]
+        else:
+            state = phi * state + sd_s * math.sqrt(1 - phi**2) * z["z_state"][:, t]
+        effect = ruptures.step(t, n_sessions)
+        rupture_effect[:, t] = effect
+
+        d = state + effect + p["reverse_path_effect"] * symptom_dev[:, t - 1]
+        deviation[:, t] = d
+        growth = p["alliance_growth"] * (t - 1)
+        alliance[:, t] = p["alliance_mean"] + growth + tau + d
+        rater[:, t] = (
+            p["therapist_rating_mean"]
+            + growth
+            + p["therapist_rating_loading"] * (tau + d)
+            + person["leniency"][therapist_of]
+            + w
+            + p["therapist_rating_sd_session"] * z["z_omega"][:, t]
+        )
+        lagged = p["alliance_within_effect"] * deviation[:, t - 1] if t >= 2 else 0.0
+        symptom_dev[:, t] = lagged + e[:, t]
+        outcome[:, t] = (
+            p["outcome_intake_mean"]
+            + person["c0"]
+            + person["b"][therapist_of]
+            + (p["outcome_log_slope"] + person["c1"]) * math.log1p(t)
+            + p["alliance_between_effect"] * tau
+            + symptom_dev[:, t]
+        )
+        if modality_shift is not None:
+            outcome[:, t] += modality_shift
+    return {
+        "alliance_latent": alliance,
+        "rater_latent": rater,
+        "outcome_latent": outcome,
+        "deviation": deviation,
+        "rupture_effect": rupture_effect,
+        "episodes": ruptures.episodes,
+        "at_risk_sessions": ruptures.at_risk_count,
+    }
+
+
+def _observed_total(latent: np.ndarray, low: int, high: int) -> np.ndarray:
+    """A latent total rounded to a whole score and kept within the instrument's range."""
+    with np.errstate(invalid="ignore"):
+        return np.clip(np.rint(latent), low, high)
 
 
 def _simulate_latent(
@@ -540,159 +737,38 @@ def _simulate_latent(
     ``equal_caseloads`` gives every therapist ``patients_per_therapist``
     patients (the Poisson caseloads are still drawn, so the other draws of a
     stream stay where they were; :mod:`helpers.power` uses it).
+
+    The steps, each drawing from its own streams: the design
+    (:func:`_simulate_design`), the standard scores of the other streams
+    (:func:`_draw_standard_scores`), the person-level effects
+    (:func:`_person_effects`) and the session loop (:func:`_simulate_sessions`).
     """
-    rng_design, rng_alliance, rng_outcome, rng_rater = streams[:4]
-    n_sess = max_sessions
-    # --- design ---------------------------------------------------------------
-    modality_index = rng_design.permutation(np.arange(n_therapists) % len(MODALITIES))
-    caseload = 1 + rng_design.poisson(patients_per_therapist - 1, n_therapists)
-    if equal_caseloads:
-        caseload = np.full(n_therapists, patients_per_therapist)
-    therapist_of = np.repeat(np.arange(n_therapists), caseload)
-    n_pat = therapist_of.size
-    age = np.clip(np.rint(p["age_mean"] + p["age_sd"] * rng_design.standard_normal(n_pat)),
-                  AGE_MIN, AGE_MAX).astype(np.int64)  # fmt: skip
-    u_gender = rng_design.random(n_pat)
-    gender_index = np.where(
-        u_gender < p["share_female"],
-        0,
-        np.where(u_gender < 1 - p["share_other_gender"], 1, 2),
+    design = _simulate_design(
+        streams[0], n_therapists, patients_per_therapist, max_sessions, p, equal_caseloads
     )
-    u_drop = rng_design.random((n_pat, n_sess))
-    hazard = np.where(np.arange(1, n_sess + 1) <= 2, p["dropout_hazard_early"],
-                      p["dropout_hazard_late"])  # fmt: skip
-    stops = u_drop[:, : n_sess - 1] < hazard[: n_sess - 1]
-    n_sessions = np.where(stops.any(axis=1), stops.argmax(axis=1) + 1, n_sess)
-
-    # --- random draws (shapes independent of the parameter values) -------------
-    z_u = rng_alliance.standard_normal(n_therapists)
-    z_v = rng_alliance.standard_normal(n_pat)
-    z_state = rng_alliance.standard_normal((n_pat, n_sess + 1))
-    u_rupture = rng_alliance.random((n_pat, n_sess + 1))
-    u_repair = rng_alliance.random((n_pat, n_sess + 1))
-    u_duration = rng_alliance.random((n_pat, n_sess + 1))
-    z_b = rng_outcome.standard_normal(n_therapists)
-    z_c = rng_outcome.standard_normal((n_pat, 2))
-    z_e = rng_outcome.standard_normal((n_pat, n_sess + 1))
-    z_l = rng_rater.standard_normal(n_therapists)
-    z_w = rng_rater.standard_normal(n_pat)
-    z_omega = rng_rater.standard_normal((n_pat, n_sess + 1))
-
-    # --- person-level effects ---------------------------------------------------
-    u = p["alliance_sd_therapist"] * z_u
-    v = p["alliance_sd_patient"] * z_v
-    tau = u[therapist_of] + v
-    b = p["outcome_sd_therapist"] * z_b
-    rho = p["outcome_intercept_slope_corr"]
-    c0 = p["outcome_sd_patient_intercept"] * z_c[:, 0]
-    c1 = p["outcome_sd_patient_slope"] * (rho * z_c[:, 0] + math.sqrt(1 - rho**2) * z_c[:, 1])
-    leniency = p["therapist_rating_sd_therapist"] * z_l
-    w = p["therapist_rating_sd_patient"] * z_w
+    therapist_of = design["therapist_of"]
+    z = _draw_standard_scores(streams, n_therapists, therapist_of.size, max_sessions)
+    person = _person_effects(z, therapist_of, p)
     modality_shift = (
-        None if modality_outcome is None else modality_outcome[modality_index[therapist_of]]
+        None
+        if modality_outcome is None
+        else modality_outcome[design["modality_index"][therapist_of]]
     )
-
-    # --- session loop -----------------------------------------------------------
-    alliance = np.full((n_pat, n_sess + 1), np.nan)
-    rater = np.full((n_pat, n_sess + 1), np.nan)
-    deviation = np.zeros((n_pat, n_sess + 1))
-    rupture_effect = np.zeros((n_pat, n_sess + 1))
-    outcome = np.empty((n_pat, n_sess + 1))
-    symptom_dev = np.empty((n_pat, n_sess + 1))
-    e = p["outcome_sd_residual"] * z_e
-    outcome[:, 0] = p["outcome_intake_mean"] + c0 + e[:, 0]
-    symptom_dev[:, 0] = e[:, 0]
-
-    phi, sd_s = p["alliance_state_ar"], p["alliance_sd_state"]
-    drop, k_max = p["rupture_drop"], int(p["repair_max_sessions"])
-    active = np.zeros(n_pat, dtype=bool)
-    ep_start = np.zeros(n_pat, dtype=np.int64)
-    ep_length = np.zeros(n_pat, dtype=np.int64)  # 0 = not to be repaired
-    episodes: list[tuple[int, int, int]] = []  # (patient index, start, length or 0)
-    at_risk_count = 0
-    state = np.zeros(n_pat)
-    for t in range(1, n_sess + 1):
-        if t == 1:
-            state = sd_s * z_state[:, t]
-        else:
-            state = phi * state + sd_s * math.sqrt(1 - phi**2) * z_state[:, t]
-        # ruptures in progress
-        effect = np.zeros(n_pat)
-        since = t - ep_start
-        lasting = active & (ep_length == 0)
-        repairing = active & (ep_length > 0)
-        ended = repairing & (since >= ep_length)
-        going = repairing & ~ended
-        effect[lasting] = -drop
-        effect[going] = -drop * (1 - since[going] / ep_length[going])
-        active[ended] = False
-        # new ruptures
-        at_risk = (t >= 2) & (t <= n_sessions) & ~active & ~ended
-        at_risk_count += int(at_risk.sum())
-        new = at_risk & (u_rupture[:, t] < p["rupture_rate"])
-        repaired = u_repair[:, t] < p["repair_probability"]
-        length = np.where(repaired, 1 + np.floor(u_duration[:, t] * k_max).astype(np.int64), 0)
-        active[new] = True
-        ep_start[new] = t
-        ep_length[new] = length[new]
-        effect[new] = -drop
-        episodes.extend((int(i), t, int(length[i])) for i in np.flatnonzero(new))
-        rupture_effect[:, t] = effect
-
-        d = state + effect + p["reverse_path_effect"] * symptom_dev[:, t - 1]
-        deviation[:, t] = d
-        growth = p["alliance_growth"] * (t - 1)
-        alliance[:, t] = p["alliance_mean"] + growth + tau + d
-        rater[:, t] = (
-            p["therapist_rating_mean"]
-            + growth
-            + p["therapist_rating_loading"] * (tau + d)
-            + leniency[therapist_of]
-            + w
-            + p["therapist_rating_sd_session"] * z_omega[:, t]
-        )
-        lagged = p["alliance_within_effect"] * deviation[:, t - 1] if t >= 2 else 0.0
-        symptom_dev[:, t] = lagged + e[:, t]
-        outcome[:, t] = (
-            p["outcome_intake_mean"]
-            + c0
-            + b[therapist_of]
-            + (p["outcome_log_slope"] + c1) * math.log1p(t)
-            + p["alliance_between_effect"] * tau
-            + symptom_dev[:, t]
-        )
-        if modality_shift is not None:
-            outcome[:, t] += modality_shift
-
-    def observed(latent: np.ndarray, low: int, high: int) -> np.ndarray:
-        with np.errstate(invalid="ignore"):
-            return np.clip(np.rint(latent), low, high)
-
+    sessions = _simulate_sessions(design, z, person, p, max_sessions, modality_shift)
+    wai_low, wai_high = 12 * WAI_SR_MIN, 12 * WAI_SR_MAX
     return {
         "n_therapists": n_therapists,
-        "max_sessions": n_sess,
-        "modality_index": modality_index,
-        "therapist_of": therapist_of,
-        "n_sessions": n_sessions,
-        "age": age,
-        "gender_index": gender_index,
-        "u": u,
-        "v": v,
-        "tau": tau,
-        "b": b,
-        "c0": c0,
-        "c1": c1,
-        "leniency": leniency,
-        "alliance_latent": alliance,
-        "rater_latent": rater,
-        "outcome_latent": outcome,
-        "deviation": deviation,
-        "rupture_effect": rupture_effect,
-        "alliance_total": observed(alliance, 12 * WAI_SR_MIN, 12 * WAI_SR_MAX),
-        "rater_total": observed(rater, 12 * WAI_SR_MIN, 12 * WAI_SR_MAX),
-        "outcome_total": observed(outcome, 9 * PHQ9_MIN, 9 * PHQ9_MAX),
-        "episodes": episodes,
-        "at_risk_sessions": at_risk_count,
+        "max_sessions": max_sessions,
+        **design,
+        **{k: person[k] for k in ("u", "v", "tau", "b", "c0", "c1", "leniency")},
+        **{k: sessions[k] for k in ("alliance_latent", "rater_latent", "outcome_latent")},
+        "deviation": sessions["deviation"],
+        "rupture_effect": sessions["rupture_effect"],
+        "alliance_total": _observed_total(sessions["alliance_latent"], wai_low, wai_high),
+        "rater_total": _observed_total(sessions["rater_latent"], wai_low, wai_high),
+        "outcome_total": _observed_total(sessions["outcome_latent"], 9 * PHQ9_MIN, 9 * PHQ9_MAX),
+        "episodes": sessions["episodes"],
+        "at_risk_sessions": sessions["at_risk_sessions"],
     }
 
 
@@ -1023,13 +1099,13 @@ def _modality_outcome_array(effects: Mapping[str, float] | None) -> np.ndarray |
     if effects is None or len(effects) == 0:
         return None
     if not isinstance(effects, Mapping):
-        raise ValueError(
+        raise SettingsError(
             "simulate_study: modality_outcome_effects must map modality names to PHQ-9 "
             f"points, e.g. {{'psychodynamic': -3.0}}; got {effects!r}."
         )
     unknown = sorted(str(k) for k in effects if k not in MODALITIES)
     if unknown:
-        raise ValueError(
+        raise SettingsError(
             f"simulate_study: modality_outcome_effects names unknown modalities {unknown}. "
             f"Valid names: {', '.join(MODALITIES)}."
         )
@@ -1037,12 +1113,12 @@ def _modality_outcome_array(effects: Mapping[str, float] | None) -> np.ndarray |
     for k, name in enumerate(MODALITIES):
         value = effects.get(name, 0.0)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(
+            raise SettingsError(
                 f"simulate_study: modality_outcome_effects[{name!r}] must be a number; "
                 f"got {value!r}."
             )
         if not math.isfinite(value):
-            raise ValueError(
+            raise SettingsError(
                 f"simulate_study: modality_outcome_effects[{name!r}] must be finite; got {value!r}."
             )
         values[k] = float(value)
@@ -1570,7 +1646,7 @@ def _fault_candidates(data: pd.DataFrame) -> list[Any]:
     treatment_counts = data.loc[data[schema.SESSION] >= 1].groupby(schema.PATIENT_ID).size()
     candidates = sorted(treatment_counts.index[treatment_counts >= 3])
     if len(candidates) < 8:
-        raise ValueError(
+        raise SettingsError(
             "export_clinic_file: need at least 8 patients with 3 or more treatment sessions "
             f"to place the faults; found {len(candidates)}. Simulate a larger study."
         )
@@ -1623,7 +1699,7 @@ def export_clinic_file(data: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, lis
     """
     missing_cols = [c for c in clean_columns() if c not in data.columns]
     if missing_cols:
-        raise ValueError(
+        raise DataInputError(
             "export_clinic_file: the data lack the column(s) "
             f"{', '.join(missing_cols)}; pass the frame returned by simulate_study."
         )
@@ -1945,7 +2021,7 @@ def write_demo_study(out_dir: Path, seed: int = 2026) -> dict:
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(
+        raise SettingsError(
             f"write_demo_study: {out_dir} exists and is not a folder; pass a folder path."
         )
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ from typing import Any
 import matplotlib as mpl
 from matplotlib import cycler
 
+from helpers.errors import PlotInputError, SettingsError
 from helpers.scoring import SHORT_NAMES, get_instrument
 
 # --------------------------------------------------------------------------------------
@@ -234,7 +235,7 @@ def figure_size(
     """
     if isinstance(width, str):
         if width not in FIGURE_WIDTHS:
-            raise ValueError(
+            raise SettingsError(
                 f"Unknown figure width {width!r}: use one of {sorted(FIGURE_WIDTHS)} "
                 "or a number of inches."
             )
@@ -242,8 +243,9 @@ def figure_size(
     else:
         inches = float(width)
     if not inches > 0 or not aspect > 0:
-        raise ValueError(
-            f"Figure width and aspect must be positive; got width={width!r}, aspect={aspect!r}."
+        raise SettingsError(
+            f"Figure width and aspect must be positive; got width={width!r}, aspect={aspect!r}.",
+            fix="Pass a positive width and aspect.",
         )
     return (inches, inches * aspect)
 
@@ -449,7 +451,7 @@ def group_colors(levels: Iterable[Any], fixed: Mapping[str, str] | None = None) 
     free = list(dict.fromkeys(free))
     rest = [level for level in levels if level not in colors]
     if len(rest) > len(free):
-        raise ValueError(
+        raise PlotInputError(
             f"{len(levels)} groups to colour but only {len(used) + len(free)} distinguishable "
             f"colours (Okabe & Ito palette). Groups: {levels}. Plot fewer groups at once, or "
             "pass palette={level: colour} for every level."

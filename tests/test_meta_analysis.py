@@ -1,5 +1,6 @@
-"""Tests of helpers.benchmarks (conversions, the meta-analysis table), helpers.associations
-(the patient-level correlation) and helpers.agreement (rater agreement).
+"""Tests of helpers.meta_analysis (conversions, the meta-analysis table), helpers.stats_common
+(the checks and Fisher interval they share), helpers.associations (the patient-level
+correlation) and helpers.agreement (rater agreement).
 
 Expected values come from hand arithmetic (written out next to each value),
 from independent computations (scipy's pearsonr, statsmodels OLS, numpy least
@@ -10,7 +11,6 @@ from the known truth of the simulated demo study.
 from __future__ import annotations
 
 import dataclasses
-import doctest
 import json
 import math
 import statistics
@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from helpers import agreement, associations, benchmarks
+from helpers import meta_analysis, stats_common
 from helpers.agreement import (
     between_subject_correlation,
     bland_altman_repeated,
@@ -32,7 +32,8 @@ from helpers.agreement import (
     repeated_measures_correlation,
 )
 from helpers.associations import patient_level_alliance_outcome
-from helpers.benchmarks import (
+from helpers.errors import SettingsError
+from helpers.meta_analysis import (
     META_ANALYSES,
     MetaAnalysis,
     benchmark_table,
@@ -59,17 +60,53 @@ def _p_normal_two_sided(z: float) -> float:
     return math.erfc(abs(z) / math.sqrt(2.0))
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(benchmarks, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 10
-    assert result.failed == 0
-    for module in (agreement, associations):
-        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
-
-
 def test_moved_analyses_live_only_in_their_new_modules():
     for name in ("patient_level_alliance_outcome", "rater_agreement", "bland_altman_repeated"):
-        assert not hasattr(benchmarks, name), name
+        assert not hasattr(meta_analysis, name), name
+
+
+def test_meta_analysis_module_has_one_name():
+    """Renamed so that it cannot be confused with bench/ (speed benchmarks)."""
+    import importlib.util
+
+    assert importlib.util.find_spec("helpers.benchmarks") is None
+
+
+def test_shared_checks_live_in_stats_common():
+    from helpers import agreement, associations
+
+    assert associations.fisher_interval is stats_common.fisher_interval
+    assert agreement.confidence_level is stats_common.confidence_level
+    for name in ("_level", "_count", "_z_critical", "_fisher_interval", "_real"):
+        assert not hasattr(meta_analysis, name), name
+
+
+def test_stats_common_fisher_interval_is_the_correlation_ci():
+    # n = 100 pairs: se_z = 1 / sqrt(97)
+    assert stats_common.fisher_interval(0.3, 1 / math.sqrt(97), 0.95) == pytest.approx(
+        correlation_ci(0.3, 100)
+    )
+    assert stats_common.z_critical(0.95) == pytest.approx(Z975, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: stats_common.confidence_level(95), "as a proportion"),
+        (lambda: stats_common.confidence_level(1.0), "strictly between 0 and 1"),
+        (lambda: stats_common.whole_number(2.5, "n", minimum=1), "whole number"),
+        (lambda: stats_common.whole_number(0, "n", minimum=1), "at least 1"),
+        (lambda: stats_common.real_number(math.inf, "t"), "finite"),
+    ],
+)
+def test_stats_common_refuses_unusable_arguments(call, message):
+    with pytest.raises(SettingsError, match=message):
+        call()
+
+
+def test_stats_common_refuses_non_numbers_with_type_error():
+    with pytest.raises(TypeError, match="must be a real number"):
+        stats_common.real_number(True, "n")
 
 
 def test_fisher_z_hand_value():

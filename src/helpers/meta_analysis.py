@@ -51,12 +51,20 @@ The four meta-analyses are cited in :data:`META_ANALYSES`.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import pandas as pd
 from scipy import stats
+
+from helpers.errors import SettingsError
+from helpers.stats_common import (
+    confidence_level,
+    fisher_interval,
+    real_number,
+    whole_number,
+    z_critical,
+)
 
 __all__ = [
     "META_ANALYSES",
@@ -75,26 +83,14 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------
-# Scalar input checks
+# Scalar input checks (the shared ones live in helpers.stats_common)
 # ---------------------------------------------------------------------------
 
 
-def _real(value: object, name: str) -> float:
-    """``value`` as a finite float, or a clear TypeError/ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__}).")
-    out = float(value)
-    if math.isnan(out):
-        raise ValueError(f"{name} is missing (NaN); a number is needed.")
-    if math.isinf(out):
-        raise ValueError(f"{name} must be finite, got {out}.")
-    return out
-
-
 def _correlation(value: object, name: str = "r") -> float:
-    r = _real(value, name)
+    r = real_number(value, name)
     if not -1.0 < r < 1.0:
-        raise ValueError(
+        raise SettingsError(
             f"{name} must lie strictly between -1 and 1 (|{name}| < 1), got {r}. "
             "A correlation of exactly +/-1 has no Fisher z (it is infinite) and no "
             "sampling error; check that the value is a correlation and not, e.g., a "
@@ -104,35 +100,12 @@ def _correlation(value: object, name: str = "r") -> float:
 
 
 def _positive(value: object, name: str) -> float:
-    out = _real(value, name)
+    out = real_number(value, name)
     if out <= 0:
-        raise ValueError(f"{name} must be greater than 0, got {out}.")
-    return out
-
-
-def _count(value: object, name: str, minimum: int) -> int:
-    """A whole number >= ``minimum`` (floats such as 120.0 are accepted)."""
-    out = _real(value, name)
-    if out != int(out):
-        raise ValueError(f"{name} must be a whole number, got {out}.")
-    if out < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {int(out)}.")
-    return int(out)
-
-
-def _level(level: object) -> float:
-    out = _real(level, "level")
-    if not 0.0 < out < 1.0:
-        raise ValueError(
-            f"level is the confidence level as a proportion (e.g. 0.95), got {out}; "
-            "it must lie strictly between 0 and 1."
+        raise SettingsError(
+            f"{name} must be greater than 0, got {out}.", fix="Pass a positive number."
         )
     return out
-
-
-def _z_critical(level: float) -> float:
-    """Two-sided standard-normal quantile, 1.959964 for ``level`` = 0.95."""
-    return float(stats.norm.ppf(0.5 + level / 2.0))
 
 
 # ---------------------------------------------------------------------------
@@ -195,13 +168,7 @@ def fisher_z_inverse(z: float) -> float:
     >>> round(fisher_z_inverse(0.549306144), 6)
     0.5
     """
-    return math.tanh(_real(z, "z"))
-
-
-def _fisher_interval(r: float, se_z: float, level: float) -> tuple[float, float]:
-    z = math.atanh(r)
-    half = _z_critical(level) * se_z
-    return math.tanh(z - half), math.tanh(z + half)
+    return math.tanh(real_number(z, "z"))
 
 
 def correlation_ci(r: float, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -241,8 +208,8 @@ def correlation_ci(r: float, n: int, level: float = 0.95) -> tuple[float, float]
     [0.2394, 0.9868]
     """
     r = _correlation(r)
-    n = _count(n, "n (the number of pairs)", minimum=4)
-    return _fisher_interval(r, 1.0 / math.sqrt(n - 3), _level(level))
+    n = whole_number(n, "n (the number of pairs)", minimum=4)
+    return fisher_interval(r, 1.0 / math.sqrt(n - 3), confidence_level(level))
 
 
 def r_from_t(t: float, df: float) -> float:
@@ -274,7 +241,7 @@ def r_from_t(t: float, df: float) -> float:
     >>> r_from_t(3.0, 16)  # 3 / sqrt(9 + 16) = 3 / 5
     0.6
     """
-    t = _real(t, "t")
+    t = real_number(t, "t")
     df = _positive(df, "df")
     return t / math.sqrt(t * t + df)
 
@@ -284,11 +251,11 @@ def _two_group_a(n1: object, n2: object) -> float:
     if n1 is None and n2 is None:
         return 4.0
     if n1 is None or n2 is None:
-        raise ValueError(
+        raise SettingsError(
             "Give both group sizes n1 and n2, or neither (neither assumes equal groups, a = 4)."
         )
-    n1 = _count(n1, "n1", minimum=1)
-    n2 = _count(n2, "n2", minimum=1)
+    n1 = whole_number(n1, "n1", minimum=1)
+    n2 = whole_number(n2, "n2", minimum=1)
     return (n1 + n2) ** 2 / (n1 * n2)
 
 
@@ -317,7 +284,7 @@ def r_from_d(d: float, n1: int | None = None, n2: int | None = None) -> float:
     >>> round(r_from_d(0.8), 3)
     0.371
     """
-    d = _real(d, "d")
+    d = real_number(d, "d")
     a = _two_group_a(n1, n2)
     return d / math.sqrt(d * d + a)
 
@@ -376,7 +343,7 @@ def standardized_coefficient(b: float, sd_x: float, sd_y: float) -> float:
     >>> standardized_coefficient(-0.5, sd_x=6.0, sd_y=5.0)
     -0.6
     """
-    return _real(b, "b") * _positive(sd_x, "sd_x") / _positive(sd_y, "sd_y")
+    return real_number(b, "b") * _positive(sd_x, "sd_x") / _positive(sd_y, "sd_y")
 
 
 def unstandardized_coefficient(beta: float, sd_x: float, sd_y: float) -> float:
@@ -400,7 +367,7 @@ def unstandardized_coefficient(beta: float, sd_x: float, sd_y: float) -> float:
     >>> unstandardized_coefficient(-0.6, sd_x=6.0, sd_y=5.0)
     -0.5
     """
-    return _real(beta, "beta") * _positive(sd_y, "sd_y") / _positive(sd_x, "sd_x")
+    return real_number(beta, "beta") * _positive(sd_y, "sd_y") / _positive(sd_x, "sd_x")
 
 
 def r_from_standardized_beta(beta: float, n_predictors: int) -> float:
@@ -447,10 +414,10 @@ def r_from_standardized_beta(beta: float, n_predictors: int) -> float:
     >>> r_from_standardized_beta(0.31, n_predictors=1)
     0.31
     """
-    beta = _real(beta, "beta")
-    k = _count(n_predictors, "n_predictors", minimum=1)
+    beta = real_number(beta, "beta")
+    k = whole_number(n_predictors, "n_predictors", minimum=1)
     if k != 1:
-        raise ValueError(
+        raise SettingsError(
             f"A standardised coefficient from a regression with {k} predictors is not a "
             "correlation: it equals r only when the predictors are uncorrelated, and it is "
             "neither the zero-order nor the partial correlation. Use r_from_t(t, df_resid) "
@@ -458,7 +425,7 @@ def r_from_standardized_beta(beta: float, n_predictors: int) -> float:
             "compute the zero-order r from the data."
         )
     if abs(beta) > 1.0:
-        raise ValueError(
+        raise SettingsError(
             f"beta = {beta} cannot come from a simple regression, where beta = r and "
             "|r| <= 1. Check that it is standardised (b * SD(x) / SD(y))."
         )
@@ -519,7 +486,7 @@ class MetaAnalysis:
         """
         if self.ci_low is None or self.ci_high is None:
             return None
-        return (math.atanh(self.ci_high) - math.atanh(self.ci_low)) / (2.0 * _z_critical(0.95))
+        return (math.atanh(self.ci_high) - math.atanh(self.ci_low)) / (2.0 * z_critical(0.95))
 
 
 _FRAME_COLUMNS = (
@@ -756,24 +723,24 @@ def benchmark_table(
         containing r or outside (−1, 1)).
     """
     r_s = _correlation(study_r, "study_r")
-    n_s = _count(study_n, "study_n (patients)", minimum=4)
-    level = _level(level)
+    n_s = whole_number(study_n, "study_n (patients)", minimum=4)
+    level = confidence_level(level)
     if study_ci is None:
         lo_s, hi_s = correlation_ci(r_s, n_s, level)
         se_s = 1.0 / math.sqrt(n_s - 3)
         ci_note = f"{level:.0%} CI from Fisher z with n = {n_s}"
     else:
         if isinstance(study_ci, str) or len(study_ci) != 2:
-            raise ValueError(f"study_ci must be a pair (lower, upper), got {study_ci!r}.")
+            raise SettingsError(f"study_ci must be a pair (lower, upper), got {study_ci!r}.")
         lo_s = _correlation(study_ci[0], "study_ci lower bound")
         hi_s = _correlation(study_ci[1], "study_ci upper bound")
         if not lo_s <= r_s <= hi_s or lo_s == hi_s:
-            raise ValueError(
+            raise SettingsError(
                 f"study_ci = ({lo_s}, {hi_s}) does not contain study_r = {r_s} as "
                 "(lower < upper, lower <= r <= upper). Pass (lower, upper) of the same "
                 "estimate."
             )
-        se_s = (math.atanh(hi_s) - math.atanh(lo_s)) / (2.0 * _z_critical(level))
+        se_s = (math.atanh(hi_s) - math.atanh(lo_s)) / (2.0 * z_critical(level))
         ci_note = f"{level:.0%} CI as given"
     entries = list(meta_analyses)
     frame = _entries_frame(entries)
