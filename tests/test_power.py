@@ -166,6 +166,27 @@ def test_unreachable_scheduler_is_a_clear_error(monkeypatch):
         power_curve(SMALL, n_reps=1, scheduler="tcp://127.0.0.1:9", progress=False)
 
 
+def test_pilot_warm_start_reaches_the_cold_start_optimum():
+    # Every replicate starts from the cell's pilot fit (theta and curvature); the estimates
+    # and p-values must be those of a fit from lme4's default start, and the pilot must
+    # save evaluations.
+    design = Design(n_therapists=12, patients_per_therapist=6, max_sessions=10)
+    pilot = power._pilot(json.dumps(design.to_dict(), sort_keys=True), 5)
+    assert pilot is not None and pilot.converged
+    for rep in range(6):
+        rows = power._simulate_arrays(design, power.replicate_seed(5, design.key(), rep))
+        warm, warm_flags = power._fit_replicate(rows, "satterthwaite", 0.05, pilot)
+        cold, cold_flags = power._fit_replicate(rows, "satterthwaite", 0.05, None)
+        assert warm_flags == cold_flags
+        for term in power.ALLIANCE_TERMS:
+            assert warm[term]["estimate"] == pytest.approx(cold[term]["estimate"], rel=1e-5)
+            assert warm[term]["p"] == pytest.approx(cold[term]["p"], rel=1e-4, abs=1e-9)
+    _, replicate = power._analysis_model(rows)
+    cold_fit = replicate.model.fit_fixed(replicate.y)
+    warm_fit = replicate.model.fit_fixed(replicate.y, start=pilot.theta, curvature=pilot.hessian)
+    assert warm_fit.n_evaluations < cold_fit.n_evaluations
+
+
 # ---- resume ------------------------------------------------------------------------------
 
 

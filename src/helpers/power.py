@@ -48,6 +48,13 @@ spawn_key=(*cell_words, r))``: a child of ``SeedSequence(seed)`` keyed by the ce
 replicates into chunks, workers or machines therefore gives the same numbers, and a cell
 keeps its numbers when other cells are added to ``vary``.
 
+Every replicate's fit starts from the fit of the cell's *pilot* study (replicate
+:data:`PILOT_REPLICATE`, never one of the counted replicates): its ``theta`` as the start
+and the Hessian of its profiled deviance as the curvature
+(:meth:`helpers.engine.NestedLMM.fit_fixed`), which halves the deviance evaluations.  Each
+worker process fits the pilot itself (once per cell), so the start, and with it every
+number, does not depend on how the work is split.
+
 Where it runs
 -------------
 Replicates are shipped in chunks (``chunk_size`` per task) to local processes
