@@ -557,15 +557,20 @@ def test_disagreeing_optimiser_runs_are_reported(monkeypatch):
     assert fit.loglik == pytest.approx(record["logLik"], rel=1e-8)
 
 
-def test_warm_start_and_check_false_reach_the_same_optimum():
-    record = next(r for r in FITS if r["id"] == "three_level_p_slope_t_int" and not r["reml"])
-    model, y = nested_lmm_from_frame(
+def _three_level_slopes(record: dict) -> tuple[NestedLMM, np.ndarray]:
+    """``(1 + session | patient_id) + (1 | therapist_id)`` on the three-level data."""
+    return nested_lmm_from_frame(
         DATA["three_level"],
         record["fixed"],
         patient="patient_id",
         patient_terms=["1", "session"],
         therapist="therapist_id",
     )
+
+
+def test_warm_start_and_check_false_reach_the_same_optimum():
+    record = next(r for r in FITS if r["id"] == "three_level_p_slope_t_int" and not r["reml"])
+    model, y = _three_level_slopes(record)
     cold = model.fit(y, reml=False, check=False)
     warm = model.fit(y, reml=False, start=np.array(record["theta"]) * 1.1, check=False)
     assert cold.loglik == pytest.approx(record["logLik"], rel=1e-10)
@@ -578,13 +583,7 @@ def test_fit_fixed_with_curvature_reaches_lme4_optimum_with_fewer_evaluations():
     # A "pilot" fit of another response of the same design gives the start and the
     # curvature; the fit of the reference response must still reach lme4's optimum.
     record = next(r for r in FITS if r["id"] == "three_level_p_slope_t_int" and r["reml"])
-    model, y = nested_lmm_from_frame(
-        DATA["three_level"],
-        record["fixed"],
-        patient="patient_id",
-        patient_terms=["1", "session"],
-        therapist="therapist_id",
-    )
+    model, y = _three_level_slopes(record)
     pilot_y = y + np.random.default_rng(7).normal(0.0, 0.5, size=len(y))
     pilot = model.fit_fixed(pilot_y)
     assert pilot.hessian.shape == (model.n_theta, model.n_theta)

@@ -74,6 +74,31 @@ def _forward_block(low: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
             out[i, c] = value / low[i, i]
 
 
+@njit(cache=True, inline="always")
+def _workspace(q: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Scratch arrays of one level: its block, factor, border and solved border."""
+    return np.empty((q, q)), np.empty((q, q)), np.empty((q, width)), np.empty((q, width))
+
+
+@njit(cache=True, inline="always")
+def _solve_and_store(
+    low: np.ndarray,
+    border: np.ndarray,
+    solved: np.ndarray,
+    g: int,
+    chol_stack: np.ndarray,
+    solved_stack: np.ndarray,
+) -> None:
+    """Solve ``L X = B`` for group ``g`` and store ``L`` and ``X`` in the stacks."""
+    _forward_block(low, border, solved)
+    q, m = solved.shape
+    for a in range(q):
+        for b in range(q):
+            chol_stack[a, b, g] = low[a, b]
+        for c in range(m):
+            solved_stack[a, g, c] = solved[a, c]
+
+
 @njit(cache=True)
 def _patient_blocks(
     lam_p: np.ndarray,
@@ -86,10 +111,7 @@ def _patient_blocks(
     """Factor every patient block; fill ``chol_p`` (qp, qp, G) and ``solved_p`` (qp, G, W)."""
     qp, n_patients, width_all = zpr.shape
     qt = lam_t.shape[0]
-    block = np.empty((qp, qp))
-    low = np.empty((qp, qp))
-    border = np.empty((qp, width_all))
-    solved = np.empty((qp, width_all))
+    block, low, border, solved = _workspace(qp, width_all)
     for i in range(n_patients):
         _congruence_block(lam_p, zpzp, i, block)
         if not _cholesky_block(block, low):
@@ -108,12 +130,7 @@ def _patient_blocks(
                 solved[a, b] = total
             for b in range(qt):
                 border[a, b] = solved[a, b]
-        _forward_block(low, border, solved)
-        for a in range(qp):
-            for b in range(qp):
-                chol_p[a, b, i] = low[a, b]
-            for c in range(width_all):
-                solved_p[a, i, c] = solved[a, c]
+        _solve_and_store(low, border, solved, i, chol_p, solved_p)
     return True
 
 
@@ -139,10 +156,7 @@ def _therapist_blocks(
                 for k in range(qp):
                     total += solved_p[k, i, a] * solved_p[k, i, c]
                 coupling[t, a, c] += total
-    block = np.empty((qt, qt))
-    low = np.empty((qt, qt))
-    border = np.empty((qt, width))
-    solved = np.empty((qt, width))
+    block, low, border, solved = _workspace(qt, width)
     for t in range(n_therapists):
         _congruence_block(lam_t, ztzt, t, block)
         for a in range(qt):
@@ -156,12 +170,7 @@ def _therapist_blocks(
                 for k in range(a, qt):
                     total += lam_t[k, a] * ztr[k, t, c]
                 border[a, c] = total - coupling[t, a, qt + c]
-        _forward_block(low, border, solved)
-        for a in range(qt):
-            for b in range(qt):
-                chol_t[a, b, t] = low[a, b]
-            for c in range(width):
-                solved_t[a, t, c] = solved[a, c]
+        _solve_and_store(low, border, solved, t, chol_t, solved_t)
     return True
 
 
