@@ -96,6 +96,8 @@ _GRAD_STEP = 1e-6
 _FORWARD_STEP = 1e-7
 _HESS_STEP = 1e-4
 _NEWTON_MAX_STEPS = 10
+#: Relative size of a deviance change that is rounding noise (the Newton polish stops).
+_ROUNDING_RTOL = 1e-14
 _MAX_RESTARTS = 6
 _ESCAPE_STEPS = (1e-3, 1e-2, 0.1, 0.5)
 _COVARIANCE_TYPES = ("unstructured", "diagonal")
@@ -701,6 +703,10 @@ def _find_aliased(x: np.ndarray, names: list[str]) -> list[str]:
 
 
 def _factorize(labels: Any, name: str, nobs: int, row_labels: pd.Index, source: str):
+    if isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu":
+        if labels.size == nobs:  # integer codes (simulation loops): no missing values
+            uniques, codes = np.unique(labels, return_inverse=True)
+            return codes.astype(np.intp), pd.Index(uniques.astype(object), name=name)
     series = pd.Series(
         np.asarray(labels, dtype=object)
         if not isinstance(labels, pd.Series)
@@ -1257,24 +1263,25 @@ class NestedLMM:
         given = hessian = self._check_curvature(curvature)
         first_start = self._default_start() if start is None else self._check_start(start)
         theta, dev, message = self._minimise(deviance, first_start, hessian)
-        theta, dev, hessian = self._polish(deviance, theta, dev, hessian)
+        theta, dev, hessian, gradient = self._polish(deviance, theta, dev, hessian)
         runs = [("first", first_start, dev, message, counter["calls"])]
         notes: list[str] = []
         if check:
             before = counter["calls"]
             alt_start = self._alternative_start(first_start)
             theta2, dev2, message2 = self._minimise(deviance, alt_start, given)
-            theta2, dev2, _ = self._polish(deviance, theta2, dev2, hessian)
+            theta2, dev2, _, gradient2 = self._polish(deviance, theta2, dev2, hessian)
             runs.append(("second", alt_start, dev2, message2, counter["calls"] - before))
             agree, note = self._compare_runs(theta, dev, theta2, dev2)
             if note:
                 notes.append(note)
             if dev2 < dev - _deviance_tol(dev):  # the second run did better: keep it
-                theta, dev = theta2, dev2
+                theta, dev, gradient = theta2, dev2, gradient2
                 hessian = self._hessian(deviance, theta, dev)
         else:
             agree = True
-        gradient = self._gradient(deviance, theta, dev)
+        if gradient is None:
+            gradient = self._gradient(deviance, theta, dev)
         free = self._free_mask(theta, gradient)
         scaled, hess_pd = self._scaled_gradient(hessian, gradient, free)
         converged = bool(np.isfinite(dev)) and agree
@@ -1446,35 +1453,51 @@ class NestedLMM:
         return float(np.max(np.abs(step))), True
 
     def _polish(self, deviance, theta: np.ndarray, dev: float, hessian=None):
-        """Projected Newton steps with one finite-difference Hessian (or a given one)."""
+        """Projected Newton steps with one finite-difference Hessian (or a given one).
+
+        Returns ``(theta, deviance, hessian, gradient)``; ``gradient`` is the central
+        gradient at the returned ``theta`` when the last step computed it there, else None.
+        A step whose predicted decrease ``-g's`` is below the deviance's rounding level is
+        not tried (at an optimum it could only trade rounding noise).
+        """
         if not np.isfinite(dev):
-            return theta, dev, np.full((theta.size, theta.size), np.nan)
+            return theta, dev, np.full((theta.size, theta.size), np.nan), None
         if hessian is None or not np.all(np.isfinite(hessian)):
             hessian = self._hessian(deviance, theta, dev)
+        rounding = _ROUNDING_RTOL * max(1.0, abs(dev))
+        gradient = None
         for _ in range(_NEWTON_MAX_STEPS):
             gradient = self._gradient(deviance, theta, dev)
-            free = self._free_mask(theta, gradient)
-            if not free.any():
+            step = self._newton_step(hessian, theta, gradient)
+            if step is None:
                 break
-            sub = hessian[np.ix_(free, free)]
-            try:
-                chol = np.linalg.cholesky(sub)
-            except np.linalg.LinAlgError:
-                break
-            step = np.zeros_like(theta)
-            step[free] = -np.linalg.solve(chol.T, np.linalg.solve(chol, gradient[free]))
             improved = False
             for _half in range(30):
+                if -float(gradient @ step) < rounding:
+                    break
                 trial = np.maximum(theta + step, self.theta_lower)
                 trial_dev = deviance(trial)
                 if trial_dev <= dev:
                     improved = trial_dev < dev
-                    theta, dev = trial, trial_dev
+                    theta, dev, gradient = trial, trial_dev, None
                     break
                 step /= 2.0
             if not improved or np.max(np.abs(step)) < 1e-10:
                 break
-        return theta, dev, hessian
+        return theta, dev, hessian, gradient
+
+    def _newton_step(self, hessian, theta, gradient) -> np.ndarray | None:
+        """Newton step over the free parameters; None when none is free or H is not PD."""
+        free = self._free_mask(theta, gradient)
+        if not free.any():
+            return None
+        try:
+            chol = np.linalg.cholesky(hessian[np.ix_(free, free)])
+        except np.linalg.LinAlgError:
+            return None
+        step = np.zeros_like(theta)
+        step[free] = -np.linalg.solve(chol.T, np.linalg.solve(chol, gradient[free]))
+        return step
 
     # ---- outputs ------------------------------------------------------------------------
 
