@@ -32,6 +32,31 @@ def test_exact_duplicates_keep_first_and_name_it():
     assert ledger["reason"].iloc[0] == "exact duplicate of row 2"
 
 
+def test_exact_duplicates_treat_zero_signs_missing_values_and_objects_as_grouping_does():
+    """Rows equal as grouped (-0.0 == 0.0, missing == missing, 1 == 1.0 in objects) are copies.
+
+    Only rows sharing a row hash are compared, so these rows must hash alike;
+    rows 6 and 7 differ in one value and are no copies.
+    """
+    df = _frame(
+        [
+            ("T1", "P1", 1, 0.0, 10),  # row 2
+            ("T1", "P1", 1, -0.0, 10),  # row 3: copy of row 2
+            ("T1", None, 2, np.nan, np.nan),  # row 4
+            ("T1", None, 2, np.nan, np.nan),  # row 5: copy of row 4
+            ("T1", "P1", 3, 4.0, 9),  # row 6
+            ("T1", "P1", 3, 4.0, 8),  # row 7: differs from row 6 in the outcome
+        ]
+    )
+    df["note"] = pd.Series([1, 1.0, "a", "a", True, 2], dtype=object)  # 1 == 1.0 groups together
+    log = cl.CleaningLog(len(df))
+    kept = cl.exclude_exact_duplicates(df, log)
+    assert kept["source_row"].tolist() == [2, 4, 6, 7]
+    ledger = log.ledger_frame()
+    assert ledger["source_row"].tolist() == [3, 5]
+    assert ledger["reason"].tolist() == ["exact duplicate of row 2", "exact duplicate of row 4"]
+
+
 def test_conflicting_duplicates_policies():
     rows = [("T1", "P1", 1, 3, 10), ("T1", "P1", 1, 4, 10), ("T1", "P1", 2, 4, 9)]
     log = cl.CleaningLog(3)

@@ -910,3 +910,24 @@ def test_cli_reports_ctrl_c_in_one_line_with_exit_130(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert status == 130
     assert err.startswith("interrupted: clean stopped;") and "Traceback" not in err
+
+
+def test_item_columns_are_held_as_float32_only_where_every_value_fits_exactly():
+    """Items become float32 for cleaning only when no value changes (2.3 and 1e300 do not fit)."""
+    from helpers.config import load_config
+    from helpers.pipeline import _compact_items
+
+    config = load_config(DEMO_DIR / "study.yml")
+    frame = pd.DataFrame(
+        {
+            "alliance_client_item01": [1.0, 5.0, np.nan, 99.0, -0.0],  # whole numbers: float32
+            "alliance_client_item02": [1.0, 2.3, 3.0, 4.0, 5.0],  # 2.3 is no float32
+            "outcome_item01": [0.0, 1e300, 2.0, 3.0, 1.0],  # beyond float32's range
+            "alliance_therapist": [30.0, 31.0, 32.0, 33.0, 34.0],  # a total: left as it is
+        }
+    )
+    compact = _compact_items(frame, config)
+    assert compact.dtypes.astype(str).tolist() == ["float32", "float64", "float64", "float64"]
+    assert compact["alliance_client_item01"].tolist()[:2] == [1.0, 5.0]
+    assert compact["alliance_client_item02"].tolist()[1] == 2.3
+    assert frame["alliance_client_item01"].dtype == "float64"  # the input is not modified

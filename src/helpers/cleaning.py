@@ -244,19 +244,55 @@ def exclude_missing_ids(df: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
 
 
 def exclude_exact_duplicates(df: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
-    """Exclude records identical to an earlier record in every column but the row number."""
+    """Exclude records identical to an earlier record in every column but the row number.
+
+    Only rows that share a content hash with another row can be duplicates
+    (:func:`_hash_candidates`); those few are compared value by value, so
+    the whole table is never grouped on all its columns (memory).
+    """
     step = "exact duplicates"
-    content = df.drop(columns=[SOURCE_ROW])
+    positions = np.flatnonzero(_hash_candidates(df.drop(columns=[SOURCE_ROW])))
+    candidates = df.iloc[positions]
+    content = candidates.drop(columns=[SOURCE_ROW])
     group = content.groupby(list(content.columns), dropna=False, sort=False).ngroup()
     group = group.to_numpy()
-    dup = pd.Series(pd.Series(group).duplicated(keep="first").to_numpy(), index=df.index)
-    first_row = df[SOURCE_ROW].groupby(group).transform("first")
+    later = pd.Series(group).duplicated(keep="first").to_numpy()
+    first_row = candidates[SOURCE_ROW].groupby(group).transform("first")
+    dup = pd.Series(np.isin(np.arange(len(df)), positions[later]), index=df.index)
     dated = ", same session date" if SESSION_DATE in df.columns else ""
-    reasons = [f"exact duplicate of row {int(r)}{dated}" for r in first_row[dup]]
+    reasons = [f"exact duplicate of row {int(r)}{dated}" for r in first_row[later]]
     log.exclude(df.loc[dup], step, reasons)
     kept = df.loc[~dup]
     log.record_step(step, kept)
     return kept
+
+
+def _hash_candidates(content: pd.DataFrame) -> np.ndarray:
+    """Mask of the rows whose hash over every column another row shares.
+
+    Rows equal in every column (missing equal to missing) hash alike, so a
+    row with a hash of its own has no exact copy.  A collision only adds a
+    candidate: :func:`exclude_exact_duplicates` compares the candidates' values.
+    """
+    combined = np.zeros(len(content), dtype=np.uint64)
+    for column in content.columns:
+        combined = combined * np.uint64(1_000_003) ^ _hash_column(content[column])
+    return pd.Series(combined).duplicated(keep=False).to_numpy()
+
+
+def _hash_column(values: pd.Series) -> np.ndarray:
+    """One hash per cell, equal for values that group together (0 for object columns).
+
+    Numbers are hashed as floats with ``-0.0`` as ``0.0`` and every missing
+    value alike; mixed Python objects (where ``1 == 1.0 == True`` group
+    together) are not hashed at all, which leaves the comparison to the values.
+    """
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+        return pd.util.hash_array(np.where(np.isnan(numbers), np.nan, numbers + 0.0))
+    if values.dtype == object:
+        return np.zeros(len(values), dtype=np.uint64)
+    return pd.util.hash_pandas_object(values, index=False).to_numpy()
 
 
 def resolve_conflicting_duplicates(
@@ -432,7 +468,7 @@ def set_out_of_range_missing(
         reported, and the reason says how the column was converted.
     """
     step = "out-of-range values"
-    out = df.copy()
+    out = df.copy(deep=False)  # copy-on-write: only the columns set here are copied
     problems = []
     for column, (low, high) in ranges.items():
         if column not in out.columns:
@@ -564,7 +600,7 @@ def flag_few_sessions(
     step = f"fewer than {min_sessions} complete sessions (flagged, kept)"
     complete = df[list(columns)].notna().all(axis=1)
     n_complete = complete.groupby(df[PATIENT_ID]).transform("sum")
-    out = df.copy()
+    out = df.copy(deep=False)  # copy-on-write: the input is never modified
     out["within_eligible"] = n_complete >= min_sessions
     log.record_step(step, out)
     return out

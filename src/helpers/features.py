@@ -202,7 +202,7 @@ def person_mean_center(df: pd.DataFrame, column: str, by: str = PATIENT_ID) -> p
     _check_no_missing(df, [by], where)
     values = pd.Series(numeric_column(df, column, where))
     between = values.groupby(df[by].to_numpy()).transform("mean").to_numpy(dtype=float)
-    out = df.copy()
+    out = df.copy(deep=False)  # copy-on-write: the input is never modified
     out[f"{column}_between"] = between
     out[f"{column}_within"] = values.to_numpy() - between
     return out
@@ -286,7 +286,7 @@ def therapist_mean_disaggregate(
 
     row_patient_mean = pd.Series(patients).map(patient_mean).to_numpy(dtype=float)
     row_therapist_mean = therapists.map(therapist_mean).to_numpy(dtype=float)
-    out = df.copy()
+    out = df.copy(deep=False)  # copy-on-write: the input is never modified
     out[f"{column}_therapist_mean"] = row_therapist_mean
     out[f"{column}_patient_dev"] = row_patient_mean - row_therapist_mean
     return out
@@ -684,7 +684,7 @@ def add_model_features(
         "outcome_change": intake_adjusted_change(work)["outcome_change"],
         "session_c": pd.Series(sessions - 1),
     }
-    out = df.copy()
+    out = df.copy(deep=False)  # copy-on-write: the input is never modified
     for name in names:
         out[name] = features[name].to_numpy()
     return out

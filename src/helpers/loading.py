@@ -1969,8 +1969,9 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
     out[schema.SESSION] = pd.array(
         [pd.NA if math.isnan(s) else int(s) for s in sessions], dtype="Int64"
     )
-    result = pd.DataFrame(out, index=frame.index)
-    return result[config.canonical_columns()].reset_index(drop=True)
+    # copy=False: the columns are new already; no consolidated copy of them all (memory)
+    ordered = {c: out.pop(c) for c in config.canonical_columns()}
+    return pd.DataFrame(ordered, index=frame.index, copy=False).reset_index(drop=True)
 
 
 def read_study(data_path: str | Path, config: StudyConfig | str | Path) -> pd.DataFrame:

@@ -143,7 +143,8 @@ def validate_processed(df, source: str = ""):
     from helpers.validation import Problem, StudyDataError
 
     try:
-        return processed_schema().validate(df, lazy=True)
+        # inplace: the schema coerces nothing, so validating a copy would only cost memory
+        return processed_schema().validate(df, lazy=True, inplace=True)
     except pandera.errors.SchemaErrors as err:
         problems = []
         for (column, check), cases in err.failure_cases.groupby(
