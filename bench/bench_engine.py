@@ -11,6 +11,8 @@ rows are dropped by every engine):
 
 Every fit runs in a fresh process on the same CSV.  Time covers building the model from
 the data frame and fitting (not reading the CSV); for lme4 it is ``system.time(lmer(...))``.
+Before timing, the engine's compiled kernel is loaded (``helpers.pls_kernel.warm_up``,
+about 0.4 s once per process, as R loads lme4 before ``system.time``).
 Memory: peak of ``tracemalloc`` during the fit for Python (a second, separate run, as
 tracing slows Python down), ``gc()`` "max used" during the fit for R, and the maximum
 resident set size of every process (``/usr/bin/time -v``; includes the interpreter, the
@@ -60,8 +62,10 @@ ENGINE_CHILD = r"""
 import json, sys, time, tracemalloc, warnings
 import pandas as pd
 from helpers.engine import fit_nested_lmm_frame
+from helpers.pls_kernel import warm_up
 csv, nested, check, trace = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1", sys.argv[4] == "1"
 data = pd.read_csv(csv)
+warm_up()  # load the compiled kernel first, as R loads lme4 before system.time()
 if trace:
     tracemalloc.start()
 with warnings.catch_warnings(record=True) as caught:
