@@ -736,3 +736,10 @@ def test_array_input_errors():
         fit_nested_lmm(y, x, patient=groups, Z_therapist=np.ones((10, 1)))
     with pytest.raises(EngineInputError, match="patient_covariance"):
         NestedLMM(x, patient=groups, patient_covariance="banded")
+
+
+def test_warm_up_loads_the_compiled_kernel():
+    from helpers import pls_kernel
+
+    pls_kernel.warm_up()
+    assert pls_kernel.factor_pls.signatures  # compiled (or loaded from the cache)
