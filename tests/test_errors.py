@@ -254,6 +254,20 @@ USER_ERRORS = [
         "one row per patient",
     ),
     (
+        "scoring",
+        lambda: __import__("helpers.scoring").scoring.get_instrument("wai-xl"),
+        errors.SettingsError,
+        "'instrument' key of the study config",
+    ),
+    (
+        "features",
+        lambda: __import__("helpers.features").features.lag_within_patient(
+            _frame(patient_id=["a", "a"], session=[1, 1], x=[1.0, 2.0]), "x"
+        ),
+        errors.DataInputError,
+        "the cleaning step resolves duplicates",
+    ),
+    (
         "agreement",
         lambda: __import__("helpers.agreement").agreement.between_subject_correlation(
             _frame(patient_id=["a", None], x=[1.0, 2.0], y=[1.0, 2.0]), "x", "y"

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from helpers.errors import LedgerMismatchError
+from helpers.errors import LedgerMismatchError, SettingsError
 from helpers.schema import PATIENT_ID, SESSION, SESSION_DATE, SOURCE_ROW, THERAPIST_ID
 from helpers.validation import Problem, StudyDataError
 
@@ -334,7 +334,7 @@ def resolve_conflicting_duplicates(
     elif policy in {"exclude", "error"}:
         drop = dup
     else:
-        raise ValueError(f"unknown conflicting_duplicates policy {policy!r}")
+        raise SettingsError(f"unknown conflicting_duplicates policy {policy!r}")
     groups = df.loc[dup].groupby([PATIENT_ID, SESSION], sort=False)[SOURCE_ROW]
     rows_of = {key: sorted(int(r) for r in s) for key, s in groups}
     template = (
@@ -403,7 +403,7 @@ def resolve_multiple_therapists(
             ]
         )
     if policy not in {"keep_majority", "exclude"}:
-        raise ValueError(f"unknown multiple_therapists policy {policy!r}")
+        raise SettingsError(f"unknown multiple_therapists policy {policy!r}")
     decisions = _therapist_decisions(multi, policy)
     involved = df.loc[df[PATIENT_ID].isin(decisions.index), [PATIENT_ID, THERAPIST_ID]]
     kept_therapist = involved[PATIENT_ID].map(decisions["keep"])

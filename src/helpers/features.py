@@ -49,6 +49,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from helpers.errors import DataInputError, SettingsError
 from helpers.schema import OUTCOME, OUTCOME_INTAKE, PATIENT_ID, SESSION, THERAPIST_ID
 from helpers.validation import describe_rows, numeric_column, require_frame
 
@@ -87,7 +88,7 @@ def _check_no_missing(df: pd.DataFrame, columns: Iterable[str], where: str) -> N
     for column in columns:
         absent = df[column].isna().to_numpy()
         if absent.any():
-            raise ValueError(
+            raise DataInputError(
                 f"{where}: column {column!r} is missing in rows {describe_rows(df.index[absent])}. "
                 "Identifier and session columns must be complete; the cleaning step excludes "
                 "such records and logs them."
@@ -102,14 +103,14 @@ def _session_numbers(
     values = numeric_column(df, session, where)
     fractional = values != np.round(values)
     if fractional.any():
-        raise ValueError(
+        raise DataInputError(
             f"{where}: column {session!r} holds session numbers that are not whole numbers in "
             f"rows {describe_rows(df.index[fractional], values[fractional].tolist())}."
         )
     if minimum is not None:
         low = values < minimum
         if low.any():
-            raise ValueError(
+            raise DataInputError(
                 f"{where}: column {session!r} holds session numbers below {minimum} in rows "
                 f"{describe_rows(df.index[low], values[low].tolist())}. Sessions count from 1; "
                 "the intake belongs in the patient-level column 'outcome_intake' (the cleaning "
@@ -134,7 +135,7 @@ def _check_unique_sessions(df: pd.DataFrame, by: str, sessions: np.ndarray, wher
     (keys,) = _session_keys(df[by].to_numpy(), sessions)
     duplicated = pd.Series(keys).duplicated(keep=False).to_numpy()
     if duplicated.any():
-        raise ValueError(
+        raise DataInputError(
             f"{where}: more than one row for the same {by!r} and session in rows "
             f"{describe_rows(df.index[duplicated])}. Each patient may have one row per session; "
             "the cleaning step resolves duplicates and logs them."
@@ -275,7 +276,7 @@ def therapist_mean_disaggregate(
     n_therapists = therapists.groupby(patients).nunique()
     shared = n_therapists[n_therapists > 1]
     if len(shared):
-        raise ValueError(
+        raise DataInputError(
             f"{where}: patient(s) {list(shared.index[:_MAX_ROWS_REPORTED])} appear under more "
             f"than one therapist ({therapist!r}). Patients must be nested in one therapist; the "
             "cleaning step's 'multiple_therapists' policy resolves this."
@@ -385,7 +386,7 @@ def early_value(
     """
     where = "early_value"
     if isinstance(session, bool) or not isinstance(session, (int, np.integer)) or session < 1:
-        raise ValueError(f"{where}: session must be a whole number >= 1, got {session!r}.")
+        raise SettingsError(f"{where}: session must be a whole number >= 1, got {session!r}.")
     require_frame(df, [column, by, session_column], where)
     _check_no_missing(df, [by], where)
     sessions = _session_numbers(df, session_column, where)
@@ -433,14 +434,14 @@ def grand_mean_center(
         return values - values.mean()
     groups = np.asarray(by, dtype=object)
     if len(groups) != len(values):
-        raise ValueError(
+        raise DataInputError(
             f"grand_mean_center: 'by' has {len(groups)} labels for {len(values)} values."
         )
     positional = pd.Series(values.to_numpy(), index=pd.RangeIndex(len(values)))
     n_distinct = positional.groupby(groups).nunique(dropna=False)
     varying = n_distinct[n_distinct > 1]
     if len(varying):
-        raise ValueError(
+        raise DataInputError(
             f"grand_mean_center: {series.name!r} varies within group(s) "
             f"{list(varying.index[:_MAX_ROWS_REPORTED])}; with 'by', pass a value that is "
             "constant within each group (such as a patient mean)."
@@ -518,7 +519,7 @@ def intake_adjusted_change(
     n_intakes = intake_by_row.groupby(patients).nunique(dropna=False)
     varying = n_intakes[n_intakes > 1]
     if len(varying):
-        raise ValueError(
+        raise DataInputError(
             f"{where}: {intake!r} differs between rows of patient(s) "
             f"{list(varying.index[:_MAX_ROWS_REPORTED])}; the intake is one value per patient."
         )
@@ -529,7 +530,7 @@ def intake_adjusted_change(
     x = last["y0"].to_numpy(dtype=float)
     yl = last["y"].to_numpy(dtype=float)
     if len(last) < 3 or np.unique(x).size < 2:
-        raise ValueError(
+        raise DataInputError(
             f"{where}: the residual of the last outcome on intake needs at least 3 patients "
             f"with a last outcome and an intake, and intakes that differ; found {len(last)} "
             f"patient(s) with {np.unique(x).size} distinct intake value(s)."
@@ -646,7 +647,7 @@ def add_model_features(
     ]
     clash = [c for c in MODEL_FEATURE_COLUMNS if c in df.columns]
     if clash:
-        raise ValueError(
+        raise DataInputError(
             f"{where}: the frame already has the output column(s) {clash}. Drop them (or start "
             "from the cleaned data) so that no stale feature is mistaken for a fresh one."
         )

@@ -71,6 +71,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from helpers.errors import DataInputError, SettingsError
 from helpers.validation import describe_rows
 
 #: Two-sided 5 % critical value of the standard normal used by Jacobson & Truax (1991).
@@ -174,19 +175,25 @@ class Instrument:
         items = range(1, self.n_items + 1)
         bad_reverse = [i for i in self.reverse_items if i not in items]
         if bad_reverse:
-            raise ValueError(f"{self.key}: reverse items {bad_reverse} outside 1..{self.n_items}")
+            raise SettingsError(
+                f"{self.key}: reverse items {bad_reverse} outside 1..{self.n_items}"
+            )
         seen: list[int] = []
         for name, members in self.subscales:
             outside = [i for i in members if i not in items]
             if outside:
-                raise ValueError(f"{self.key}: subscale {name!r} has items {outside} out of range")
+                raise SettingsError(
+                    f"{self.key}: subscale {name!r} has items {outside} out of range"
+                )
             seen.extend(members)
         if len(seen) != len(set(seen)):
-            raise ValueError(f"{self.key}: an item belongs to more than one subscale")
+            raise SettingsError(f"{self.key}: an item belongs to more than one subscale")
         if self.proration == "subscale_item_mean" and sorted(seen) != list(items):
-            raise ValueError(f"{self.key}: subscale_item_mean needs subscales covering every item")
+            raise SettingsError(
+                f"{self.key}: subscale_item_mean needs subscales covering every item"
+            )
         if not 0 <= self.max_missing < self.n_items:
-            raise ValueError(f"{self.key}: max_missing must be in 0..{self.n_items - 1}")
+            raise SettingsError(f"{self.key}: max_missing must be in 0..{self.n_items - 1}")
 
     @property
     def total_min(self) -> int:
@@ -561,7 +568,7 @@ def get_instrument(instrument: str | Instrument) -> Instrument:
         return INSTRUMENTS[instrument]
     except (KeyError, TypeError):
         known = ", ".join(sorted(INSTRUMENTS))
-        raise ValueError(
+        raise SettingsError(
             f"Unknown instrument {instrument!r}. Known instruments: {known}. Check the "
             "'instrument' key of the study config."
         ) from None
@@ -589,7 +596,7 @@ def _item_matrix(items: pd.DataFrame, inst: Instrument) -> np.ndarray:
         )
     prefix = f"Cannot score {inst.key!r} ({inst.name})"
     if items.shape[1] != inst.n_items:
-        raise ValueError(
+        raise DataInputError(
             f"{prefix}: expected {inst.n_items} item columns in item order 1..{inst.n_items}, "
             f"found {items.shape[1]}: {list(items.columns)}. Pass exactly the instrument's item "
             "columns, in item order."
@@ -623,7 +630,7 @@ def _item_matrix(items: pd.DataFrame, inst: Instrument) -> np.ndarray:
             )
         matrix[:, pos] = values
     if problems:
-        raise ValueError(
+        raise DataInputError(
             f"{prefix}: "
             + "; ".join(problems)
             + ". Scoring accepts only checked input. Run the cleaning step first: it logs each "
@@ -750,7 +757,7 @@ def check_total_range(totals: pd.Series, instrument: str | Instrument) -> pd.Ser
     not_numeric = series.notna() & values.isna()
     if not_numeric.any():
         rows = describe_rows(series.index[not_numeric], list(series[not_numeric]), unit="row(s)")
-        raise ValueError(
+        raise DataInputError(
             f"Total column {series.name!r} ({inst.name}) holds values that are not numbers in "
             f"rows {rows}. Correct them in the source file or mark them as missing."
         )
@@ -802,7 +809,7 @@ def standard_error_of_difference(
     inst = get_instrument(instrument)
     if sd is None and reliability is None and inst.sd is None:
         if inst.reliable_change_points is None:
-            raise ValueError(
+            raise SettingsError(
                 f"No reliable change is defined for {inst.key!r} ({inst.name}): it has no "
                 "published SD, reliability or reliable-change threshold in this suite. Pass "
                 "sd= and reliability= explicitly if you have them."
@@ -811,15 +818,15 @@ def standard_error_of_difference(
     sd_used = inst.sd if sd is None else sd
     r_used = inst.reliability if reliability is None else reliability
     if sd_used is None or r_used is None:
-        raise ValueError(
+        raise SettingsError(
             f"Reliable change for {inst.key!r} needs both an SD and a reliability; the "
             f"instrument supplies sd={inst.sd} and reliability={inst.reliability}. Pass the "
             "missing one explicitly."
         )
     if not (math.isfinite(sd_used) and sd_used > 0):
-        raise ValueError(f"sd must be a positive number, got {sd_used!r}.")
+        raise SettingsError(f"sd must be a positive number, got {sd_used!r}.")
     if not (0 <= r_used < 1):
-        raise ValueError(f"reliability must be in [0, 1), got {r_used!r}.")
+        raise SettingsError(f"reliability must be in [0, 1), got {r_used!r}.")
     se = sd_used * math.sqrt(1.0 - r_used)
     return math.sqrt(2.0 * se**2)
 
@@ -831,7 +838,7 @@ def _as_float_series(values: object, label: str) -> pd.Series:
     not_numeric = series.notna() & numeric.isna()
     if not_numeric.any():
         rows = describe_rows(series.index[not_numeric], list(series[not_numeric]), unit="row(s)")
-        raise ValueError(f"{label} holds values that are not numbers in rows {rows}.")
+        raise DataInputError(f"{label} holds values that are not numbers in rows {rows}.")
     return numeric
 
 
@@ -840,12 +847,12 @@ def _paired_scores(pre: object, post: object) -> tuple[pd.Series, pd.Series]:
     pre_s = _as_float_series(pre, "pre")
     post_s = _as_float_series(post, "post")
     if len(pre_s) != len(post_s):
-        raise ValueError(
+        raise DataInputError(
             f"pre and post must have equal length; got {len(pre_s)} and {len(post_s)}."
         )
     if isinstance(pre, pd.Series) and isinstance(post, pd.Series):
         if not pre.index.equals(post.index):
-            raise ValueError(
+            raise DataInputError(
                 "pre and post are Series with different indexes; align them first (e.g. one "
                 "row per patient, same index) so that each pre score meets its own post score."
             )
@@ -952,13 +959,13 @@ def classify_change(
     """
     inst = get_instrument(instrument)
     if inst.construct != "outcome":
-        raise ValueError(
+        raise SettingsError(
             f"classify_change is for outcome measures; {inst.key!r} ({inst.name}) measures "
             "the alliance."
         )
     cut = inst.cutoff if cutoff is None else cutoff
     if cut is None:
-        raise ValueError(f"No clinical cut-off is defined for {inst.key!r}; pass cutoff=.")
+        raise SettingsError(f"No clinical cut-off is defined for {inst.key!r}; pass cutoff=.")
     rci = reliable_change_index(pre, post, inst, sd=sd, reliability=reliability)
     pre_s, post_s = _paired_scores(pre, post)
     complete = rci.notna()
