@@ -96,8 +96,8 @@ _GRAD_STEP = 1e-6
 _FORWARD_STEP = 1e-7
 _HESS_STEP = 1e-4
 _NEWTON_MAX_STEPS = 10
-#: Relative size of a deviance change that is rounding noise (the Newton polish stops).
-_ROUNDING_RTOL = 1e-14
+#: Relative Newton step below which the polish stops (far below lme4's agreement, 1e-7).
+_NEGLIGIBLE_STEP = 1e-10
 _MAX_RESTARTS = 6
 _ESCAPE_STEPS = (1e-3, 1e-2, 0.1, 0.5)
 _COVARIANCE_TYPES = ("unstructured", "diagonal")
@@ -1457,14 +1457,14 @@ class NestedLMM:
 
         Returns ``(theta, deviance, hessian, gradient)``; ``gradient`` is the central
         gradient at the returned ``theta`` when the last step computed it there, else None.
-        A step whose predicted decrease ``-g's`` is below the deviance's rounding level is
-        not tried (at an optimum it could only trade rounding noise).
+        A step below ``_NEGLIGIBLE_STEP`` (relative to ``theta``) is not tried or halved
+        further: at an optimum the trial deviances are rounding noise, and halving down
+        to nothing cost up to 30 evaluations per fit.
         """
         if not np.isfinite(dev):
             return theta, dev, np.full((theta.size, theta.size), np.nan), None
         if hessian is None or not np.all(np.isfinite(hessian)):
             hessian = self._hessian(deviance, theta, dev)
-        rounding = _ROUNDING_RTOL * max(1.0, abs(dev))
         gradient = None
         for _ in range(_NEWTON_MAX_STEPS):
             gradient = self._gradient(deviance, theta, dev)
@@ -1473,7 +1473,7 @@ class NestedLMM:
                 break
             improved = False
             for _half in range(30):
-                if -float(gradient @ step) < rounding:
+                if np.max(np.abs(step) / np.maximum(1.0, np.abs(theta))) < _NEGLIGIBLE_STEP:
                     break
                 trial = np.maximum(theta + step, self.theta_lower)
                 trial_dev = deviance(trial)
