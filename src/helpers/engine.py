@@ -1231,11 +1231,9 @@ class NestedLMM:
         suff = self._response_statistics(self._check_response(y))
         optimum = self._optimise(suff, reml, start, False, curvature)
         factor = self._factor(optimum.theta, suff)
-        sigma2 = factor["pwrss"] / (self.nobs - self.p if reml else self.nobs)
+        sigma2 = self._sigma2(factor, reml)
         beta, cov_beta, _ = self._fixed_arrays(factor, sigma2, suff["shift"])
-        covariances = {self.patient_name: sigma2 * factor["lam_p"] @ factor["lam_p"].T}
-        if self.nested:
-            covariances[self.therapist_name] = sigma2 * factor["lam_t"] @ factor["lam_t"].T
+        covariances = self._covariance_arrays(factor["lam_p"], factor["lam_t"], sigma2)
         return FixedEffectsFit(
             beta=beta,
             cov_beta=cov_beta,
@@ -1444,13 +1442,19 @@ class NestedLMM:
     def _scaled_gradient(hessian, gradient, free) -> tuple[float, bool]:
         if not free.any():
             return 0.0, True
-        sub = hessian[np.ix_(free, free)]
-        try:
-            chol = np.linalg.cholesky(sub)
-        except np.linalg.LinAlgError:
+        step = NestedLMM._free_solve(hessian, gradient, free)
+        if step is None:
             return math.nan, False
-        step = np.linalg.solve(chol.T, np.linalg.solve(chol, gradient[free]))
         return float(np.max(np.abs(step))), True
+
+    @staticmethod
+    def _free_solve(hessian, vector, free) -> np.ndarray | None:
+        """``H^-1 v`` over the free parameters; None when H is not positive definite there."""
+        try:
+            chol = np.linalg.cholesky(hessian[np.ix_(free, free)])
+        except np.linalg.LinAlgError:
+            return None
+        return np.linalg.solve(chol.T, np.linalg.solve(chol, vector[free]))
 
     def _polish(self, deviance, theta: np.ndarray, dev: float, hessian=None):
         """Projected Newton steps with one finite-difference Hessian (or a given one).
@@ -1489,14 +1493,11 @@ class NestedLMM:
     def _newton_step(self, hessian, theta, gradient) -> np.ndarray | None:
         """Newton step over the free parameters; None when none is free or H is not PD."""
         free = self._free_mask(theta, gradient)
-        if not free.any():
-            return None
-        try:
-            chol = np.linalg.cholesky(hessian[np.ix_(free, free)])
-        except np.linalg.LinAlgError:
+        solved = self._free_solve(hessian, gradient, free) if free.any() else None
+        if solved is None:
             return None
         step = np.zeros_like(theta)
-        step[free] = -np.linalg.solve(chol.T, np.linalg.solve(chol, gradient[free]))
+        step[free] = -solved
         return step
 
     # ---- outputs ------------------------------------------------------------------------
@@ -1508,7 +1509,7 @@ class NestedLMM:
         if factor is None:  # pragma: no cover - the optimum always factorises
             raise RuntimeError("The PLS system could not be factorised at the optimum.")
         p, n = self.p, self.nobs
-        sigma2 = factor["pwrss"] / (n - p if reml else n)
+        sigma2 = self._sigma2(factor, reml)
         fixed, fixed_cov, gamma = self._fixed_effects(factor, sigma2, suff["shift"])
         modes, conditional_cov = self._conditional_modes(factor, gamma, sigma2)
         covariance, varcomp = self._variance_components(factor["lam_p"], factor["lam_t"], sigma2)
@@ -1647,17 +1648,30 @@ class NestedLMM:
         cond_p = cond_p[self._internal_of_label]
         return {self.patient_name: modes_p, **modes}, {self.patient_name: cond_p, **cond}
 
+    def _sigma2(self, factor: dict[str, Any], reml: bool) -> float:
+        """Residual variance at a factorisation: pwrss / (n - p) (REML) or pwrss / n (ML)."""
+        return factor["pwrss"] / (self.nobs - self.p if reml else self.nobs)
+
+    def _covariance_arrays(
+        self, lam_p: np.ndarray, lam_t: np.ndarray, sigma2: float
+    ) -> dict[str, np.ndarray]:
+        """``sigma^2 Lambda Lambda'`` per grouping factor with random effects."""
+        levels = (
+            (self.patient_name, lam_p, self.patient_terms),
+            (self.therapist_name, lam_t, self.therapist_terms),
+        )
+        return {group: sigma2 * (lam @ lam.T) for group, lam, terms in levels if terms}
+
     def _variance_components(self, lam_p: np.ndarray, lam_t: np.ndarray, sigma2: float):
         """Covariance matrix per factor and lme4's ``as.data.frame(VarCorr())`` table."""
         covariance = {}
         varcomp_rows = []
-        for group, lam, terms in (
-            (self.patient_name, lam_p, self.patient_terms),
-            (self.therapist_name, lam_t, self.therapist_terms),
-        ):
-            if not terms:
-                continue
-            cov = sigma2 * (lam @ lam.T)
+        terms_of = {
+            self.patient_name: self.patient_terms,
+            self.therapist_name: self.therapist_terms,
+        }
+        for group, cov in self._covariance_arrays(lam_p, lam_t, sigma2).items():
+            terms = terms_of[group]
             covariance[group] = pd.DataFrame(cov, index=terms, columns=terms)
             sds = np.sqrt(np.diag(cov))
             for i, term in enumerate(terms):
