@@ -19,7 +19,7 @@ DATA   ?= data/raw/demo/sessions.csv
 CONFIG ?= data/raw/demo/study.yml
 OUT    ?= runs/demo
 
-.PHONY: help setup lock data scenarios all report refresh check-determinism test test-fast unit nbtest lint lab clean browser-test app
+.PHONY: FORCE help setup lock data scenarios all report refresh check-determinism test test-fast unit nbtest lint lab clean browser-test app
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,30 +46,27 @@ SCENARIOS_OUT ?= runs/scenarios-data
 scenarios: $(BIN)/activate ## Write the simulated study shapes (scenario matrix) to runs/scenarios-data/<name>/
 	$(PY) -m helpers scenarios --out $(SCENARIOS_OUT)
 
-# ---- make all: each notebook is a file target with its real inputs, so only stale steps re-run
+# ---- make all: the runner re-runs only the notebooks that are out of date (their notebook, the
+# helpers, the data, the config, an earlier step's results or the parameters changed), JOBS at a
+# time: 01 first, then the notebooks that read only the cleaned data side by side, 06 last
 SEED      ?= 2026
+JOBS      ?= $(shell nproc 2>/dev/null || echo 1)
 SRC       := $(wildcard src/helpers/*.py src/helpers/*.yml) pyproject.toml
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
-EXECUTED  := $(patsubst notebooks/%,$(OUT)/notebooks/%,$(NOTEBOOKS))
 FIRST     := $(OUT)/notebooks/01_clean.ipynb
-FIGURE_NB := $(filter $(OUT)/notebooks/06_%,$(EXECUTED))
 PARAMS    ?=
 RUN_NB     = $(PY) -m helpers run-notebooks --data $(DATA) --config $(CONFIG) --out $(OUT) --seed $(SEED) $(foreach p,$(PARAMS),--set $(p))
 
-all: $(OUT)/report/index.html ## Run the notebooks in order on DATA/CONFIG into OUT (default: demo study → runs/demo)
+all: $(OUT)/report/index.html ## Run the notebooks on DATA/CONFIG into OUT, JOBS at a time (default: demo study → runs/demo)
 	@echo "done: $(OUT) (report: $(OUT)/report/index.html)"
 
-# quiet recipes: each notebook prints its own "[step/total] name  time" line;
-# the manifest and report steps print only errors (to stderr)
-$(OUT)/notebooks/%.ipynb: notebooks/%.ipynb $(SRC) $(DATA) $(CONFIG) | $(BIN)/activate
-	@$(RUN_NB) --only $*
+# quiet recipes: each notebook prints its own "[step/total] name  time" line; the manifest is
+# rewritten only when it changes, so an up-to-date run does not render the report again
+$(OUT)/manifest.json: $(DATA) $(CONFIG) FORCE | $(BIN)/activate
+	@$(RUN_NB) --stale --jobs $(JOBS)
 
-# later notebooks read the cleaning step's output; the figure notebook reads every result
-$(filter-out $(FIRST),$(EXECUTED)): $(FIRST)
-$(FIGURE_NB): $(filter-out $(FIGURE_NB),$(EXECUTED))
-
-$(OUT)/manifest.json: $(EXECUTED)
-	@$(RUN_NB) --manifest >/dev/null
+$(FIRST): notebooks/01_clean.ipynb $(SRC) $(DATA) $(CONFIG) | $(BIN)/activate
+	@$(RUN_NB) --only 01_clean
 
 $(OUT)/report/index.html: $(OUT)/manifest.json
 	@$(PY) -m helpers report --out $(OUT) >/dev/null
@@ -77,14 +74,15 @@ $(OUT)/report/index.html: $(OUT)/manifest.json
 $(DATA) $(CONFIG):
 	@echo "error: '$@' does not exist: set DATA=path/to/export and CONFIG=path/to/study.yml" >&2; exit 2
 
+FORCE:
+
 report: $(OUT)/report/index.html ## Render OUT's executed notebooks to HTML with an index page
 
 refresh: $(BIN)/activate ## Re-execute the committed notebooks in place on the demo study (updates reference outputs)
 	@for nb in $(NOTEBOOKS); do \
 		echo "refreshing $$nb"; \
 		$(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; \
-		$(PY) -c "from helpers.runner import strip_execution_metadata as s; s('$$nb')"; \
-		$(PY) -c "from helpers.explorer import strip_widget_state_file as w; w('$$nb')"; \
+		$(PY) -c "from helpers.notebook_files import strip_execution_metadata as s, strip_widget_state_file as w; s('$$nb'); w('$$nb')"; \
 	done
 
 check-determinism: $(BIN)/activate ## Run the suite twice and check results and figures are byte-identical

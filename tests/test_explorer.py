@@ -344,25 +344,6 @@ def test_display_sends_the_widget_and_a_static_fallback(study):
     assert "No previous fit" in bundle["text/plain"]
 
 
-def test_strip_widget_state(tmp_path):
-    import nbformat
-
-    output = nbformat.v4.new_output(
-        "display_data", data={ex.WIDGET_VIEW: {"model_id": "x"}, "text/html": "<p>t</p>"}
-    )
-    notebook = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell("x", outputs=[output])],
-        metadata={"widgets": {"state": {}}, "language_info": {"name": "python"}},
-    )
-    path = tmp_path / "nb.ipynb"
-    nbformat.write(notebook, str(path))
-    assert ex.strip_widget_state_file(path) == 1
-    stripped = json.loads(path.read_text())
-    assert stripped["metadata"] == {"language_info": {"name": "python"}}
-    assert stripped["cells"][0]["outputs"][0]["data"] == {"text/html": ["<p>t</p>"]}
-    assert ex.strip_widget_state_file(path) == 0
-
-
 def test_committed_notebooks_hold_no_widget_state():
     for path in sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb")):
         notebook = json.loads(path.read_text(encoding="utf-8"))

@@ -46,8 +46,11 @@ Figures and report (notebook 06, ``make all``)
     :mod:`helpers.style` and :mod:`helpers.plots` (one figure style, the plot
     functions, save_figure), :mod:`helpers.present` (tables as display
     strings), :mod:`helpers.narrative` (sentences rendered from results),
-    :mod:`helpers.runner` (the notebooks run in order), :mod:`helpers.report`
-    (the HTML report) and :mod:`helpers.provenance` (hashes, versions, commit).
+    :mod:`helpers.runner` (the notebooks run with their parameters),
+    :mod:`helpers.schedule` (which notebooks are out of date; independent ones
+    side by side), :mod:`helpers.report` (the HTML report),
+    :mod:`helpers.notebook_files` (no timestamps or widget state in stored
+    notebooks) and :mod:`helpers.provenance` (hashes, versions, commit).
 
 Beside the path
     :mod:`helpers.power` (simulation-based power of a planned design, notebook

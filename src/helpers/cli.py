@@ -74,6 +74,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--manifest", action="store_true", help="write <out>/manifest.json only")
     run.add_argument(
+        "--stale", action="store_true", help="run only notebooks that are out of date (make all)"
+    )
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="notebooks run at once (default 1; results do not change)",
+    )
+    run.add_argument(
         "--set",
         action="append",
         default=None,
@@ -153,6 +162,32 @@ def _write_scenarios(out: Path, only: Sequence[str] | None) -> int:
     return 0
 
 
+def _run_notebooks_command(args: argparse.Namespace) -> int:
+    """``run-notebooks``: execute the notebooks (or the stale ones), then write the manifest."""
+    from helpers.runner import parse_settings, run_notebooks, write_run_manifest
+
+    try:
+        extra = parse_settings(args.set)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.jobs < 1:
+        print(f"error: --jobs must be 1 or more, not {args.jobs}", file=sys.stderr)
+        return 2
+    if not args.manifest:
+        ran = run_notebooks(
+            args.data, args.config, args.out, seed=args.seed, only=args.only,
+            extra=extra, jobs=args.jobs, stale_only=args.stale,
+        )  # fmt: skip
+        if args.stale and not ran:
+            print(f"every notebook of {args.out} is up to date")
+    if args.manifest or not args.only:
+        path = write_run_manifest(args.data, args.config, args.out, args.seed, extra=extra)
+        if not args.stale:
+            print(f"manifest written to {path.name}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     args = _build_parser().parse_args(argv)
@@ -183,20 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(result.summary())
             print(values_lost_text(result.values_lost()))
         elif args.command == "run-notebooks":
-            from helpers.runner import parse_settings, run_notebooks, write_run_manifest
-
-            try:
-                extra = parse_settings(args.set)
-            except ValueError as err:
-                print(f"error: {err}", file=sys.stderr)
-                return 2
-            if not args.manifest:
-                run_notebooks(
-                    args.data, args.config, args.out, seed=args.seed, only=args.only, extra=extra
-                )
-            if args.manifest or not args.only:
-                path = write_run_manifest(args.data, args.config, args.out, args.seed, extra=extra)
-                print(f"manifest written to {path.name}")
+            return _run_notebooks_command(args)
         elif args.command == "report":
             from helpers.report import write_report
 

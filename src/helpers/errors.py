@@ -482,6 +482,7 @@ class NotebookFailedError(HelpersError, RuntimeError):
         ename = getattr(err, "ename", type(err).__name__)
         evalue = getattr(err, "evalue", str(err))
         cell = getattr(err, "exec_count", "?")
+        self.ename, self.evalue, self.exec_count = str(ename), str(evalue), cell
         super().__init__(
             f"{name} stopped at cell [{cell}] with {ename}:\n{evalue}\n\n"
             f"The partly executed notebook is {relative_to_root(partial)}."

@@ -33,13 +33,13 @@ widget (``application/vnd.jupyter.widget-view+json``), which JupyterLab and
 Voilà render, and a static rendering of its first state — the table and the
 figure as ``text/html`` (the figure as an embedded PNG) — which papermill,
 nbval, nbconvert's HTML report and any viewer without a kernel show.  The
-committed notebook stores only the static form (:func:`strip_widget_state`).
+committed notebook stores only the static form (:func:`helpers.notebook_files.strip_widget_state`).
 
 Privacy
 -------
 Tables and figures never show patient or therapist codes: the codes appear
 only in the live widget's choosers (a therapist's list of patients), which is
-widget state; :func:`strip_widget_state` removes it from a notebook before it
+widget state; :func:`helpers.notebook_files.strip_widget_state` removes it from a notebook before it
 is committed or rendered into a report.
 
 Examples
@@ -78,14 +78,10 @@ from helpers.models import (
     likelihood_ratio_test,
 )
 from helpers.narrative import Sentence
+from helpers.notebook_files import WIDGET_STATE, WIDGET_VIEW  # noqa: F401 (re-exported)
 from helpers.present import format_table
 from helpers.profile import StudyProfile, build_profile, instrument_name
 from helpers.style import OKABE_ITO, axis_label, figure_size, use_style
-
-#: Output key of a live widget in a notebook (stripped from committed notebooks).
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-#: Notebook metadata key holding widget state (stripped from committed notebooks).
-WIDGET_STATE = "widgets"
 
 #: Colour of each episode status in the patient figure.
 STATUS_COLORS = {
@@ -991,41 +987,6 @@ class ModelExplorer(_Explorer):
         return parts, model_figure(view, self.study.profile)
 
 
-# ---------------------------------------------------------------------------
-# Notebooks: no widget state in what is committed or reported
-# ---------------------------------------------------------------------------
-
-
-def strip_widget_state(notebook: dict[str, Any]) -> int:
-    """Remove live-widget outputs and widget state from a notebook (in place).
-
-    Drops the ``application/vnd.jupyter.widget-view+json`` form of every output
-    (its static ``text/html``/``text/plain`` forms stay) and the notebook's
-    ``metadata.widgets``.  Returns how many widget views were removed.
-    """
-    removed = 0
-    for cell in notebook.get("cells", []):
-        for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            if WIDGET_VIEW in data:
-                del data[WIDGET_VIEW]
-                removed += 1
-    notebook.get("metadata", {}).pop(WIDGET_STATE, None)
-    return removed
-
-
-def strip_widget_state_file(path: str | Path) -> int:
-    """:func:`strip_widget_state` on a notebook file, rewritten only if something changed."""
-    import nbformat
-
-    notebook = nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
-    had_state = WIDGET_STATE in notebook.get("metadata", {})
-    removed = strip_widget_state(notebook)
-    if removed or had_state:
-        nbformat.write(notebook, str(path))
-    return removed
-
-
 __all__ = [
     "ModelExplorer",
     "ModelSpec",
@@ -1043,7 +1004,6 @@ __all__ = [
     "patient_options",
     "patient_summary",
     "rupture_view",
-    "strip_widget_state",
     "study_from_frames",
     "therapist_options",
 ]

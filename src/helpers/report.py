@@ -140,7 +140,7 @@ def _write_report(out: Path) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
 
-    from helpers.explorer import strip_widget_state
+    from helpers.notebook_files import strip_widget_state
 
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
@@ -151,7 +151,7 @@ def _write_report(out: Path) -> Path:
     links = []
     for notebook in report_notebooks(out, manifest):
         # the explorers' live widgets carry patient codes in their state: the report shows
-        # their static form only (helpers.explorer.strip_widget_state)
+        # their static form only (helpers.notebook_files.strip_widget_state)
         executed = nbformat.read(str(notebook), as_version=4)
         strip_widget_state(executed)
         body, _ = exporter.from_notebook_node(executed)

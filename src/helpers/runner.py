@@ -29,8 +29,8 @@ times in them.
 On the terminal each notebook prints one line, its step and wall time
 (``[3/6] 03_alliance_outcome_models  12.4 s``); times are never written into
 outputs.  The kernels run with ``TQDM_DISABLE=1`` and ``TQDM_DELAY=inf`` (no
-progress bars stored in executed notebooks) and with CurveZMQ transport encryption where libzmq has
-it (no "running over TCP without encryption" warning per notebook).  A
+progress bars stored in executed notebooks) and talk to the runner over Unix sockets in a private
+folder (:func:`_kernel_config`: no port collisions between kernels started at once).  A
 notebook that fails leaves ``<name>.failed.ipynb``; its next successful run
 deletes it.
 
@@ -40,9 +40,9 @@ Nothing lost
   truth file, the notebooks), and may not be a file
   (:func:`helpers.safety.check_output_folder`).
 * Each invocation holds ``<out>/.helpers-run.lock`` while it writes
-  (:func:`helpers.safety.run_lock`): ``make all`` runs one invocation per
-  notebook, so two ``make all`` into one folder collide as soon as their
-  steps overlap, and the second is refused with the holder named.
+  (:func:`helpers.safety.run_lock`): ``make all`` runs one invocation for all
+  the notebooks that are out of date, so a second ``make all`` into the same
+  folder is refused, with the holder named, while the first runs.
 * papermill writes each executed notebook under a temporary name renamed to
   ``<out>/notebooks/<name>.ipynb`` only on success, so a step killed midway
   leaves no file that make would take as up to date.
@@ -58,6 +58,7 @@ Nothing lost
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -75,6 +76,7 @@ from helpers.safety import (
     partial_path,
     run_lock,
 )
+from helpers.schedule import Step, run_parallel, stale_steps, step_graph
 
 if TYPE_CHECKING:
     from traitlets.config import Config
@@ -173,32 +175,42 @@ def _environment(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _kernel_config() -> Config:
-    """Kernel-manager settings: encrypt the kernel's ZeroMQ sockets where possible.
+def _kernel_config(socket_dir: Path) -> Config:
+    """Kernel-manager settings: talk to the kernel over Unix sockets in ``socket_dir``.
 
-    Over plain TCP, ipykernel ≥ 7 logs "Kernel is running over TCP without
-    encryption" to the terminal for every notebook.  With
-    ``transport_encryption = "auto"`` jupyter_client provisions CurveZMQ keys
-    for kernels whose kernelspec declares support (ipykernel's does), which
-    removes the cause of that warning rather than hiding warnings.  Without
-    CurveZMQ in libzmq, the default (plain TCP) is kept and ipykernel's
-    warning stays true and visible.
+    Over TCP, each kernel picks free ports and binds them a moment later, so
+    kernels started at the same time by two processes (``--jobs 2``, two test
+    workers) can pick the same port and fail with "Address already in use".
+    Unix-domain sockets (ZeroMQ's ``ipc`` transport) in a folder private to
+    this kernel cannot collide, and no other user of the machine can connect
+    to them, so ipykernel's "running over TCP without encryption" warning has
+    no cause.  Windows has no ``ipc`` transport: there the kernel uses TCP with
+    CurveZMQ keys where libzmq has them.
     """
     import zmq
     from traitlets.config import Config
 
+    if os.name != "nt":
+        return Config({"KernelManager": {"transport": "ipc", "ip": str(socket_dir / "kernel")}})
     if not zmq.has("curve"):
         return Config()
     return Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
+def declared_parameters(notebook: Path, parameters: Mapping[str, object]) -> dict[str, object]:
+    """The entries of ``parameters`` that ``notebook`` declares in its ``parameters`` cell."""
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(notebook))
+    return {k: v for k, v in parameters.items() if k in declared}
 
 
 def _papermill(notebook: Path, target: Path, parameters: dict[str, object]) -> None:
     """Run papermill on ``notebook`` with the parameters it declares, writing ``target``."""
     import papermill as pm
 
-    declared = pm.inspect_notebook(str(notebook))
-    wanted = {k: v for k, v in parameters.items() if k in declared}
-    with _environment(KERNEL_ENVIRONMENT):
+    wanted = declared_parameters(notebook, parameters)
+    with _environment(KERNEL_ENVIRONMENT), tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
         pm.execute_notebook(
             str(notebook),
             str(target),
@@ -206,7 +218,7 @@ def _papermill(notebook: Path, target: Path, parameters: dict[str, object]) -> N
             cwd=str(notebook.parent),
             kernel_name="python3",
             progress_bar=False,
-            config=_kernel_config(),
+            config=_kernel_config(Path(sockets)),
         )
 
 
@@ -308,6 +320,8 @@ def run_notebooks(
     only: list[str] | None = None,
     notebooks_dir: Path = NOTEBOOKS_DIR,
     extra: Mapping[str, object] | None = None,
+    jobs: int = 1,
+    stale_only: bool = False,
 ) -> list[Path]:
     """Execute the numbered notebooks in order; return the executed copies' paths.
 
@@ -335,6 +349,13 @@ def run_notebooks(
         Folder of the numbered notebooks (the suite's ``notebooks/``).
     extra
         Further parameters (:func:`notebook_parameters`), e.g. ``{"N_BOOTSTRAP": 20}``.
+    jobs
+        How many notebooks may run at once (:func:`helpers.schedule.run_parallel`):
+        after the first notebook, those that read only the cleaned data run
+        side by side, and the figure notebook last.  Results do not depend on it.
+    stale_only
+        Run only the notebooks whose executed copy is missing or out of date
+        (:func:`helpers.schedule.stale_steps`), as ``make all`` does.
 
     Raises
     ------
@@ -345,25 +366,63 @@ def run_notebooks(
     """
     data, config, out = (resolve_path(p).resolve() for p in (data, config, out))
     params = notebook_parameters(data, config, out, seed, extra)
-    reads = [data, config, notebooks_dir, *([params["TRUTH_PATH"]] if params["TRUTH_PATH"] else [])]
+    truth = [Path(str(params["TRUTH_PATH"]))] if params["TRUTH_PATH"] else []
+    reads = [data, config, notebooks_dir, *truth]
     check_output_folder(out, reads)
     notebooks = numbered_notebooks(notebooks_dir)
+    number = {nb.stem: i for i, nb in enumerate(notebooks, start=1)}
     width = max((len(nb.stem) for nb in notebooks), default=0)
-    executed = []
+
+    def done(step: Step, seconds: float) -> None:
+        line = step_line(number[step.name], len(notebooks), step.name, seconds, width)
+        print(line, flush=True)
+
     command = "run-notebooks" + (f" --only {' '.join(only)}" if only else "")
     with run_lock(out, command):
         (out / "notebooks").mkdir(parents=True, exist_ok=True)
-        for step, notebook in enumerate(notebooks, start=1):
-            if only and not any(notebook.name.startswith(p) for p in only):
-                continue
-            target = out / "notebooks" / notebook.name
-            start = time.perf_counter()
-            _run_step(notebook, target, out, params)
-            failed_copy(target).unlink(missing_ok=True)
-            seconds = time.perf_counter() - start
-            print(step_line(step, len(notebooks), notebook.stem, seconds, width), flush=True)
-            executed.append(target)
-    return executed
+        steps = _chosen_steps(notebooks, out, params, only, stale_only, [data, config, *truth])
+        if jobs > 1 and len(steps) > 1:
+            run_parallel(steps, step_graph([nb.stem for nb in notebooks]), out, jobs, done)
+        else:
+            for step in steps:
+                start = time.perf_counter()
+                _run_step(step.notebook, step.target, out, params)
+                failed_copy(step.target).unlink(missing_ok=True)
+                done(step, time.perf_counter() - start)
+    return [step.target for step in steps]
+
+
+def _chosen_steps(
+    notebooks: list[Path],
+    out: Path,
+    params: Mapping[str, object],
+    only: list[str] | None,
+    stale_only: bool,
+    inputs: list[Path],
+) -> list[Step]:
+    """The steps to run: those ``only`` names (all by default), the stale ones if asked."""
+    steps = [
+        Step(nb.stem, nb, out / "notebooks" / nb.name, declared_parameters(nb, params))
+        for nb in notebooks
+        if not only or any(nb.name.startswith(p) for p in only)
+    ]
+    if not stale_only:
+        return steps
+    stale = stale_steps(
+        {s.name: s.target for s in steps},
+        {s.name: s.notebook for s in steps},
+        [*inputs, *helpers_sources()],
+        {s.name: s.parameters for s in steps},
+    )
+    return [s for s in steps if s.name in stale]
+
+
+def helpers_sources() -> list[Path]:
+    """The helpers' code and settings and ``pyproject.toml``: a change re-runs every step."""
+    package = Path(__file__).resolve().parent
+    files = [*package.glob("*.py"), *package.glob("*.yml")]
+    project = package.parents[1] / "pyproject.toml"
+    return sorted(files + ([project] if project.is_file() else []))
 
 
 #: Output folders of a run whose files must be byte-identical between runs.
@@ -448,8 +507,11 @@ def write_run_manifest(
         "executed_notebooks": [relative_to_root(p) for p in executed_notebooks(out, notebooks_dir)],
     }
     path = out / "manifest.json"
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     with run_lock(out, "run-notebooks --manifest"):
-        atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        # an unchanged manifest keeps its time stamp, so make does not render the report again
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            atomic_write_text(path, text)
     _note_unlisted(out, outputs)
     return path
 
@@ -510,25 +572,6 @@ def compare_runs(first: str | Path, second: str | Path) -> list[str]:
         elif (a / name).read_bytes() != (b / name).read_bytes():
             differ.append(name)
     return differ
-
-
-def strip_execution_metadata(path: str | Path) -> int:
-    """Remove the execution timestamps nbconvert stores in each cell's metadata.
-
-    Committed reference notebooks then change only where their outputs change
-    (``make refresh`` calls this).  Returns the number of cells cleaned.
-    """
-    import json
-
-    path = Path(path)
-    notebook = json.loads(path.read_text(encoding="utf-8"))
-    cleaned = 0
-    for cell in notebook["cells"]:
-        if cell.get("metadata", {}).pop("execution", None) is not None:
-            cleaned += 1
-    text = json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-    atomic_write_text(path, text)
-    return cleaned
 
 
 def parse_settings(settings: list[str] | None) -> dict[str, object]:

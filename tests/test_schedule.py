@@ -1,0 +1,249 @@
+"""make all's schedule: which steps are out of date, and steps run side by side."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers.errors import NotebookFailedError
+from helpers.runner import outputs_record, run_notebooks, write_run_manifest
+from helpers.safety import LOCK_NAME
+from helpers.schedule import owned_by, stale_steps, step_graph
+
+NAMES = ["01_clean", "02_explore", "03_models", "06_figures", "07_power"]
+
+
+def test_step_graph_cleaning_first_figures_last_the_rest_independent():
+    graph = step_graph(NAMES)
+    assert graph["01_clean"] == ()
+    assert graph["02_explore"] == graph["03_models"] == graph["07_power"] == ("01_clean",)
+    assert graph["06_figures"] == ("01_clean", "02_explore", "03_models", "07_power")
+    assert step_graph([]) == {}
+
+
+def test_owned_by_gives_numbered_files_to_their_step_only():
+    changed = ["results/02_a.csv", "results/03_b.csv", "figures/03_c.png", "results/shared.csv"]
+    assert owned_by("03_models", changed, NAMES) == [
+        "figures/03_c.png",
+        "results/03_b.csv",
+        "results/shared.csv",
+    ]
+    assert owned_by("02_explore", changed, NAMES) == ["results/02_a.csv", "results/shared.csv"]
+    # a number no step has is an ordinary name
+    assert owned_by("02_explore", ["results/09_x.csv"], NAMES) == ["results/09_x.csv"]
+
+
+@pytest.fixture
+def built(tmp_path):
+    """Executed copies of NAMES (parameters {"SEED": 1}) newer than their sources and inputs."""
+    sources, targets = {}, {}
+    for i, name in enumerate(NAMES):
+        sources[name] = tmp_path / f"{name}.src"
+        sources[name].write_text("source")
+        targets[name] = tmp_path / f"{name}.ipynb"
+        stored = {"metadata": {"papermill": {"parameters": {"SEED": 1}}}}
+        targets[name].write_text(json.dumps(stored))
+        os.utime(sources[name], ns=(1_000, 1_000))
+        done = 10_100 if name == "06_figures" else 10_000 + i  # the figures step ran last
+        os.utime(targets[name], ns=(done, done))
+    data = tmp_path / "data.csv"
+    data.write_text("x")
+    os.utime(data, ns=(2_000, 2_000))
+    params = {name: {"SEED": 1} for name in NAMES}
+    return targets, sources, [data], params
+
+
+def test_nothing_is_stale_after_a_complete_run(built):
+    assert stale_steps(*built) == []
+
+
+def test_a_changed_notebook_reruns_it_and_the_figures(built):
+    targets, sources, inputs, params = built
+    os.utime(sources["03_models"], ns=(20_000, 20_000))
+    assert stale_steps(targets, sources, inputs, params) == ["03_models", "06_figures"]
+
+
+def test_changed_data_or_cleaning_reruns_everything(built):
+    targets, sources, inputs, params = built
+    os.utime(inputs[0], ns=(20_000, 20_000))
+    assert stale_steps(targets, sources, inputs, params) == NAMES
+    os.utime(inputs[0], ns=(2_000, 2_000))
+    os.utime(targets["01_clean"], ns=(20_000, 20_000))  # re-run by hand: later steps are older
+    assert stale_steps(targets, sources, inputs, params) == NAMES[1:]
+
+
+def test_a_missing_copy_or_new_parameters_rerun_the_step(built):
+    targets, sources, inputs, params = built
+    targets["07_power"].unlink()
+    assert stale_steps(targets, sources, inputs, params) == ["06_figures", "07_power"]
+    targets["07_power"].write_text("not json")  # unreadable parameters: re-run
+    os.utime(targets["07_power"], ns=(10_003, 10_003))
+    assert stale_steps(targets, sources, inputs, params) == ["06_figures", "07_power"]
+    params = {**params, "02_explore": {"SEED": 2}}
+    assert stale_steps(targets, sources, inputs, params)[:1] == ["02_explore"]
+
+
+# ---------------------------------------------------------------------------
+# Running steps side by side (tiny notebooks)
+# ---------------------------------------------------------------------------
+
+
+def _notebook(path: Path, *sources: str) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("RESULTS_DIR = ''\nSEED = 0")]
+    notebook.cells[0].metadata["tags"] = ["parameters"]
+    notebook.cells += [nbformat.v4.new_code_cell(s) for s in sources]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}  # fmt: skip
+    notebook.metadata["language_info"] = {"name": "python"}
+    nbformat.write(notebook, path)
+
+
+def _write(name: str) -> str:
+    return f"import pathlib\npathlib.Path(RESULTS_DIR, {name!r}).write_text('{name}\\n')"
+
+
+def _meet(me: str, other: str, folder: Path) -> str:
+    """A cell that says ``me`` started and waits (up to 60 s) until ``other`` has started."""
+    return (
+        "import pathlib, time\n"
+        f"folder = pathlib.Path({str(folder)!r})\n"
+        f"(folder / {me!r}).write_text('')\n"
+        "deadline = time.monotonic() + 60\n"
+        f"while not (folder / {other!r}).exists():\n"
+        "    assert time.monotonic() < deadline, 'the other step never started'\n"
+        "    time.sleep(0.05)"
+    )
+
+
+@pytest.fixture
+def suite(tmp_path):
+    """01 writes a.csv; 02 and 03 run only if side by side; 06 reads what both wrote."""
+    folder = tmp_path / "suite"
+    folder.mkdir()
+    _notebook(folder / "01_first.ipynb", "import os\nos.makedirs(RESULTS_DIR, exist_ok=True)",
+              _write("a.csv"))  # fmt: skip
+    check_a = "assert pathlib.Path(RESULTS_DIR, 'a.csv').exists()"
+    _notebook(folder / "02_second.ipynb", _meet("02", "03", tmp_path), check_a,
+              _write("02_x.csv"))  # fmt: skip
+    _notebook(folder / "03_third.ipynb", _meet("03", "02", tmp_path), _write("03_y.csv"),
+              _write("shared.csv"))  # fmt: skip
+    _notebook(folder / "06_figures.ipynb", "import pathlib",
+              "for n in ('a.csv', '02_x.csv', '03_y.csv'):\n"
+              "    assert pathlib.Path(RESULTS_DIR, n).exists()",
+              _write("06_z.csv"))  # fmt: skip
+    for name in ("data.csv", "study.yml"):
+        (tmp_path / name).write_text("x\n")
+    return folder
+
+
+def _record(out: Path, name: str) -> list[str]:
+    return json.loads(outputs_record(out / "notebooks" / f"{name}.ipynb").read_text())
+
+
+def test_two_jobs_run_independent_steps_side_by_side_in_graph_order(suite, tmp_path, capfd):
+    data, config, out = tmp_path / "data.csv", tmp_path / "study.yml", tmp_path / "run"
+    ran = run_notebooks(data, config, out, notebooks_dir=suite, jobs=2)
+    assert [p.name for p in ran] == [
+        "01_first.ipynb", "02_second.ipynb", "03_third.ipynb", "06_figures.ipynb",
+    ]  # fmt: skip
+    assert _record(out, "01_first") == ["results/a.csv"]
+    assert "results/02_x.csv" in _record(out, "02_second")
+    assert not {"results/03_y.csv", "results/a.csv"} & set(_record(out, "02_second"))
+    assert {"results/03_y.csv", "results/shared.csv"} <= set(_record(out, "03_third"))
+    assert "results/02_x.csv" not in _record(out, "03_third")
+    assert _record(out, "06_figures") == ["results/06_z.csv"]
+    manifest = json.loads(write_run_manifest(data, config, out, 0, notebooks_dir=suite).read_text())
+    assert [o["path"] for o in manifest["outputs"]] == [
+        "results/02_x.csv", "results/03_y.csv", "results/06_z.csv", "results/a.csv",
+        "results/shared.csv",
+    ]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "notebooks", "results"]
+    lines = capfd.readouterr().out.splitlines()
+    assert sorted(line.split()[1] for line in lines) == [
+        "01_first", "02_second", "03_third", "06_figures",
+    ]  # fmt: skip
+    assert lines[0].startswith("[1/4] 01_first") and lines[-1].startswith("[4/4] 06_figures")
+
+
+def test_stale_only_reruns_what_changed(suite, tmp_path):
+    data, config, out = tmp_path / "data.csv", tmp_path / "study.yml", tmp_path / "run"
+    names = lambda ran: [p.stem for p in ran]  # noqa: E731
+    for marker in ("02", "03"):  # the steps meet only when run side by side
+        (tmp_path / marker).write_text("")
+    assert len(run_notebooks(data, config, out, notebooks_dir=suite, stale_only=True)) == 4
+    assert run_notebooks(data, config, out, notebooks_dir=suite, stale_only=True) == []
+    future = time.time() + 60
+    os.utime(suite / "03_third.ipynb", (future, future))
+    ran = run_notebooks(data, config, out, notebooks_dir=suite, stale_only=True, jobs=2)
+    assert names(ran) == ["03_third", "06_figures"]
+    ran = run_notebooks(data, config, out, notebooks_dir=suite, stale_only=True, seed=5)
+    assert names(ran) == ["01_first", "02_second", "03_third", "06_figures"]
+
+
+def test_a_failed_step_lets_running_steps_finish_and_starts_no_more(suite, tmp_path):
+    _notebook(suite / "02_second.ipynb", _meet("02", "03", tmp_path), "raise ValueError('boom')")
+    data, config, out = tmp_path / "data.csv", tmp_path / "study.yml", tmp_path / "run"
+    with pytest.raises(NotebookFailedError, match=r"02_second\.ipynb stopped at cell \[\d+\]"):
+        run_notebooks(data, config, out, notebooks_dir=suite, jobs=2)
+    notebooks = out / "notebooks"
+    assert (notebooks / "02_second.failed.ipynb").exists()
+    assert not (notebooks / "02_second.ipynb").exists()
+    assert (notebooks / "03_third.ipynb").exists()  # was running: finished
+    assert not (notebooks / "06_figures.ipynb").exists()  # needs 02: never started
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_a_terminated_parallel_run_stops_its_steps_and_leaves_no_partial_files(suite, tmp_path):
+    wait = (
+        "import os, pathlib, time\n"
+        f"folder = pathlib.Path({str(tmp_path)!r})\n"
+        "(folder / f'kernel-{os.getpid()}').write_text('')\n"
+        "time.sleep(120)"
+    )
+    _notebook(suite / "02_second.ipynb", wait)
+    _notebook(suite / "03_third.ipynb", wait)
+    out = tmp_path / "run"
+    data, config = str(tmp_path / "data.csv"), str(tmp_path / "study.yml")
+    code = (
+        "from pathlib import Path\nfrom helpers.runner import run_notebooks\n"
+        f"run_notebooks(Path({data!r}), Path({config!r}), Path({str(out)!r}),"
+        f" notebooks_dir=Path({str(suite)!r}), jobs=2)"
+    )
+    runner = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("kernel-*"))) < 2:
+        assert runner.poll() is None, runner.communicate()
+        assert time.monotonic() < deadline, "the two steps did not start"
+        time.sleep(0.2)
+    time.sleep(1)  # papermill has written the partial notebooks by now
+    runner.send_signal(signal.SIGTERM)
+    runner.communicate(timeout=90)
+    assert runner.returncode == 128 + signal.SIGTERM
+    kernels = [int(p.name.split("-")[1]) for p in tmp_path.glob("kernel-*")]
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in kernels) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in kernels), "a kernel outlived the stopped run"
+    left = sorted(p.name for p in (out / "notebooks").iterdir())
+    assert left == ["01_first.ipynb", "01_first.outputs.json", "02_second.outputs.json",
+                    "03_third.outputs.json"]  # fmt: skip
+    assert not (out / LOCK_NAME).exists()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie waiting to be reaped does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "\nState:\tZ" in status.read_text())
