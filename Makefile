@@ -63,7 +63,7 @@ all: $(OUT)/report/index.html ## Run the notebooks on DATA/CONFIG into OUT, JOBS
 # quiet recipes: each notebook prints its own "[step/total] name  time" line; the manifest is
 # rewritten only when it changes, so an up-to-date run does not render the report again
 $(OUT)/manifest.json: $(DATA) $(CONFIG) FORCE | $(BIN)/activate
-	@$(RUN_NB) --stale --jobs $(JOBS)
+	@$(RUN_NB) --stale --jobs $(JOBS) --only $(basename $(notdir $(NOTEBOOKS)))
 
 $(FIRST): notebooks/01_clean.ipynb $(SRC) $(DATA) $(CONFIG) | $(BIN)/activate
 	@$(RUN_NB) --only 01_clean
@@ -93,8 +93,8 @@ check-determinism: $(BIN)/activate ## Run the suite twice and check results and 
 
 test: unit nbtest ## Unit tests plus notebook regression tests (nbval)
 
-test-fast: $(BIN)/activate ## Unit tests without the scenario suite (minutes, for the edit-test loop)
-	$(BIN)/pytest -q -p no:cacheprovider -n 2 -m "not scenarios and not browser" tests
+test-fast: $(BIN)/activate ## Unit tests without the slow ones and the scenario suite (the edit-test loop)
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 -m "not scenarios and not browser and not slow" tests
 
 browser-test: $(BIN)/activate ## The explorers in JupyterLab and Voila, driven by headless Chromium (skipped without one)
 	$(BIN)/pytest -q -ra -s -p no:cacheprovider -m browser tests/test_browser.py

@@ -398,6 +398,7 @@ def _type1_module():
     return module
 
 
+@pytest.mark.slow  # hundreds of simulated fits
 def test_small_sample_tests_keep_type_i_error_with_ten_therapists():
     """A null therapist-level effect with 10 therapists: the Satterthwaite and KR rejection
     counts lie in the central 99.9% of Binomial(n, .05); z rejects at least as often as t

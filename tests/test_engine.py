@@ -603,6 +603,41 @@ def test_fit_fixed_with_curvature_reaches_lme4_optimum_with_fewer_evaluations():
     assert warm.sigma2 == pytest.approx(full.sigma2, rel=1e-12)
 
 
+def test_fit_fixed_with_a_second_start_matches_fit_with_check():
+    record = next(r for r in FITS if r["id"] == "three_level_p_slope_t_int" and r["reml"])
+    model, y = _three_level_slopes(record)
+    quick, full = model.fit_fixed(y, check=True), model.fit(y, check=True)
+    assert quick.n_evaluations == full.n_evaluations  # the same two optimiser runs
+    assert -quick.deviance / 2 == pytest.approx(record["logLik"], rel=1e-10)
+    np.testing.assert_allclose(quick.beta, full.fixed["estimate"], rtol=1e-12)
+
+
+def test_bootstrap_replicates_seeded_with_curvature_equal_cold_refits():
+    # the bootstrap refits each simulated response from the fit's theta, its optimiser seeded
+    # with the first replicate's curvature; a plain refit of the same response must agree
+    data = DATA["sleepstudy"]
+    model, y = nested_lmm_from_frame(
+        data, ["Days"], response="Reaction", patient="Subject", patient_terms=["1", "Days"]
+    )
+    fit = model.fit(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EngineWarning)
+        boot = warm_started_bootstrap(model, fit, n_replicates=12, seed=11)
+    rng = np.random.default_rng(11)
+    evaluations = 0
+    for i in range(12):
+        cold = model.fit(
+            model.simulate(fit, rng), start=fit.theta, check=False, emit_warnings=False
+        )
+        evaluations += cold.n_evaluations
+        row = boot.estimates.iloc[i]
+        for term in ("(Intercept)", "Days"):
+            assert row[term] == pytest.approx(cold.fixed.loc[term, "estimate"], rel=1e-6)
+        assert row["sigma"] == pytest.approx(cold.sigma, rel=1e-5)
+        assert boot.singular[i] == cold.singular
+    assert boot.n_evaluations < evaluations
+
+
 def test_curvature_of_the_wrong_shape_is_refused():
     record = next(r for r in FITS if r["id"] == "three_level_p_slope_t_int" and r["reml"])
     model, y = nested_lmm_from_frame(

@@ -106,6 +106,7 @@ def _digests(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
 
 
+@pytest.mark.slow  # runs the figure notebook twice
 def test_two_runs_write_identical_figure_files(inputs, tmp_path):
     first = _run(inputs, tmp_path / "a", hash_seed="0", backend=None)
     second = _run(inputs, tmp_path / "b", hash_seed="4242", backend="Agg")

@@ -128,6 +128,7 @@ def test_share_needs_random_intercepts_only():
         share_interval(fit)
 
 
+@pytest.mark.slow  # profile-likelihood search per endpoint: about a minute
 @pytest.mark.parametrize("reml", [True, False])
 @pytest.mark.parametrize(("seed", "tau2"), [(11, 0.15), (3, 0.01)])
 def test_share_endpoints_are_likelihood_ratio_endpoints(seed, tau2, reml):

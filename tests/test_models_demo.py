@@ -76,28 +76,38 @@ def reference_data() -> dict[str, pd.DataFrame]:
 
 
 #: Fitting paths checked against lme4: the default ("auto": the vectorised engine for every
-#: model of notebook 03) and the statsmodels reference path.
-ENGINES = ["auto", "statsmodels"]
+#: model of notebook 03) and the statsmodels reference path (its demo fits take minutes, so
+#: its checks are ``slow``: ``make test`` runs them, ``make test-fast`` does not).
+ENGINES = ["auto", pytest.param("statsmodels", marks=pytest.mark.slow)]
 #: Reference models outside statsmodels' reach: correlated patient intercepts and slopes
 #: inside a therapist grouping, which only the engine fits.
 BEYOND_STATSMODELS = {"demo_three_level_corr"}
 
 
-@pytest.fixture(scope="module")
-def fits_by_engine(reference_data) -> dict[str, dict[tuple[str, bool], object]]:
-    """Every reference model fitted once per path with the default settings, as notebook 03
-    does."""
-    fits: dict[str, dict[tuple[str, bool], object]] = {}
-    for engine in ENGINES:
-        fits[engine] = {}
+class _FitsByEngine(dict):
+    """Every reference model fitted with the default settings, as notebook 03 does; a
+    path's fits are made the first time a test asks for them."""
+
+    def __init__(self, reference_data: dict[str, pd.DataFrame]) -> None:
+        super().__init__()
+        self.reference_data = reference_data
+
+    def __missing__(self, engine: str) -> dict[tuple[str, bool], object]:
+        fits = {}
         for ref in FITS:
-            key = (ref["model_id"], ref["reml"])
             if engine == "statsmodels" and ref["model_id"] in BEYOND_STATSMODELS:
                 continue  # checked to raise in test_statsmodels_refuses_what_it_cannot_fit
-            fits[engine][key] = fit_quietly(
-                reference_data[ref["data"]], ref["formula"], reml=ref["reml"], engine=engine
+            fits[(ref["model_id"], ref["reml"])] = fit_quietly(
+                self.reference_data[ref["data"]], ref["formula"], reml=ref["reml"], engine=engine
             )
-    return fits
+        self[engine] = fits
+        return fits
+
+
+@pytest.fixture(scope="module")
+def fits_by_engine(reference_data) -> _FitsByEngine:
+    """The reference models' fits by path (``"auto"``, ``"statsmodels"``), made on demand."""
+    return _FitsByEngine(reference_data)
 
 
 def _result(fits_by_engine, engine: str, ref: dict):

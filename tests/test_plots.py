@@ -756,6 +756,7 @@ def test_save_figure_writes_every_format_byte_identically(tmp_path):
     assert ax.figure.get_layout_engine() is not None
 
 
+@pytest.mark.slow  # two fresh interpreters
 def test_save_figure_is_identical_across_processes(tmp_path):
     script = textwrap.dedent(
         f"""

@@ -96,6 +96,7 @@ def test_mc_interval_is_the_wilson_interval_by_hand():
 # ---- known truth -------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # hundreds of simulated fits
 def test_rejection_rate_is_alpha_when_the_effects_are_zero():
     # No alliance effects and no reverse path: every rejection is a type I error.  With
     # n = 120 replicates the count is Binomial(120, .05) (mean 6); the test fails only if
@@ -140,6 +141,7 @@ def test_two_workers_give_byte_identical_results(reference, tmp_path):
     assert (out / "power.csv").read_bytes() == (out_one / "power.csv").read_bytes()
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_dask_local_cluster_gives_byte_identical_results(reference, tmp_path):
     distributed = pytest.importorskip("distributed")
     table, out_one = reference

@@ -232,9 +232,12 @@ def test_reversed_study_states_the_reversed_directions(runs):
 def test_make_all_interrupted_in_a_notebook_then_rerun_gives_identical_results(all_runs):
     run = all_runs[f"{INTERRUPTED} (interrupted)"]
     assert run["stopped_returncode"] != 0, "make was not stopped"
-    # nothing under notebook 03's real name (nor a later one's), no partial copy, no lock
+    # nothing under notebook 03's real name (nor the figures' that need it), no partial copy,
+    # no lock; notebooks that ran beside 03 (make all's JOBS) may have finished or been stopped
     executed = [n for n in run["left"] if n.endswith(".ipynb")]
-    assert executed == [f"{nb}.ipynb" for nb in NOTEBOOKS if nb < STOPPED_IN], run["left"]
+    assert executed[:1] == [f"{NOTEBOOKS[0]}.ipynb"], run["left"]
+    assert not [n for n in executed if n.startswith((STOPPED_IN, "06"))], run["left"]
+    assert set(executed) <= {f"{nb}.ipynb" for nb in NOTEBOOKS}, run["left"]
     assert not run["lock_left"]
     assert run["returncode"] == 0, f"the re-run failed:\n{run['stderr'][-3000:]}"
     assert sorted(p.stem for p in (run["out"] / "notebooks").glob("*.ipynb")) == NOTEBOOKS

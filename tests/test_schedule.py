@@ -174,6 +174,7 @@ def test_two_jobs_run_independent_steps_side_by_side_in_graph_order(suite, tmp_p
     assert lines[0].startswith("[1/4] 01_first") and lines[-1].startswith("[4/4] 06_figures")
 
 
+@pytest.mark.slow  # runs the tiny suite four times
 def test_stale_only_reruns_what_changed(suite, tmp_path):
     data, config, out = tmp_path / "data.csv", tmp_path / "study.yml", tmp_path / "run"
     names = lambda ran: [p.stem for p in ran]  # noqa: E731
@@ -202,6 +203,7 @@ def test_a_failed_step_lets_running_steps_finish_and_starts_no_more(suite, tmp_p
     assert not (out / LOCK_NAME).exists()
 
 
+@pytest.mark.slow  # waits for kernels to start and stop
 def test_a_terminated_parallel_run_stops_its_steps_and_leaves_no_partial_files(suite, tmp_path):
     wait = (
         "import os, pathlib, time\n"

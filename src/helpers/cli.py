@@ -181,7 +181,7 @@ def _run_notebooks_command(args: argparse.Namespace) -> int:
         )  # fmt: skip
         if args.stale and not ran:
             print(f"every notebook of {args.out} is up to date")
-    if args.manifest or not args.only:
+    if args.manifest or args.stale or not args.only:
         path = write_run_manifest(args.data, args.config, args.out, args.seed, extra=extra)
         if not args.stale:
             print(f"manifest written to {path.name}")

@@ -1500,11 +1500,15 @@ def plot_qq(
 # --------------------------------------------------------------------------------------
 
 
+#: The formats :func:`save_figure` and :func:`save_and_show` write by default.
+DEFAULT_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
+
+
 def save_figure(
     fig: Figure | Axes,
     name: str,
     folder: str | Path = FIGURES_DIR,
-    formats: Sequence[str] = ("png", "svg", "pdf"),
+    formats: Sequence[str] = DEFAULT_FORMATS,
     dpi: int = 300,
 ) -> list[Path]:
     """Write a figure in several formats, byte-identical from one run to the next.
@@ -1542,6 +1546,15 @@ def save_figure(
     fonts embedded as TrueType (PDF) or paths (SVG).  Each file is written
     under a temporary name and renamed into place (:func:`helpers.safety.atomic_path`).
     """
+    figure, formats, out = _save_arguments(fig, name, folder, formats, dpi)
+    with mpl.rc_context(rc=STYLE), _frozen_layout(figure):
+        return _write_formats(figure, out, str(name), formats, int(dpi))
+
+
+def _save_arguments(
+    fig: Figure | Axes, name: str, folder: str | Path, formats: Sequence[str] | str, dpi: int
+) -> tuple[Figure, list[str], Path]:
+    """Check :func:`save_figure`'s arguments; return the figure, formats and folder."""
     func = "save_figure"
     figure = fig.figure if isinstance(fig, Axes) else fig
     if not isinstance(figure, Figure):
@@ -1569,13 +1582,19 @@ def save_figure(
         raise PlotInputError(f"{func}: dpi must be a positive whole number, got {dpi!r}.")
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
+    return figure, formats, out
+
+
+def _write_formats(
+    figure: Figure, out: Path, name: str, formats: Sequence[str], dpi: int
+) -> list[Path]:
+    """Write ``figure`` once per format, each file atomically (layout already frozen)."""
     written = []
-    with mpl.rc_context(rc=STYLE), _frozen_layout(figure):
-        for fmt in formats:
-            path = out / f"{name}.{fmt}"
-            with atomic_path(path) as tmp:  # never a half-written figure under its name
-                figure.savefig(tmp, format=fmt, dpi=int(dpi), metadata=dict(FIGURE_FORMATS[fmt]))
-            written.append(path)
+    for fmt in formats:
+        path = out / f"{name}.{fmt}"
+        with atomic_path(path) as tmp:  # never a half-written figure under its name
+            figure.savefig(tmp, format=fmt, dpi=dpi, metadata=dict(FIGURE_FORMATS[fmt]))
+        written.append(path)
     return written
 
 
@@ -1618,7 +1637,10 @@ def save_and_show(fig: Figure, name: str, folder: Path | str = FIGURES_DIR) -> l
 
     The figure is shown as a PNG at screen resolution (100 dpi) rendered here,
     so a notebook displays it the same way whatever matplotlib backend the
-    kernel uses (inline in JupyterLab, Agg under a test runner).
+    kernel uses (inline in JupyterLab, Agg under a test runner).  It is drawn
+    with the layout frozen for the saved files (:func:`_frozen_layout`), so the
+    figure on screen has the same layout as the files, and the layout engine
+    runs once for all four renderings.
 
     Returns
     -------
@@ -1629,10 +1651,11 @@ def save_and_show(fig: Figure, name: str, folder: Path | str = FIGURES_DIR) -> l
 
     from IPython.display import Image, display
 
-    paths = save_figure(fig, name, folder=folder)
+    figure, formats, out = _save_arguments(fig, name, folder, DEFAULT_FORMATS, 300)
     shown = io.BytesIO()
-    with use_style():
-        fig.savefig(shown, format="png", dpi=100, metadata={"Software": None})
+    with mpl.rc_context(rc=STYLE), _frozen_layout(figure):  # one layout for files and screen
+        paths = _write_formats(figure, out, str(name), formats, 300)
+        figure.savefig(shown, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
     display(Image(shown.getvalue()))
     return paths

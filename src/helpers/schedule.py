@@ -317,6 +317,8 @@ def _step_main(spec_path: str) -> int:
             report |= {"exec_count": err.exec_count, "partial": str(err.partial)}
             result.write_text(json.dumps(report), encoding="utf-8")
             return 1
+        except KeyboardInterrupt:  # Ctrl-C reaches every process: the runner reports it
+            return 130
     result.write_text(json.dumps({"failed": False}), encoding="utf-8")
     return 0
 
