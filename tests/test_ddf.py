@@ -235,6 +235,7 @@ def test_contrasts_end_to_end(ref, fitted):
                 assert got["F_scaling"] == pytest.approx(r.F_scaling, rel=E2E_RTOL)
 
 
+@pytest.mark.slow  # statsmodels-path fits
 @pytest.mark.parametrize("rid", STATSMODELS_IDS)
 def test_statsmodels_path_gives_the_same_df(rid, fitted):
     """One implementation for both fitters: the statsmodels fit's df match lmerTest's."""

@@ -30,7 +30,7 @@ from helpers.models import (
     parse_formula,
 )
 
-from _fits import quiet_fit
+from _fits import LazyFits, quiet_fit
 
 REFERENCE = Path(__file__).parent / "reference"
 FITS = json.loads((REFERENCE / "lme4_fits.json").read_text())["fits"]
@@ -47,27 +47,29 @@ LOGLIK_ATOL = 1e-6
 
 
 #: Fitting paths of fit_mixed checked against lme4: "auto" (the vectorised engine for every
-#: reference model, all being in its class) and the statsmodels reference path.
-ENGINES = ["auto", "statsmodels"]
+#: reference model, all being in its class) and the statsmodels reference path (slow).
+ENGINES = ["auto", pytest.param("statsmodels", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="module")
-def fits_by_engine(datasets) -> dict[str, dict[tuple[str, bool], object]]:
-    """Every reference model fitted once per path (statsmodels: three-level ones with lbfgs
-    only, for speed; the default optimiser set is exercised on the main model in its own
-    test)."""
-    results: dict[str, dict[tuple[str, bool], object]] = {}
-    for engine in ENGINES:
-        results[engine] = {}
+def fits_by_engine(datasets) -> LazyFits:
+    """Every reference model fitted once per path, on demand (statsmodels: three-level ones
+    with lbfgs only, for speed; the default optimiser set is exercised on the main model in
+    its own test)."""
+
+    def fit_path(engine: str) -> dict[tuple[str, bool], object]:
+        results = {}
         for ref in FITS:
             # optimisers are a statsmodels-path setting (the engine has its own)
             statsmodels_3l = engine == "statsmodels" and ref["data"] == "three_level"
             kwargs = {"optimizers": ("lbfgs",)} if statsmodels_3l else {}
             formula = PYTHON_FORMULA.get(ref["model_id"], ref["formula"])
-            results[engine][(ref["model_id"], ref["reml"])] = quiet_fit(
+            results[(ref["model_id"], ref["reml"])] = quiet_fit(
                 datasets[ref["data"]], formula, reml=ref["reml"], engine=engine, **kwargs
             )
-    return results
+        return results
+
+    return LazyFits(fit_path)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,7 @@ def fitted(fits_by_engine) -> dict[tuple[str, bool], object]:
     return fits_by_engine["auto"]
 
 
+@pytest.mark.slow  # fits every reference model on the statsmodels path too
 def test_auto_uses_the_engine_for_every_reference_model(fits_by_engine):
     assert {r.engine for r in fits_by_engine["auto"].values()} == {"engine"}
     assert {r.engine for r in fits_by_engine["statsmodels"].values()} == {"statsmodels"}

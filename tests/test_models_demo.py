@@ -42,6 +42,8 @@ from helpers.models import UnsupportedModelError
 from helpers.paths import DEMO_DIR, NOTEBOOKS_DIR, PROJECT_ROOT
 from helpers.pipeline import run_cleaning
 
+from _fits import LazyFits
+
 REFERENCE = PROJECT_ROOT / "tests" / "reference"
 DATA_FILES = {
     "demo_sessions": REFERENCE / "demo_model_data.csv",
@@ -84,30 +86,22 @@ ENGINES = ["auto", pytest.param("statsmodels", marks=pytest.mark.slow)]
 BEYOND_STATSMODELS = {"demo_three_level_corr"}
 
 
-class _FitsByEngine(dict):
-    """Every reference model fitted with the default settings, as notebook 03 does; a
-    path's fits are made the first time a test asks for them."""
+@pytest.fixture(scope="module")
+def fits_by_engine(reference_data) -> LazyFits:
+    """Every reference model fitted with the default settings, as notebook 03 does, per path
+    (made on demand)."""
 
-    def __init__(self, reference_data: dict[str, pd.DataFrame]) -> None:
-        super().__init__()
-        self.reference_data = reference_data
-
-    def __missing__(self, engine: str) -> dict[tuple[str, bool], object]:
+    def fit_path(engine: str) -> dict[tuple[str, bool], object]:
         fits = {}
         for ref in FITS:
             if engine == "statsmodels" and ref["model_id"] in BEYOND_STATSMODELS:
                 continue  # checked to raise in test_statsmodels_refuses_what_it_cannot_fit
             fits[(ref["model_id"], ref["reml"])] = fit_quietly(
-                self.reference_data[ref["data"]], ref["formula"], reml=ref["reml"], engine=engine
+                reference_data[ref["data"]], ref["formula"], reml=ref["reml"], engine=engine
             )
-        self[engine] = fits
         return fits
 
-
-@pytest.fixture(scope="module")
-def fits_by_engine(reference_data) -> _FitsByEngine:
-    """The reference models' fits by path (``"auto"``, ``"statsmodels"``), made on demand."""
-    return _FitsByEngine(reference_data)
+    return LazyFits(fit_path)
 
 
 def _result(fits_by_engine, engine: str, ref: dict):
@@ -263,6 +257,7 @@ def test_main_model_drops_the_rows_without_a_lagged_alliance(fitted, reference_d
     )
 
 
+@pytest.mark.slow  # the statsmodels path's demo fits take minutes
 @pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
 def test_engine_and_statsmodels_agree_on_the_main_model(fits_by_engine, reml):
     """The two paths give the same numbers (within the lme4 tolerances above)."""
