@@ -79,14 +79,13 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import patsy
 from scipy import stats
 from scipy.linalg import solve_triangular
-from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
 from helpers.ddf import DDF_METHODS, MixedDesign, RandomLevel, SmallSampleInference
 from helpers.ddf import contrast_ftest as _contrast_ftest
@@ -110,6 +109,9 @@ from helpers.errors import (
     SettingsError,
     UnsupportedModelError,
 )
+
+if TYPE_CHECKING:  # statsmodels is imported where its path runs (about 0.4 s per process)
+    from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
 __all__ = [
     "DEFAULT_OPTIMIZERS",
@@ -1700,6 +1702,8 @@ def _statsmodels_model(
     log: list[_Logged],
 ) -> MixedLM:
     """statsmodels' ``MixedLM`` of the mapped call, its construction warnings logged."""
+    from statsmodels.regression.mixed_linear_model import MixedLM  # only this path needs it
+
     formula = parsed.formula
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -1780,6 +1784,8 @@ class _StatsmodelsOptimum:
 
 def _refine_optimum(model: MixedLM, theta: np.ndarray, log: list[_Logged]) -> _StatsmodelsOptimum:
     """Newton-polish ``theta`` and evaluate the estimates and derivatives there."""
+    from statsmodels.regression.mixed_linear_model import MixedLMParams
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         theta, newton_steps = _newton_polish(model, theta)

@@ -54,7 +54,6 @@ import numpy as np
 import pandas as pd
 import patsy
 from scipy import stats
-from statsmodels.regression.mixed_linear_model import MixedLMParams
 
 from helpers.errors import DataInputError, ModelDataError, ModelSpecificationError, SettingsError
 from helpers.models import MixedResult, names_in_code
@@ -207,6 +206,8 @@ def _groups(result: MixedResult) -> list[_Group]:
     """Per outer group: response, designs and the relative factor at ``result.theta``."""
     if result.engine == "engine":
         return _engine_groups(result)
+    from statsmodels.regression.mixed_linear_model import MixedLMParams  # statsmodels fits only
+
     model = result.statsmodels_result.model
     spec = result.spec
     params = MixedLMParams.from_packed(
