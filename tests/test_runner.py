@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _notebooks import write_notebook
 
 from helpers.paths import PROJECT_ROOT
 from helpers.runner import (
@@ -99,17 +100,7 @@ def test_failed_copies_are_named_beside_the_target_and_are_not_notebooks(tmp_pat
 
 
 def _write_notebook(path, *sources):
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell("SEED = 0")]
-    notebook.cells[0].metadata["tags"] = ["parameters"]
-    notebook.cells += [nbformat.v4.new_code_cell(s) for s in sources]
-    notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    notebook.metadata["language_info"] = {"name": "python"}
-    nbformat.write(notebook, path)
+    write_notebook(path, *sources, parameters="SEED = 0")
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
+from _notebooks import one_step_suite, result_cell, wait_cell, write_notebook
 
 from helpers.paths import DEMO_DIR, PROJECT_ROOT
 from helpers.pipeline import run_cleaning
@@ -196,43 +196,10 @@ def test_clean_removes_its_previous_runs_files_only(tmp_path):
 # ------------------------------------------------------------------ notebook runs
 
 
-def _notebook(path: Path, *sources: str) -> None:
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell("RESULTS_DIR = ''\nSEED = 0")]
-    notebook.cells[0].metadata["tags"] = ["parameters"]
-    notebook.cells += [nbformat.v4.new_code_cell(s) for s in sources]
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"}  # fmt: skip
-    notebook.metadata["language_info"] = {"name": "python"}
-    nbformat.write(notebook, path)
-
-
-def _waiting_cell(folder: Path) -> str:
-    """A cell that says it started (with the kernel's pid) and waits for ``release``."""
-    return (
-        "import os, time, pathlib\n"
-        f"folder = pathlib.Path({str(folder)!r})\n"
-        "(folder / 'kernel.pid').write_text(str(os.getpid()))\n"
-        "deadline = time.monotonic() + 60\n"
-        "while not (folder / 'release').exists() and time.monotonic() < deadline:\n"
-        "    time.sleep(0.1)"
-    )
-
-
-def _write_result(name: str) -> str:
-    return f"import pathlib\npathlib.Path(RESULTS_DIR, {name!r}).write_text('{name}\\n')"
-
-
 @pytest.fixture
 def suite(tmp_path):
     """One notebook that writes ``results/a.csv``, and the two inputs of a study."""
-    folder = tmp_path / "suite"
-    folder.mkdir()
-    _notebook(folder / "01_first.ipynb", "import os\nos.makedirs(RESULTS_DIR, exist_ok=True)",
-              _write_result("a.csv"))  # fmt: skip
-    for name in ("data.csv", "study.yml"):
-        (tmp_path / name).write_text("x\n")
-    return folder
+    return one_step_suite(tmp_path)
 
 
 def _start_runner(suite: Path, tmp_path: Path, out: Path) -> subprocess.Popen:
@@ -255,7 +222,7 @@ def _wait_for(path: Path, runner: subprocess.Popen, seconds: float = 90) -> None
 
 
 def test_two_concurrent_runs_into_one_folder_the_second_is_refused(suite, tmp_path):
-    _notebook(suite / "01_first.ipynb", _waiting_cell(tmp_path))
+    write_notebook(suite / "01_first.ipynb", wait_cell(tmp_path, "kernel.pid", "release"))
     out = tmp_path / "run"
     first = _start_runner(suite, tmp_path, out)
     try:
@@ -275,7 +242,7 @@ def test_two_concurrent_runs_into_one_folder_the_second_is_refused(suite, tmp_pa
 
 
 def test_a_killed_step_leaves_no_target_and_the_rerun_completes(suite, tmp_path):
-    _notebook(suite / "01_first.ipynb", _waiting_cell(tmp_path))
+    write_notebook(suite / "01_first.ipynb", wait_cell(tmp_path, "kernel.pid", "release"))
     out = tmp_path / "run"
     runner = _start_runner(suite, tmp_path, out)
     try:
@@ -290,7 +257,7 @@ def test_a_killed_step_leaves_no_target_and_the_rerun_completes(suite, tmp_path)
     assert not target.exists()
     assert not (out / "notebooks" / "01_first.failed.ipynb").exists()
     assert (out / LOCK_NAME).exists()  # left by the killed run
-    _notebook(suite / "01_first.ipynb", "print('done')")
+    write_notebook(suite / "01_first.ipynb", "print('done')")
     run_notebooks(tmp_path / "data.csv", tmp_path / "study.yml", out, notebooks_dir=suite)
     assert target.exists()
     assert sorted(p.name for p in out.iterdir()) == ["notebooks"]  # stale lock taken over, gone
@@ -301,7 +268,7 @@ def test_a_killed_step_leaves_no_target_and_the_rerun_completes(suite, tmp_path)
 
 
 def test_a_terminated_step_cleans_up_its_partial_notebook_and_lock(suite, tmp_path):
-    _notebook(suite / "01_first.ipynb", _waiting_cell(tmp_path))
+    write_notebook(suite / "01_first.ipynb", wait_cell(tmp_path, "kernel.pid", "release"))
     out = tmp_path / "run"
     runner = _start_runner(suite, tmp_path, out)
     try:
@@ -334,7 +301,7 @@ def test_the_manifest_lists_only_files_this_run_wrote(suite, tmp_path):
     assert (out / "results" / "stale.csv").exists()  # not this run's: left alone, not listed
 
     # the notebook now writes b.csv: its previous output a.csv is removed before it runs
-    _notebook(suite / "01_first.ipynb", _write_result("b.csv"))
+    write_notebook(suite / "01_first.ipynb", result_cell("b.csv"))
     run_notebooks(data, config, out, notebooks_dir=suite)
     assert listed() == ["results/b.csv"]
     assert sorted(p.name for p in (out / "results").iterdir()) == ["b.csv", "stale.csv"]

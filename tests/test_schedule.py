@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
+from _notebooks import one_step_suite, result_cell, wait_cell, write_notebook
 
 from helpers.errors import NotebookFailedError
 from helpers.runner import outputs_record, run_notebooks, write_run_manifest
@@ -96,52 +96,21 @@ def test_a_missing_copy_or_new_parameters_rerun_the_step(built):
 # ---------------------------------------------------------------------------
 
 
-def _notebook(path: Path, *sources: str) -> None:
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell("RESULTS_DIR = ''\nSEED = 0")]
-    notebook.cells[0].metadata["tags"] = ["parameters"]
-    notebook.cells += [nbformat.v4.new_code_cell(s) for s in sources]
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"}  # fmt: skip
-    notebook.metadata["language_info"] = {"name": "python"}
-    nbformat.write(notebook, path)
-
-
-def _write(name: str) -> str:
-    return f"import pathlib\npathlib.Path(RESULTS_DIR, {name!r}).write_text('{name}\\n')"
-
-
-def _meet(me: str, other: str, folder: Path) -> str:
-    """A cell that says ``me`` started and waits (up to 60 s) until ``other`` has started."""
-    return (
-        "import pathlib, time\n"
-        f"folder = pathlib.Path({str(folder)!r})\n"
-        f"(folder / {me!r}).write_text('')\n"
-        "deadline = time.monotonic() + 60\n"
-        f"while not (folder / {other!r}).exists():\n"
-        "    assert time.monotonic() < deadline, 'the other step never started'\n"
-        "    time.sleep(0.05)"
-    )
-
-
 @pytest.fixture
 def suite(tmp_path):
     """01 writes a.csv; 02 and 03 run only if side by side; 06 reads what both wrote."""
-    folder = tmp_path / "suite"
-    folder.mkdir()
-    _notebook(folder / "01_first.ipynb", "import os\nos.makedirs(RESULTS_DIR, exist_ok=True)",
-              _write("a.csv"))  # fmt: skip
+    folder = one_step_suite(tmp_path)
     check_a = "assert pathlib.Path(RESULTS_DIR, 'a.csv').exists()"
-    _notebook(folder / "02_second.ipynb", _meet("02", "03", tmp_path), check_a,
-              _write("02_x.csv"))  # fmt: skip
-    _notebook(folder / "03_third.ipynb", _meet("03", "02", tmp_path), _write("03_y.csv"),
-              _write("shared.csv"))  # fmt: skip
-    _notebook(folder / "06_figures.ipynb", "import pathlib",
-              "for n in ('a.csv', '02_x.csv', '03_y.csv'):\n"
-              "    assert pathlib.Path(RESULTS_DIR, n).exists()",
-              _write("06_z.csv"))  # fmt: skip
-    for name in ("data.csv", "study.yml"):
-        (tmp_path / name).write_text("x\n")
+    meet_03, meet_02 = wait_cell(tmp_path, "02", "03"), wait_cell(tmp_path, "03", "02")
+    write_notebook(folder / "02_second.ipynb", meet_03, check_a, result_cell("02_x.csv"))
+    write_notebook(
+        folder / "03_third.ipynb", meet_02, result_cell("03_y.csv"), result_cell("shared.csv")
+    )
+    read_all = (
+        "for n in ('a.csv', '02_x.csv', '03_y.csv'):\n"
+        "    assert pathlib.Path(RESULTS_DIR, n).exists()"
+    )
+    write_notebook(folder / "06_figures.ipynb", "import pathlib", read_all, result_cell("06_z.csv"))
     return folder
 
 
@@ -191,7 +160,9 @@ def test_stale_only_reruns_what_changed(suite, tmp_path):
 
 
 def test_a_failed_step_lets_running_steps_finish_and_starts_no_more(suite, tmp_path):
-    _notebook(suite / "02_second.ipynb", _meet("02", "03", tmp_path), "raise ValueError('boom')")
+    write_notebook(
+        suite / "02_second.ipynb", wait_cell(tmp_path, "02", "03"), "raise ValueError('boom')"
+    )
     data, config, out = tmp_path / "data.csv", tmp_path / "study.yml", tmp_path / "run"
     with pytest.raises(NotebookFailedError, match=r"02_second\.ipynb stopped at cell \[\d+\]"):
         run_notebooks(data, config, out, notebooks_dir=suite, jobs=2)
@@ -211,8 +182,8 @@ def test_a_terminated_parallel_run_stops_its_steps_and_leaves_no_partial_files(s
         "(folder / f'kernel-{os.getpid()}').write_text('')\n"
         "time.sleep(120)"
     )
-    _notebook(suite / "02_second.ipynb", wait)
-    _notebook(suite / "03_third.ipynb", wait)
+    write_notebook(suite / "02_second.ipynb", wait)
+    write_notebook(suite / "03_third.ipynb", wait)
     out = tmp_path / "run"
     data, config = str(tmp_path / "data.csv"), str(tmp_path / "study.yml")
     code = (
