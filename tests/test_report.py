@@ -85,3 +85,20 @@ def test_headline_tables_are_formatted_by_the_presentation_layer(tmp_path):
     assert "<td>0.342</td>" in text and "<td>332</td>" in text and "<td>1314</td>" in text
     assert "<td>&lt; .001</td>" in text
     assert "1314.000" not in text and "0.000" not in text and ">nan<" not in text
+
+
+def test_only_pages_of_notebooks_that_ran_again_are_rendered_again(tmp_path):
+    import os
+
+    _minimal_run(tmp_path, ["01_clean.ipynb", "02_explore.ipynb"])
+    write_report(tmp_path)
+    pages = {name: tmp_path / "report" / f"{name}.html" for name in ("01_clean", "02_explore")}
+    later, latest = 4 * 10**18, 5 * 10**18  # nanoseconds: the 2090s
+    for page in pages.values():
+        page.write_text("kept")
+        os.utime(page, ns=(later, later))  # rendered after the notebooks and the code
+    notebook = tmp_path / "notebooks" / "02_explore.ipynb"
+    os.utime(notebook, ns=(latest, latest))  # 02 ran again after its page
+    write_report(tmp_path)
+    assert pages["01_clean"].read_text() == "kept"
+    assert pages["02_explore"].read_text().startswith("<!DOCTYPE html>")

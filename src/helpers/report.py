@@ -124,6 +124,21 @@ def run_files(out: Path, manifest: Mapping[str, Any]) -> set[Path] | None:
     return {out / str(entry["path"]) for entry in listed}
 
 
+def page_is_current(page: Path, notebook: Path) -> bool:
+    """Whether a notebook's HTML page is newer than the notebook and the code that renders it.
+
+    ``make all`` renders the report after every run; only the pages of notebooks
+    that ran again (or of a changed :mod:`helpers.report` or
+    :mod:`helpers.notebook_files`) are rendered again.
+    """
+    from helpers import notebook_files
+
+    if not page.is_file():
+        return False
+    sources = [notebook, Path(__file__), Path(notebook_files.__file__)]
+    return page.stat().st_mtime_ns > max(p.stat().st_mtime_ns for p in sources)
+
+
 def write_report(out: str | Path) -> Path:
     """Render a run's executed notebooks and write ``<out>/report/index.html``.
 
@@ -150,13 +165,14 @@ def _write_report(out: Path) -> Path:
     exporter = HTMLExporter()
     links = []
     for notebook in report_notebooks(out, manifest):
-        # the explorers' live widgets carry patient codes in their state: the report shows
-        # their static form only (helpers.notebook_files.strip_widget_state)
-        executed = nbformat.read(str(notebook), as_version=4)
-        strip_widget_state(executed)
-        body, _ = exporter.from_notebook_node(executed)
         target = report / f"{notebook.stem}.html"
-        atomic_write_text(target, body)
+        if not page_is_current(target, notebook):
+            # the explorers' live widgets carry patient codes in their state: the report shows
+            # their static form only (helpers.notebook_files.strip_widget_state)
+            executed = nbformat.read(str(notebook), as_version=4)
+            strip_widget_state(executed)
+            body, _ = exporter.from_notebook_node(executed)
+            atomic_write_text(target, body)
         title = _TITLES.get(notebook.name[:2], notebook.stem)
         number = notebook.name[:2]
         links.append(f'<li><a href="{target.name}">{number} · {html.escape(title)}</a></li>')
