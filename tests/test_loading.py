@@ -1348,3 +1348,61 @@ def test_a_stray_quote_that_joins_the_header_to_the_next_line_is_reported(tmp_pa
     (problem,) = info.value.problems
     assert problem.rows == [1]
     assert "joining lines 1-2 into the header" in problem.found
+
+
+# ------------------------------------------------------------- consuming the cells as read
+
+CONSUME_CASES = {
+    "long csv (items, covariates, modality)": (GOOD / "long.csv", GOOD / "long.yml"),
+    "spss (labelled codes)": (GOOD / "long.sav", GOOD / "sav.yml"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONSUME_CASES))
+def test_map_to_canonical_consuming_the_table_gives_the_same_frame(case: str):
+    path, config_path = CONSUME_CASES[case]
+    config = load_config(config_path)
+    expected = map_to_canonical(read_table(path, config.read), config)
+    raw = read_table(path, config.read)
+    frame = map_to_canonical(raw, config, consume=True)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    # every converted column is gone from the table as read; the session column is read last
+    assert set(raw.columns) == {config.columns["session"]}
+
+
+def test_map_to_canonical_consuming_a_dated_file_gives_the_same_frame(tmp_path: Path):
+    text = "therapist,patient,visit,wai,phq\nT,P,29.02.2024,40,5\nT,P,01.02.2024,,20\nT,Q,,30,9\n"
+    path = write_text(tmp_path, "d.csv", text)
+    config = dated_config(date_format="%d.%m.%Y")
+    expected = map_to_canonical(read_table(path, config.read), config)
+    raw = read_table(path, config.read)
+    frame = map_to_canonical(raw, config, consume=True)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    assert raw.columns == []
+
+
+def test_map_to_canonical_consuming_reports_the_same_problems(tmp_path: Path):
+    text = "therapist,patient,session,wai,phq\nT,P,1,40,x\nT,P,1.5,abc,5\nT,Q,2,30,9\n"
+    path = write_text(tmp_path, "s.csv", text)
+    messages = []
+    for consume in (False, True):
+        with pytest.raises(StudyDataError) as err:
+            map_to_canonical(read_table(path), totals_config(), consume=consume)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    assert "'x'" in messages[1] and "'abc'" in messages[1] and "fractional" in messages[1]
+
+
+def test_map_to_canonical_keeps_a_wide_table_when_asked_to_consume():
+    config = load_config(GOOD / "wide.yml")
+    raw = read_table(GOOD / "wide.xlsx", config.read)
+    before = list(raw.columns)
+    map_to_canonical(raw, config, consume=True)
+    assert raw.columns == before  # a wide file's long frame is a new table: nothing to drop
+
+
+def test_session_numbers_become_nullable_integers_exactly(tmp_path: Path):
+    text = "therapist,patient,session,wai,phq\nT,P,9007199254740992,40,5\nT,P,,41,6\nT,P,-0,4,5\n"
+    frame = read_study(write_text(tmp_path, "s.csv", text), totals_config())
+    assert str(frame["session"].dtype) == "Int64"
+    assert frame["session"].tolist() == [2**53, pd.NA, 0]

@@ -14,7 +14,7 @@ import yaml
 
 from helpers import schema
 from helpers.paths import DEMO_DIR, PROJECT_ROOT
-from helpers.pipeline import change_category_table, run_cleaning
+from helpers.pipeline import _patient_rows, change_category_table, run_cleaning
 from helpers.provenance import sha256_file
 from helpers.validation import StudyDataError
 
@@ -931,3 +931,40 @@ def test_item_columns_are_held_as_float32_only_where_every_value_fits_exactly():
     assert compact["alliance_client_item01"].tolist()[:2] == [1.0, 5.0]
     assert compact["alliance_client_item02"].tolist()[1] == 2.3
     assert frame["alliance_client_item01"].dtype == "float64"  # the input is not modified
+
+
+# ------------------------------------------------------ patient rows by position (memory)
+
+
+def _rows_by_groupby(sessions: pd.DataFrame) -> dict[str, list]:
+    """The rows :func:`_patient_rows` finds, found by sorting and grouping the frame."""
+    s = sessions.reset_index(drop=True).sort_values(["patient_id", "session"])
+    grouped = s.groupby("patient_id")
+    scored = s.loc[s["outcome"].notna()].groupby("patient_id")
+    return {
+        "first": grouped.head(1).index.tolist(),
+        "last": grouped.tail(1).index.tolist(),
+        "last_scored": scored.tail(1).index.tolist(),
+        "n_sessions": grouped.size().tolist(),
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_patient_rows_are_those_of_a_sort_and_groupby(seed: int):
+    rng = np.random.default_rng(seed)
+    n = 400
+    sessions = pd.DataFrame(
+        {
+            "patient_id": pd.Series(rng.choice(["P10", "P9", "a", "B", "p1"], n), dtype="str"),
+            "session": rng.permutation(n),  # unique, shuffled
+            "outcome": np.where(rng.random(n) < 0.3, np.nan, rng.normal(size=n)),
+        }
+    )
+    sessions.loc[sessions["patient_id"] == "B", "outcome"] = np.nan  # a patient never scored
+    sessions.loc[[5, 17], "patient_id"] = np.nan  # rows without an id are left out
+    rows = _patient_rows(sessions)
+    expected = _rows_by_groupby(sessions)
+    assert rows.first.tolist() == expected["first"]
+    assert rows.last.tolist() == expected["last"]
+    assert rows.last_scored.tolist() == expected["last_scored"]
+    assert rows.n_sessions.tolist() == expected["n_sessions"]

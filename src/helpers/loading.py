@@ -1842,7 +1842,63 @@ def _huge_session_problem(raw: RawTable, frame: pd.DataFrame, column: str, huge)
     )
 
 
-def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
+def _canonical_column(
+    raw: RawTable,
+    frame: pd.DataFrame,
+    user: str,
+    canonical: str,
+    config: StudyConfig,
+    problems: list[Problem],
+) -> pd.Series:
+    """The user's column ``user`` of ``frame`` typed as the canonical column ``canonical``.
+
+    Ids are normalised, modality labels and covariates converted, scores read
+    as numbers; a problem with the cells is appended to ``problems``.
+    """
+    if canonical in (schema.THERAPIST_ID, schema.PATIENT_ID):
+        return normalise_ids(frame[user], _unify_ids(config))
+    if canonical == schema.SESSION_DATE:
+        return frame[_PARSED_DATE]
+    if canonical == schema.MODALITY:
+        return _modality_column(raw, frame, user, config, problems)
+    if canonical in config.covariates:
+        return _covariate_column(raw, frame, user, config.read)
+    purpose = _purpose(canonical, config)
+    values = _numeric_column(raw, frame, user, purpose, problems, config.read)
+    return pd.Series(values, index=frame.index, dtype="float64")
+
+
+def _drop_column(frame: pd.DataFrame, data: pd.DataFrame, column: str) -> None:
+    """Delete ``column`` from ``frame`` and from ``data`` (the table as read, which may share it).
+
+    Arrow's memory pool keeps freed buffers for reuse; they are handed back
+    to the system here, so the numbers that replace the text can use them.
+    """
+    import pyarrow as pa
+
+    for table in (frame, data):
+        if column in table.columns:
+            del table[column]
+    pa.default_memory_pool().release_unused()
+
+
+def _whole_numbers(values: np.ndarray) -> pd.arrays.IntegerArray:
+    """Whole numbers held as floats (NaN where missing) as a nullable ``Int64`` array.
+
+    The callers have checked that every value is a whole number of at most
+    :data:`MAX_SESSION_NUMBER`, so the conversion is exact.
+
+    Examples
+    --------
+    >>> _whole_numbers(np.array([3.0, np.nan, -0.0])).tolist()
+    [3, <NA>, 0]
+    """
+    missing = np.isnan(values)
+    whole = np.where(missing, 0.0, values).astype(np.int64)
+    return pd.arrays.IntegerArray(whole, missing)
+
+
+def map_to_canonical(raw: RawTable, config: StudyConfig, *, consume: bool = False) -> pd.DataFrame:
     """Rename, reshape and type a raw table into the canonical long schema.
 
     Parameters
@@ -1851,6 +1907,13 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
         From :func:`read_table`.
     config : StudyConfig
         From :func:`helpers.config.load_config`.
+    consume : bool, default False
+        Drop each of ``raw.data``'s columns as soon as it has been converted
+        (long files), so the cells as read never sit beside all of the
+        converted columns (memory: the text of a CSV file is about 3.5× the
+        file).  ``raw.data`` is then left with the columns not converted; pass
+        ``True`` only when the caller does not use ``raw.data`` again.  The
+        result and the errors raised are the same either way.
 
     Returns
     -------
@@ -1926,22 +1989,14 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
         frame = data
         session_column = config.columns[schema.SESSION]
 
+    consume = consume and config.layout == "long"  # a wide file's long frame is new already
     out: dict[str, Any] = {schema.SOURCE_ROW: frame[schema.SOURCE_ROW].astype("int64")}
     for user, canonical in sources.items():
-        if canonical in (schema.THERAPIST_ID, schema.PATIENT_ID):
-            out[canonical] = normalise_ids(frame[user], _unify_ids(config))
-        elif canonical == schema.SESSION:
-            continue
-        elif canonical == schema.SESSION_DATE:
-            out[canonical] = frame[_PARSED_DATE]
-        elif canonical == schema.MODALITY:
-            out[canonical] = _modality_column(raw, frame, user, config, problems)
-        elif canonical in config.covariates:
-            out[canonical] = _covariate_column(raw, frame, user, config.read)
-        else:
-            purpose = _purpose(canonical, config)
-            values = _numeric_column(raw, frame, user, purpose, problems, config.read)
-            out[canonical] = pd.Series(values, index=frame.index, dtype="float64")
+        if canonical == schema.SESSION:
+            continue  # converted below, with its own checks
+        out[canonical] = _canonical_column(raw, frame, user, canonical, config, problems)
+        if consume:
+            _drop_column(frame, raw.data, user)
 
     sessions = _numeric_column(
         raw, frame, session_column, "the session number (1 = first session)", problems, config.read
@@ -1966,9 +2021,7 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
         problems.append(_huge_session_problem(raw, frame, session_column, huge))
     if problems:
         raise StudyDataError(problems, summary)
-    out[schema.SESSION] = pd.array(
-        [pd.NA if math.isnan(s) else int(s) for s in sessions], dtype="Int64"
-    )
+    out[schema.SESSION] = _whole_numbers(sessions)
     # copy=False: the columns are new already; no consolidated copy of them all (memory)
     ordered = {c: out.pop(c) for c in config.canonical_columns()}
     return pd.DataFrame(ordered, index=frame.index, copy=False).reset_index(drop=True)
