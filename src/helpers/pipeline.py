@@ -805,7 +805,7 @@ def run_cleaning(
         check_output_folder(out_dir, inputs)
     if not isinstance(config, StudyConfig):
         config = load_config(Path(config))
-    raw = read_table(input_path, config.read)
+    raw = read_table(input_path, config.read, compact_text=True)
     id_changes = id_report(raw, config)
     file_lines = FileLines.from_raw(raw)
     frames = [map_to_canonical(raw, config, consume=True)]
