@@ -83,12 +83,13 @@ import pyarrow.csv as pacsv
 from helpers import cleaning as cl
 from helpers import scales, schema
 from helpers.config import StudyConfig, load_config
+from helpers.errors import DataInputError
 from helpers.features import add_model_features
 from helpers.ids import describe_id_report, empty_id_report
 from helpers.loading import RawTable, id_report, map_to_canonical, read_table
 from helpers.provenance import write_manifest
 from helpers.safety import atomic_path, check_output_folder, run_lock
-from helpers.scoring import classify_change, get_instrument, score_items
+from helpers.scoring import Instrument, classify_change, get_instrument, score_items
 from helpers.session_dates import days_since_first_session, session_date_summary
 from helpers.validation import display_path
 
@@ -409,7 +410,7 @@ def score_measures(df: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
             item_cols = [schema.outcome_item_column(i) for i in range(1, inst.n_items + 1)]
         else:
             item_cols = [f"{prefix}_item{i:02d}" for i in range(1, inst.n_items + 1)]
-        scores = score_items(out[item_cols], inst)
+        scores = _score_in_slices(out[item_cols], inst)
         out = out.drop(columns=item_cols)
         out[prefix] = scores["total"]
         for name in inst.subscale_names:
@@ -418,6 +419,33 @@ def score_measures(df: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
         out[f"{prefix}_prorated"] = scores["prorated"]
     out[schema.ALLIANCE] = out[f"alliance_{config.primary_alliance}"]
     return out
+
+
+#: Rows scored at a time by :func:`_score_in_slices`.
+SCORE_SLICE_ROWS = 1 << 17
+
+
+def _score_in_slices(items: pd.DataFrame, inst: Instrument) -> pd.DataFrame:
+    """:func:`helpers.scoring.score_items` of ``items``, :data:`SCORE_SLICE_ROWS` rows at a time.
+
+    Scoring works row by row on whole numbers (exact in any order of
+    summation), so the slices give the same scores; the float64 item matrix
+    and its temporaries are then a slice's size, not several copies of every
+    item (about 200 MB at a million rows).  When a slice holds a problem, the
+    whole table is scored again so the message counts and names every row.
+    """
+    if len(items) <= SCORE_SLICE_ROWS:
+        return score_items(items, inst)
+    try:
+        parts = [
+            score_items(items.iloc[start : start + SCORE_SLICE_ROWS], inst)
+            for start in range(0, len(items), SCORE_SLICE_ROWS)
+        ]
+    except DataInputError:
+        parts = None
+    if parts is None:
+        return score_items(items, inst)  # raises, naming every row
+    return pd.concat(parts)
 
 
 def patient_table(sessions: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
@@ -596,6 +624,7 @@ def clean_study(
     df = df.astype(dict.fromkeys(whole, "int64"))
     keys = [c for c in (schema.THERAPIST_ID, schema.PATIENT_ID, schema.SESSION) if c in df]
     df = df.sort_values(keys, kind="stable")
+    _release_freed_memory()  # the unsorted frame and the earlier steps' (Arrow text columns)
     therapist = schema.THERAPIST_ID if config.has_therapists else None
     df = add_model_features(df, early_session=policy.early_session, therapist=therapist)
     df = df.reset_index(drop=True)
