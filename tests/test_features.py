@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from helpers.features import (
     MODEL_FEATURE_COLUMNS,
     THERAPIST_FEATURE_COLUMNS,
+    _feature_columns,
+    _sorted_codes,
     add_model_features,
     early_value,
     grand_mean_center,
@@ -398,3 +400,60 @@ def test_patient_model_features_centre_over_available_patients():
     assert np.isnan(out["alliance_early_c"].iloc[2])
     assert out["outcome_intake_c"].tolist() == [-4.0, 0.0, 4.0]
     assert "alliance_early_c" not in patients
+
+
+# ------------------------------------------------------- ids as sorted codes (memory)
+
+
+def shuffled_study(seed: int) -> pd.DataFrame:
+    """A study whose ids appear out of sorted order, with missing scores and gaps."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in rng.permutation(40):
+        therapist = f"T{p % 7:02d}" if p % 3 else f"t{p % 5}"  # mixed case: order is not trivial
+        sessions = np.sort(rng.choice(np.arange(1, 15), size=rng.integers(1, 9), replace=False))
+        intake = float(rng.integers(5, 27))
+        for s in sessions:
+            alliance = NAN if rng.random() < 0.15 else rng.normal(5, 1)
+            outcome = NAN if rng.random() < 0.1 else rng.normal(12, 4)
+            rows.append((therapist, f"P{p}", int(s), alliance, outcome, intake))
+    frame = pd.DataFrame(
+        rows,
+        columns=["therapist_id", "patient_id", "session", "alliance", "outcome", "outcome_intake"],
+    )
+    return frame.sample(frac=1.0, random_state=seed).astype({"patient_id": "str"})
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_features_by_id_codes_equal_features_by_ids(seed: int):
+    frame = shuffled_study(seed)
+    sessions = frame["session"].to_numpy()
+    ids = ["therapist_id", "patient_id"]
+    by_ids = _feature_columns(
+        frame, {c: frame[c].to_numpy() for c in ids}, sessions, "alliance", "outcome", 3
+    )
+    out = add_model_features(frame)
+    for name in MODEL_FEATURE_COLUMNS:  # bit for bit: same groups, same order of summation
+        np.testing.assert_array_equal(out[name].to_numpy(), by_ids[name].to_numpy(), err_msg=name)
+
+
+def test_sorted_codes_order_as_the_ids():
+    ids = pd.Series(["b", "B", "a", "b", "10", "9"], dtype="str")
+    codes = _sorted_codes(ids)
+    assert codes.tolist() == [4, 2, 3, 4, 0, 1]  # sorted: "10" < "9" < "B" < "a" < "b"
+    groups = pd.Series(range(len(ids))).groupby(ids.to_numpy()).first().index
+    assert list(groups[np.unique(codes)]) == sorted(set(ids))  # as groupby orders the ids
+
+
+def test_add_model_features_names_the_patient_under_two_therapists():
+    frame = hand_frame()
+    frame.loc["row9", "therapist_id"] = "T2"
+    with pytest.raises(ValueError, match=r"\['A'\] appear under more than one therapist"):
+        add_model_features(frame)
+
+
+def test_add_model_features_names_the_rows_of_a_repeated_session():
+    frame = hand_frame()
+    frame.loc["row1", "session"] = 2
+    with pytest.raises(ValueError, match=r"same 'patient_id' and session in rows 'row0', 'row1'"):
+        add_model_features(frame)

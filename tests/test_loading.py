@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers.config import ReadConfig, config_from_dict, load_config
-from helpers.loading import RawTable, map_to_canonical, read_study, read_table
+from helpers.loading import RawTable, id_report, map_to_canonical, read_study, read_table
 from helpers.paths import PROJECT_ROOT
 from helpers.validation import StudyDataError
 
@@ -1348,3 +1348,150 @@ def test_a_stray_quote_that_joins_the_header_to_the_next_line_is_reported(tmp_pa
     (problem,) = info.value.problems
     assert problem.rows == [1]
     assert "joining lines 1-2 into the header" in problem.found
+
+
+# ------------------------------------------------------------- consuming the cells as read
+
+CONSUME_CASES = {
+    "long csv (items, covariates, modality)": (GOOD / "long.csv", GOOD / "long.yml"),
+    "spss (labelled codes)": (GOOD / "long.sav", GOOD / "sav.yml"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONSUME_CASES))
+def test_map_to_canonical_consuming_the_table_gives_the_same_frame(case: str):
+    path, config_path = CONSUME_CASES[case]
+    config = load_config(config_path)
+    expected = map_to_canonical(read_table(path, config.read), config)
+    raw = read_table(path, config.read)
+    frame = map_to_canonical(raw, config, consume=True)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    # every converted column is gone from the table as read; the session column is read last
+    assert set(raw.columns) == {config.columns["session"]}
+
+
+def test_map_to_canonical_consuming_a_dated_file_gives_the_same_frame(tmp_path: Path):
+    text = "therapist,patient,visit,wai,phq\nT,P,29.02.2024,40,5\nT,P,01.02.2024,,20\nT,Q,,30,9\n"
+    path = write_text(tmp_path, "d.csv", text)
+    config = dated_config(date_format="%d.%m.%Y")
+    expected = map_to_canonical(read_table(path, config.read), config)
+    raw = read_table(path, config.read)
+    frame = map_to_canonical(raw, config, consume=True)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    assert raw.columns == []
+
+
+def test_map_to_canonical_consuming_reports_the_same_problems(tmp_path: Path):
+    text = "therapist,patient,session,wai,phq\nT,P,1,40,x\nT,P,1.5,abc,5\nT,Q,2,30,9\n"
+    path = write_text(tmp_path, "s.csv", text)
+    messages = []
+    for consume in (False, True):
+        with pytest.raises(StudyDataError) as err:
+            map_to_canonical(read_table(path), totals_config(), consume=consume)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    assert "'x'" in messages[1] and "'abc'" in messages[1] and "fractional" in messages[1]
+
+
+def test_map_to_canonical_keeps_a_wide_table_when_asked_to_consume():
+    config = load_config(GOOD / "wide.yml")
+    raw = read_table(GOOD / "wide.xlsx", config.read)
+    before = list(raw.columns)
+    map_to_canonical(raw, config, consume=True)
+    assert raw.columns == before  # a wide file's long frame is a new table: nothing to drop
+
+
+def test_session_numbers_become_nullable_integers_exactly(tmp_path: Path):
+    text = "therapist,patient,session,wai,phq\nT,P,9007199254740992,40,5\nT,P,,41,6\nT,P,-0,4,5\n"
+    frame = read_study(write_text(tmp_path, "s.csv", text), totals_config())
+    assert str(frame["session"].dtype) == "Int64"
+    assert frame["session"].tolist() == [2**53, pd.NA, 0]
+
+
+# ------------------------------------------------------------ compact text (category columns)
+
+COMPACT_CASES = {
+    "ids with spaces, zero-width characters and leading zeros": (
+        "therapist,patient,session,wai,phq\n"
+        " T1,007,1,40,5\nT1 ,7,2,41,6\nT1,P\u200b8,1,NA,7\nT2, NA ,1,30,\n",
+        {"cleaning": {"id_leading_zeros": "unify"}},
+    ),
+    "missing codes with spaces, blank and separator-only lines, CRLF, BOM": (
+        "\ufefftherapist,patient,session,wai,phq\r\n"
+        "T1,P1,1, NA,5\r\n\r\n,,,,\r\nT1,P1,2,-99,6\r\nT1,P2,1,38,NA \r\n",
+        {"read": {"missing_codes": ["NA", "-99"]}},
+    ),
+    "decimal commas and thousands separators": (
+        "therapist;patient;session;wai;phq\nT1;P1;1;40,5;1.005\nT1;P1;2;41;6,25\n",
+        {"read": {"delimiter": ";", "decimal": ",", "thousands": "."}},
+    ),
+    "covariates as numbers and as text, modality labels": (
+        "therapist,patient,session,mod,age,site,wai,phq\n"
+        "T1,P1,1,cbt,34,north,40,5\nT1,P1,2,cbt,34,north,41,6\nT2,P2,1,pd,,south,30,7\n",
+        {
+            "columns": {
+                "therapist_id": "therapist",
+                "patient_id": "patient",
+                "session": "session",
+                "modality": "mod",
+            },
+            "covariates": {"age": "age", "site": "site"},
+            "modality_labels": {"cbt": "CBT", "pd": "psychodynamic"},
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(COMPACT_CASES))
+def test_compact_text_maps_to_the_same_frame(tmp_path: Path, case: str):
+    text, changes = COMPACT_CASES[case]
+    path = write_text(tmp_path, "s.csv", text)
+    config = totals_config(**changes)
+    plain = read_table(path, config.read)
+    compact = read_table(path, config.read, compact_text=True)
+    assert all(str(compact.data[c].dtype) == "category" for c in compact.columns)
+    assert compact.skipped_lines == plain.skipped_lines
+    assert compact.physical_records == plain.physical_records
+    for column in plain.columns:  # the same cells, missing where the str column is missing
+        assert compact.data[column].tolist() == plain.data[column].tolist() or (
+            compact.data[column].isna().tolist() == plain.data[column].isna().tolist()
+            and compact.data[column].dropna().tolist() == plain.data[column].dropna().tolist()
+        )
+    pd.testing.assert_frame_equal(
+        map_to_canonical(compact, config), map_to_canonical(plain, config), check_exact=True
+    )
+    pd.testing.assert_frame_equal(id_report(compact, config), id_report(plain, config))
+
+
+def test_compact_text_maps_a_dated_file_to_the_same_frame(tmp_path: Path):
+    text = "therapist,patient,visit,wai,phq\nT,P,29.02.2024,40,5\nT,P,01.02.2024,,20\nT,Q,,30,9\n"
+    path = write_text(tmp_path, "d.csv", text)
+    config = dated_config(date_format="%d.%m.%Y")
+    compact = read_table(path, config.read, compact_text=True)
+    assert str(compact.data["visit"].dtype) == "category"
+    pd.testing.assert_frame_equal(
+        map_to_canonical(compact, config),
+        map_to_canonical(read_table(path, config.read), config),
+        check_exact=True,
+    )
+
+
+def test_compact_text_reports_the_same_problems(tmp_path: Path):
+    text = "therapist,patient,session,wai,phq\nT,P,1,40,x\nT,P,1.5,abc,5\nT,Q,1e400,30,9\n"
+    path = write_text(tmp_path, "s.csv", text)
+    messages = []
+    for compact in (False, True):
+        raw = read_table(path, compact_text=compact)
+        with pytest.raises(StudyDataError) as err:
+            map_to_canonical(raw, totals_config())
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    assert "'x'" in messages[1] and "'abc'" in messages[1] and "fractional" in messages[1]
+    assert "infinite or overflowing" in messages[1]
+
+
+def test_compact_text_applies_only_to_files_the_plain_reader_takes(tmp_path: Path):
+    quoted = write_text(tmp_path, "q.csv", 'therapist,patient,session,wai,phq\nT,"P, 1",1,40,5\n')
+    raw = read_table(quoted, compact_text=True)  # quotes: the exact reader, str columns
+    assert str(raw.data["patient"].dtype) == "str"
+    assert raw.data["patient"].tolist() == ["P, 1"]

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import schema
+from helpers import pipeline, schema
 from helpers.paths import DEMO_DIR, PROJECT_ROOT
-from helpers.pipeline import change_category_table, run_cleaning
+from helpers.pipeline import _patient_rows, change_category_table, run_cleaning
 from helpers.provenance import sha256_file
+from helpers.scoring import get_instrument, score_items
 from helpers.validation import StudyDataError
 
 DEMO_DATA = DEMO_DIR / "sessions.csv"
@@ -931,3 +932,74 @@ def test_item_columns_are_held_as_float32_only_where_every_value_fits_exactly():
     assert compact["alliance_client_item01"].tolist()[:2] == [1.0, 5.0]
     assert compact["alliance_client_item02"].tolist()[1] == 2.3
     assert frame["alliance_client_item01"].dtype == "float64"  # the input is not modified
+
+
+# ------------------------------------------------------ patient rows by position (memory)
+
+
+def _rows_by_groupby(sessions: pd.DataFrame) -> dict[str, list]:
+    """The rows :func:`_patient_rows` finds, found by sorting and grouping the frame."""
+    s = sessions.reset_index(drop=True).sort_values(["patient_id", "session"])
+    grouped = s.groupby("patient_id")
+    scored = s.loc[s["outcome"].notna()].groupby("patient_id")
+    return {
+        "first": grouped.head(1).index.tolist(),
+        "last": grouped.tail(1).index.tolist(),
+        "last_scored": scored.tail(1).index.tolist(),
+        "n_sessions": grouped.size().tolist(),
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_patient_rows_are_those_of_a_sort_and_groupby(seed: int):
+    rng = np.random.default_rng(seed)
+    n = 400
+    sessions = pd.DataFrame(
+        {
+            "patient_id": pd.Series(rng.choice(["P10", "P9", "a", "B", "p1"], n), dtype="str"),
+            "session": rng.permutation(n),  # unique, shuffled
+            "outcome": np.where(rng.random(n) < 0.3, np.nan, rng.normal(size=n)),
+        }
+    )
+    sessions.loc[sessions["patient_id"] == "B", "outcome"] = np.nan  # a patient never scored
+    sessions.loc[[5, 17], "patient_id"] = np.nan  # rows without an id are left out
+    rows = _patient_rows(sessions)
+    expected = _rows_by_groupby(sessions)
+    assert rows.first.tolist() == expected["first"]
+    assert rows.last.tolist() == expected["last"]
+    assert rows.last_scored.tolist() == expected["last_scored"]
+    assert rows.n_sessions.tolist() == expected["n_sessions"]
+
+
+# ------------------------------------------------------------ scoring in slices (memory)
+
+
+@pytest.mark.parametrize("instrument", ["wai_sr", "phq9"])
+def test_scoring_in_slices_gives_the_scores_of_the_whole_table(monkeypatch, instrument: str):
+    inst = get_instrument(instrument)
+    rng = np.random.default_rng(7)
+    n = 1_000
+    values = rng.integers(inst.item_min, inst.item_max + 1, size=(n, inst.n_items)).astype(float)
+    values[rng.random(values.shape) < 0.15] = np.nan  # some prorated, some not scorable
+    items = pd.DataFrame(
+        values, index=rng.permutation(n) + 10, columns=[f"i{k}" for k in range(1, inst.n_items + 1)]
+    )
+    expected = score_items(items, inst)
+    monkeypatch.setattr(pipeline, "SCORE_SLICE_ROWS", 64)
+    scored = pipeline._score_in_slices(items, inst)
+    pd.testing.assert_frame_equal(scored, expected, check_exact=True)
+
+
+def test_scoring_in_slices_names_every_bad_row_as_the_whole_table_does(monkeypatch):
+    inst = get_instrument("phq9")
+    items = pd.DataFrame(
+        np.ones((300, inst.n_items)), columns=[f"i{k}" for k in range(1, inst.n_items + 1)]
+    )
+    items.iloc[[5, 250], 2] = 2.5  # one bad value in the first slice, one in the last
+    with pytest.raises(ValueError) as whole:
+        score_items(items, inst)
+    monkeypatch.setattr(pipeline, "SCORE_SLICE_ROWS", 64)
+    with pytest.raises(ValueError) as sliced:
+        pipeline._score_in_slices(items, inst)
+    assert str(sliced.value) == str(whole.value)
+    assert "250" in str(sliced.value)

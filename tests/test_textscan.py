@@ -136,3 +136,28 @@ def test_fast_reader_takes_blank_lines_titles_crlf_and_latin1(tmp_path: Path, mo
         3: "blank line",
         5: "only separators",
     }
+
+
+def _as_str_columns(data: pd.DataFrame) -> pd.DataFrame:
+    """``category`` columns of text decoded to ``str`` (the rest as they are)."""
+    decoded = {c: "str" for c in data.columns if isinstance(data[c].dtype, pd.CategoricalDtype)}
+    return data.astype(decoded)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_plain_files())
+def test_compact_fast_reader_holds_the_cells_of_the_exact_reader(tmp_path_factory, case):
+    text, header_row, encoding = case
+    path = tmp_path_factory.mktemp("compact") / "s.csv"
+    path.write_bytes(text.encode(encoding))
+    read = ReadConfig(header_row=header_row, encoding=encoding, missing_codes=("", "NA", "."))
+    fast = loading._read_plain_text(path, path.read_bytes(), "csv", ",", read, compact=True)
+    if fast is None:
+        return
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(loading, "_read_plain_text", lambda *a, **k: None)
+        exact = loading.read_table(path, read)  # the exact reader: str columns
+    assert all(isinstance(fast.data[c].dtype, pd.CategoricalDtype) for c in fast.columns)
+    pd.testing.assert_frame_equal(_as_str_columns(fast.data), exact.data)
+    assert fast.skipped_lines == exact.skipped_lines
+    assert fast.physical_records == exact.physical_records

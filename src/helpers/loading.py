@@ -98,8 +98,9 @@ class RawTable:
     Attributes
     ----------
     data : pandas.DataFrame
-        One row per record, every value as read (CSV/TSV cells as text,
-        Excel/SPSS/Stata/Parquet cells in their stored types; SPSS/Stata
+        One row per record, every value as read (CSV/TSV cells as text:
+        ``str`` columns, or ``category`` columns of text when read with
+        ``compact_text``; Excel/SPSS/Stata/Parquet cells in their stored types; SPSS/Stata
         labelled variables hold their numeric codes), the configured missing
         codes replaced by missing values, fully empty rows dropped (for CSV/TSV
         files they are listed in ``skipped_lines``), plus the ``source_row``
@@ -202,7 +203,12 @@ def _detect_format(path: Path, read_config: ReadConfig) -> str:
     )
 
 
-def read_table(path: str | Path, read_config: ReadConfig | StudyConfig | None = None) -> RawTable:
+def read_table(
+    path: str | Path,
+    read_config: ReadConfig | StudyConfig | None = None,
+    *,
+    compact_text: bool = False,
+) -> RawTable:
     """Read a data file as it is, keeping row numbers and labels.
 
     Parameters
@@ -213,6 +219,14 @@ def read_table(path: str | Path, read_config: ReadConfig | StudyConfig | None = 
         The config's ``read`` section (a whole :class:`StudyConfig` may be
         passed); defaults suit a UTF-8 comma-separated file with the header
         on the first row.
+    compact_text : bool, default False
+        Give the text columns of a regular CSV/TSV file (no quote characters,
+        every line a record) as ``category`` columns: each distinct cell text
+        is stored once, and each cell as a small integer code.  The cells are
+        the same; a million-row file's text then takes about a fifth of the
+        memory of ``str`` columns (Arrow keeps an 8-byte offset per ``str``
+        cell).  :func:`map_to_canonical` reads both alike.  Other files are
+        read as usual (``str``).
 
     Returns
     -------
@@ -268,7 +282,7 @@ def read_table(path: str | Path, read_config: ReadConfig | StudyConfig | None = 
         )
     fmt = _detect_format(path, read_config)
     try:
-        return _read_format(path, fmt, read_config)
+        return _read_format(path, fmt, read_config, compact_text)
     except OSError as exc:
         raise _fail(
             path,
@@ -288,10 +302,10 @@ def _special_file_kind(path: Path) -> str:
     return "a special file (not a regular file)"
 
 
-def _read_format(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
-    """Read ``path`` with the reader of ``fmt``."""
+def _read_format(path: Path, fmt: str, read_config: ReadConfig, compact_text: bool) -> RawTable:
+    """Read ``path`` with the reader of ``fmt`` (``compact_text``: see :func:`read_table`)."""
     if fmt in ("csv", "tsv"):
-        return _read_text(path, fmt, read_config)
+        return _read_text(path, fmt, read_config, compact_text)
     if fmt == "xlsx":
         return _read_excel(path, read_config)
     if fmt in ("sav", "dta"):
@@ -661,7 +675,7 @@ def _reconcile(
     )
 
 
-def _read_text(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
+def _read_text(path: Path, fmt: str, read_config: ReadConfig, compact_text: bool) -> RawTable:
     raw = path.read_bytes()
     if not raw.strip():
         raise _fail(
@@ -682,7 +696,7 @@ def _read_text(path: Path, fmt: str, read_config: ReadConfig) -> RawTable:
             "read.delimiter says otherwise)",
             "set read.delimiter to the file's separator (e.g. ';'), or delete read.thousands",
         )
-    plain = _read_plain_text(path, raw, fmt, delimiter, read_config)
+    plain = _read_plain_text(path, raw, fmt, delimiter, read_config, compact_text)
     if plain is not None:
         return plain
     text = _decode(path, raw, read_config.encoding)
@@ -776,7 +790,12 @@ def _plain_reader_applies(raw: bytes, delimiter: str, encoding: str) -> bool:
 
 
 def _read_plain_text(
-    path: Path, raw: bytes, fmt: str, delimiter: str, read_config: ReadConfig
+    path: Path,
+    raw: bytes,
+    fmt: str,
+    delimiter: str,
+    read_config: ReadConfig,
+    compact: bool = False,
 ) -> RawTable | None:
     """Read a regular quote-free file with pandas' C parser; ``None`` to use the exact reader.
 
@@ -803,7 +822,7 @@ def _read_plain_text(
     body, skipped = _plain_body(raw, lines, header_row, width, delimiter, plain)
     if body is None or len(body) == 0:
         return None  # the exact reader reports the rows (or the missing ones)
-    data = _parse_plain(raw, lines, delimiter, codec, body, width, read_config)
+    data = _parse_plain(raw, lines, delimiter, codec, body, width, read_config, compact)
     if data is None:
         return None
     data.columns = names
@@ -849,13 +868,16 @@ def _parse_plain(
     body: np.ndarray,
     width: int,
     read_config: ReadConfig,
+    compact: bool = False,
 ) -> pd.DataFrame | None:
     """The body lines as text columns, missing codes as missing; ``None`` if counts differ.
 
     Arrow's CSV reader parses straight into Arrow strings (no Python object
-    per cell; pandas' ``str`` columns then share its buffers).  It returns the
-    lines with exactly ``width`` fields (empty lines and others are skipped
-    and counted); those must be the lines the independent scan found.
+    per cell; pandas' ``str`` columns then share its buffers), or with
+    ``compact`` into dictionary-encoded strings (pandas ``category``
+    columns).  It returns the lines with exactly ``width`` fields (empty
+    lines and others are skipped and counted); those must be the lines the
+    independent scan found.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -878,7 +900,9 @@ def _parse_plain(
             invalid_row_handler=lambda row: skipped.append(row.number) or "skip",
         ),
         convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(names, pa.large_string()),
+            column_types=dict.fromkeys(
+                names, pa.dictionary(pa.int32(), pa.string()) if compact else pa.large_string()
+            ),
             null_values=list(read_config.missing_codes),
             strings_can_be_null=True,
             quoted_strings_can_be_null=True,
@@ -888,27 +912,46 @@ def _parse_plain(
     others = int(np.count_nonzero((lines.fields != width) & (lines.fields > 0)))
     if table.num_rows != len(full) or len(skipped) != others:
         return None
-    data = _rows_of(table, np.searchsorted(full, body))
+    owned = [table]
+    del table  # _rows_of holds the only reference, so it can free each column it has converted
+    data = _rows_of(owned, np.searchsorted(full, body))
     _strip_missing_codes(data, read_config.missing_codes)
     return data
 
 
-def _rows_of(table: Any, positions: np.ndarray) -> pd.DataFrame:
-    """``table``'s rows at ``positions`` as pandas ``str`` columns (a slice when contiguous)."""
+def _rows_of(owned: list[Any], positions: np.ndarray) -> pd.DataFrame:
+    """The rows at ``positions`` of the Arrow table in ``owned`` as pandas columns.
+
+    The table is taken out of ``owned`` (the caller gives up its reference)
+    and converted one column at a time, each dropped from the table once
+    converted, so the table and the frame never coexist whole (memory).
+    Large strings become pandas ``str`` columns (sharing Arrow's buffers),
+    dictionary-encoded strings ``category`` columns.
+    """
     import pyarrow as pa
 
+    table = owned.pop()
     if len(positions) and positions[-1] - positions[0] + 1 == len(positions):
         table = table.slice(int(positions[0]), len(positions))  # zero-copy
     else:
         table = table.take(pa.array(positions))
-    text = pd.StringDtype(na_value=np.nan)
-    return table.to_pandas(types_mapper={pa.large_string(): text}.get)
+    text = {pa.large_string(): pd.StringDtype(na_value=np.nan)}.get
+    columns = {}
+    for name in table.column_names:
+        columns[name] = table.column(name).to_pandas(types_mapper=text)
+        table = table.drop_columns([name])
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(positions)), copy=False)
 
 
 def _strip_missing_codes(data: pd.DataFrame, codes: tuple[str, ...]) -> None:
     """Set cells that equal a missing code after stripping spaces (e.g. ``" NA"``) missing."""
     for column in data.columns:
         values = data[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):  # decided once per distinct text
+            coded = [c for c in values.cat.categories if c.strip() in codes]
+            if coded:
+                data[column] = values.cat.remove_categories(coded)
+            continue
         missing = values.str.strip().isin(list(codes)) & values.notna()
         if missing.any():
             data[column] = values.where(~missing)
@@ -1443,7 +1486,9 @@ def _to_numbers(series: pd.Series, read: ReadConfig | None = None) -> tuple[np.n
     if pd.api.types.is_numeric_dtype(series):
         return series.astype("float64").to_numpy(), np.zeros(len(series), dtype=bool)
     if isinstance(series.dtype, pd.StringDtype):  # CSV/TSV cells: text or missing
-        return _text_to_numbers(series, read)
+        return _text_to_numbers(*pd.factorize(series, use_na_sentinel=True), read)
+    if _is_text_category(series):  # CSV/TSV cells read with compact_text
+        return _text_to_numbers(series.cat.codes.to_numpy(), series.cat.categories, read)
     values = np.full(len(series), np.nan)
     bad = np.zeros(len(series), dtype=bool)
     for i, value in enumerate(series.to_numpy(dtype=object)):
@@ -1466,9 +1511,17 @@ def _to_numbers(series: pd.Series, read: ReadConfig | None = None) -> tuple[np.n
     return values, bad
 
 
-def _text_to_numbers(series: pd.Series, read: ReadConfig) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_to_numbers` of a text column, computed once per distinct cell."""
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+def _is_text_category(series: pd.Series) -> bool:
+    """Whether ``series`` is a ``category`` column of text (``read_table(compact_text=True)``)."""
+    return isinstance(series.dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(
+        series.cat.categories
+    )
+
+
+def _text_to_numbers(
+    codes: np.ndarray, uniques: Any, read: ReadConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_to_numbers` of a text column given as codes into its distinct cells (-1: missing)."""
     text = pd.Series(uniques, dtype="str").str.strip()
     missing = (text.isna() | (text == "")).to_numpy(dtype=bool)
     pattern = _number_pattern(read.decimal, read.thousands).pattern
@@ -1842,7 +1895,63 @@ def _huge_session_problem(raw: RawTable, frame: pd.DataFrame, column: str, huge)
     )
 
 
-def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
+def _canonical_column(
+    raw: RawTable,
+    frame: pd.DataFrame,
+    user: str,
+    canonical: str,
+    config: StudyConfig,
+    problems: list[Problem],
+) -> pd.Series:
+    """The user's column ``user`` of ``frame`` typed as the canonical column ``canonical``.
+
+    Ids are normalised, modality labels and covariates converted, scores read
+    as numbers; a problem with the cells is appended to ``problems``.
+    """
+    if canonical in (schema.THERAPIST_ID, schema.PATIENT_ID):
+        return normalise_ids(frame[user], _unify_ids(config))
+    if canonical == schema.SESSION_DATE:
+        return frame[_PARSED_DATE]
+    if canonical == schema.MODALITY:
+        return _modality_column(raw, frame, user, config, problems)
+    if canonical in config.covariates:
+        return _covariate_column(raw, frame, user, config.read)
+    purpose = _purpose(canonical, config)
+    values = _numeric_column(raw, frame, user, purpose, problems, config.read)
+    return pd.Series(values, index=frame.index, dtype="float64")
+
+
+def _drop_column(frame: pd.DataFrame, data: pd.DataFrame, column: str) -> None:
+    """Delete ``column`` from ``frame`` and from ``data`` (the table as read, which may share it).
+
+    Arrow's memory pool keeps freed buffers for reuse; they are handed back
+    to the system here, so the numbers that replace the text can use them.
+    """
+    import pyarrow as pa
+
+    for table in (frame, data):
+        if column in table.columns:
+            del table[column]
+    pa.default_memory_pool().release_unused()
+
+
+def _whole_numbers(values: np.ndarray) -> pd.arrays.IntegerArray:
+    """Whole numbers held as floats (NaN where missing) as a nullable ``Int64`` array.
+
+    The callers have checked that every value is a whole number of at most
+    :data:`MAX_SESSION_NUMBER`, so the conversion is exact.
+
+    Examples
+    --------
+    >>> _whole_numbers(np.array([3.0, np.nan, -0.0])).tolist()
+    [3, <NA>, 0]
+    """
+    missing = np.isnan(values)
+    whole = np.where(missing, 0.0, values).astype(np.int64)
+    return pd.arrays.IntegerArray(whole, missing)
+
+
+def map_to_canonical(raw: RawTable, config: StudyConfig, *, consume: bool = False) -> pd.DataFrame:
     """Rename, reshape and type a raw table into the canonical long schema.
 
     Parameters
@@ -1851,6 +1960,13 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
         From :func:`read_table`.
     config : StudyConfig
         From :func:`helpers.config.load_config`.
+    consume : bool, default False
+        Drop each of ``raw.data``'s columns as soon as it has been converted
+        (long files), so the cells as read never sit beside all of the
+        converted columns (memory: the text of a CSV file is about 3.5× the
+        file).  ``raw.data`` is then left with the columns not converted; pass
+        ``True`` only when the caller does not use ``raw.data`` again.  The
+        result and the errors raised are the same either way.
 
     Returns
     -------
@@ -1926,22 +2042,14 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
         frame = data
         session_column = config.columns[schema.SESSION]
 
+    consume = consume and config.layout == "long"  # a wide file's long frame is new already
     out: dict[str, Any] = {schema.SOURCE_ROW: frame[schema.SOURCE_ROW].astype("int64")}
     for user, canonical in sources.items():
-        if canonical in (schema.THERAPIST_ID, schema.PATIENT_ID):
-            out[canonical] = normalise_ids(frame[user], _unify_ids(config))
-        elif canonical == schema.SESSION:
-            continue
-        elif canonical == schema.SESSION_DATE:
-            out[canonical] = frame[_PARSED_DATE]
-        elif canonical == schema.MODALITY:
-            out[canonical] = _modality_column(raw, frame, user, config, problems)
-        elif canonical in config.covariates:
-            out[canonical] = _covariate_column(raw, frame, user, config.read)
-        else:
-            purpose = _purpose(canonical, config)
-            values = _numeric_column(raw, frame, user, purpose, problems, config.read)
-            out[canonical] = pd.Series(values, index=frame.index, dtype="float64")
+        if canonical == schema.SESSION:
+            continue  # converted below, with its own checks
+        out[canonical] = _canonical_column(raw, frame, user, canonical, config, problems)
+        if consume:
+            _drop_column(frame, raw.data, user)
 
     sessions = _numeric_column(
         raw, frame, session_column, "the session number (1 = first session)", problems, config.read
@@ -1966,9 +2074,7 @@ def map_to_canonical(raw: RawTable, config: StudyConfig) -> pd.DataFrame:
         problems.append(_huge_session_problem(raw, frame, session_column, huge))
     if problems:
         raise StudyDataError(problems, summary)
-    out[schema.SESSION] = pd.array(
-        [pd.NA if math.isnan(s) else int(s) for s in sessions], dtype="Int64"
-    )
+    out[schema.SESSION] = _whole_numbers(sessions)
     # copy=False: the columns are new already; no consolidated copy of them all (memory)
     ordered = {c: out.pop(c) for c in config.canonical_columns()}
     return pd.DataFrame(ordered, index=frame.index, copy=False).reset_index(drop=True)

@@ -83,12 +83,13 @@ import pyarrow.csv as pacsv
 from helpers import cleaning as cl
 from helpers import scales, schema
 from helpers.config import StudyConfig, load_config
+from helpers.errors import DataInputError
 from helpers.features import add_model_features
 from helpers.ids import describe_id_report, empty_id_report
 from helpers.loading import RawTable, id_report, map_to_canonical, read_table
 from helpers.provenance import write_manifest
 from helpers.safety import atomic_path, check_output_folder, run_lock
-from helpers.scoring import classify_change, get_instrument, score_items
+from helpers.scoring import Instrument, classify_change, get_instrument, score_items
 from helpers.session_dates import days_since_first_session, session_date_summary
 from helpers.validation import display_path
 
@@ -409,7 +410,7 @@ def score_measures(df: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
             item_cols = [schema.outcome_item_column(i) for i in range(1, inst.n_items + 1)]
         else:
             item_cols = [f"{prefix}_item{i:02d}" for i in range(1, inst.n_items + 1)]
-        scores = score_items(out[item_cols], inst)
+        scores = _score_in_slices(out[item_cols], inst)
         out = out.drop(columns=item_cols)
         out[prefix] = scores["total"]
         for name in inst.subscale_names:
@@ -418,6 +419,33 @@ def score_measures(df: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
         out[f"{prefix}_prorated"] = scores["prorated"]
     out[schema.ALLIANCE] = out[f"alliance_{config.primary_alliance}"]
     return out
+
+
+#: Rows scored at a time by :func:`_score_in_slices`.
+SCORE_SLICE_ROWS = 1 << 17
+
+
+def _score_in_slices(items: pd.DataFrame, inst: Instrument) -> pd.DataFrame:
+    """:func:`helpers.scoring.score_items` of ``items``, :data:`SCORE_SLICE_ROWS` rows at a time.
+
+    Scoring works row by row on whole numbers (exact in any order of
+    summation), so the slices give the same scores; the float64 item matrix
+    and its temporaries are then a slice's size, not several copies of every
+    item (about 200 MB at a million rows).  When a slice holds a problem, the
+    whole table is scored again so the message counts and names every row.
+    """
+    if len(items) <= SCORE_SLICE_ROWS:
+        return score_items(items, inst)
+    try:
+        parts = [
+            score_items(items.iloc[start : start + SCORE_SLICE_ROWS], inst)
+            for start in range(0, len(items), SCORE_SLICE_ROWS)
+        ]
+    except DataInputError:
+        parts = None
+    if parts is None:
+        return score_items(items, inst)  # raises, naming every row
+    return pd.concat(parts)
 
 
 def patient_table(sessions: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
@@ -438,16 +466,14 @@ def patient_table(sessions: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
         "within_eligible",
     ]
     keep = [c for c in keep if c in sessions.columns]  # two-level: no therapist columns
-    # sort only the columns used here, not the whole session table (memory)
+    rows = _patient_rows(sessions)
     used = list(dict.fromkeys([schema.PATIENT_ID, schema.SESSION, schema.OUTCOME, *keep]))
-    s = sessions[used].sort_values([schema.PATIENT_ID, schema.SESSION])
-    scored = s.loc[s[schema.OUTCOME].notna()]
-    last = scored.groupby(schema.PATIENT_ID).tail(1).set_index(schema.PATIENT_ID)
-    first = s.groupby(schema.PATIENT_ID).head(1).set_index(schema.PATIENT_ID)
+    last = sessions[used].iloc[rows.last_scored].set_index(schema.PATIENT_ID)
+    first = sessions[used].iloc[rows.first].set_index(schema.PATIENT_ID)
     table = first[keep].rename(columns={"alliance_between": "alliance_mean"})
     at = int(schema.THERAPIST_ID in table.columns)
-    table.insert(at, "n_sessions", s.groupby(schema.PATIENT_ID).size())
-    table.insert(at + 1, "last_session", s.groupby(schema.PATIENT_ID)[schema.SESSION].max())
+    table.insert(at, "n_sessions", rows.n_sessions)
+    table.insert(at + 1, "last_session", sessions[schema.SESSION].array[rows.last])
     table["outcome_last"] = last[schema.OUTCOME]
     table["outcome_last_session"] = last[schema.SESSION]
     table["improvement"] = table[schema.OUTCOME_INTAKE] - table["outcome_last"]
@@ -457,6 +483,57 @@ def patient_table(sessions: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
         table["rci"] = change["rci"]
         table["change_category"] = change["category"]
     return table.reset_index()
+
+
+@dataclass(frozen=True)
+class _PatientRows:
+    """Positions of each patient's rows in a session table, patients in sorted id order.
+
+    Attributes
+    ----------
+    first, last : numpy.ndarray
+        Position of each patient's lowest- and highest-numbered session.
+    last_scored : numpy.ndarray
+        Position of the highest-numbered session with an outcome score, for
+        the patients who have one.
+    n_sessions : numpy.ndarray
+        Each patient's number of rows.
+    """
+
+    first: np.ndarray
+    last: np.ndarray
+    last_scored: np.ndarray
+    n_sessions: np.ndarray
+
+
+def _patient_rows(sessions: pd.DataFrame) -> _PatientRows:
+    """Each patient's first, last and last scored session rows (:class:`_PatientRows`).
+
+    Equivalent to sorting by patient and session and taking a grouped
+    ``head(1)``, ``tail(1)`` and ``size()``, but the ids are factorised once
+    (sorted, as ``groupby`` orders them) and only row positions are sorted, so
+    no column of a million-row table is copied or grouped by text (memory).
+    Rows without a patient id are left out, as ``groupby`` leaves them out.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"patient_id": ["b", "a", "b", "a"], "session": [2, 1, 1, 2],
+    ...                   "outcome": [np.nan, 5.0, 7.0, 6.0]})
+    >>> rows = _patient_rows(s)
+    >>> rows.first.tolist(), rows.last.tolist(), rows.last_scored.tolist()
+    ([1, 2], [3, 0], [3, 2])
+    """
+    codes, _ = pd.factorize(sessions[schema.PATIENT_ID], sort=True)
+    numbers = sessions[schema.SESSION].to_numpy(dtype="float64", na_value=np.nan)
+    order = np.lexsort((numbers, codes))
+    order = order[codes[order] >= 0]  # code -1: no patient id
+    grouped = codes[order]
+    starts = np.flatnonzero(np.diff(grouped, prepend=-2))
+    ends = np.append(starts[1:], len(order)) - 1
+    scored = order[sessions[schema.OUTCOME].notna().to_numpy()[order]]
+    scored_codes = codes[scored]
+    last_scored = scored[np.flatnonzero(np.diff(scored_codes, append=-2))]
+    return _PatientRows(order[starts], order[ends], last_scored, ends - starts + 1)
 
 
 def _attach_intake(
@@ -547,6 +624,7 @@ def clean_study(
     df = df.astype(dict.fromkeys(whole, "int64"))
     keys = [c for c in (schema.THERAPIST_ID, schema.PATIENT_ID, schema.SESSION) if c in df]
     df = df.sort_values(keys, kind="stable")
+    _release_freed_memory()  # the unsorted frame and the earlier steps' (Arrow text columns)
     therapist = schema.THERAPIST_ID if config.has_therapists else None
     df = add_model_features(df, early_session=policy.early_session, therapist=therapist)
     df = df.reset_index(drop=True)
@@ -756,10 +834,10 @@ def run_cleaning(
         check_output_folder(out_dir, inputs)
     if not isinstance(config, StudyConfig):
         config = load_config(Path(config))
-    raw = read_table(input_path, config.read)
+    raw = read_table(input_path, config.read, compact_text=True)
     id_changes = id_report(raw, config)
     file_lines = FileLines.from_raw(raw)
-    frames = [map_to_canonical(raw, config)]
+    frames = [map_to_canonical(raw, config, consume=True)]
     del raw  # the cells as read are not needed past this point (memory)
     _release_freed_memory()
     source = display_path(input_path) or ""
