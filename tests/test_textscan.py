@@ -83,13 +83,18 @@ def _plain_files(draw):
     return text, titles + 1, draw(st.sampled_from(["utf-8", "latin-1"]))
 
 
+def _case_file(folder, case) -> tuple:
+    """Write a generated file (text, header row, encoding) as ``folder/s.csv``; its config."""
+    text, header_row, encoding = case
+    path = folder / "s.csv"
+    path.write_bytes(text.encode(encoding))
+    return path, ReadConfig(header_row=header_row, encoding=encoding, missing_codes=("", "NA", "."))
+
+
 @settings(max_examples=150, deadline=None)
 @given(_plain_files())
 def test_fast_reader_equals_the_exact_reader_or_hands_over(tmp_path_factory, case):
-    text, header_row, encoding = case
-    path = tmp_path_factory.mktemp("plain") / "s.csv"
-    path.write_bytes(text.encode(encoding))
-    read = ReadConfig(header_row=header_row, encoding=encoding, missing_codes=("", "NA", "."))
+    path, read = _case_file(tmp_path_factory.mktemp("plain"), case)
     with pytest.MonkeyPatch.context() as monkeypatch:
         fast, exact = _both_readers(path, read, monkeypatch)
     if fast is None:
@@ -147,10 +152,7 @@ def _as_str_columns(data: pd.DataFrame) -> pd.DataFrame:
 @settings(max_examples=150, deadline=None)
 @given(_plain_files())
 def test_compact_fast_reader_holds_the_cells_of_the_exact_reader(tmp_path_factory, case):
-    text, header_row, encoding = case
-    path = tmp_path_factory.mktemp("compact") / "s.csv"
-    path.write_bytes(text.encode(encoding))
-    read = ReadConfig(header_row=header_row, encoding=encoding, missing_codes=("", "NA", "."))
+    path, read = _case_file(tmp_path_factory.mktemp("compact"), case)
     fast = loading._read_plain_text(path, path.read_bytes(), "csv", ",", read, compact=True)
     if fast is None:
         return
