@@ -127,18 +127,30 @@ def _wait_for_partial(notebooks: Path, make: subprocess.Popen, seconds: float = 
     raise AssertionError(f"notebook {STOPPED_IN} never started (make exit {make.returncode})")
 
 
+#: Python code that sets SIGINT to its default action and runs ``sys.argv[1:]`` in its place.
+_EXEC_WITH_DEFAULT_SIGINT = (
+    "import os, signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
 def _interrupted_run(name: str, root: Path) -> dict:
     """``make all`` stopped by Ctrl-C in notebook 03, what it left, then ``make all`` again."""
     out = root / "runs" / f"{name}-interrupted"
     command = _make_all(name, root, out)
     start = time.perf_counter()
-    make = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+    # Ctrl-C must reach make even when this test runs with SIGINT ignored (a background job
+    # of a non-interactive shell inherits SIG_IGN, and make and Python keep it): exec make
+    # from a process that has set SIGINT back to its default
+    with_ctrl_c = [sys.executable, "-c", _EXEC_WITH_DEFAULT_SIGINT, *command]
+    make = subprocess.Popen(with_ctrl_c, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
         partial = _wait_for_partial(out / "notebooks", make)
         time.sleep(3)  # the kernel is executing the notebook's cells by now
         os.killpg(make.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
-        _, stopped_stderr = make.communicate(timeout=120)
+        stopped_stdout, stopped_stderr = make.communicate(timeout=120)
     finally:
         if make.poll() is None:
             os.killpg(make.pid, signal.SIGKILL)
@@ -153,6 +165,7 @@ def _interrupted_run(name: str, root: Path) -> dict:
         "partial": partial.name,
         "stopped_returncode": make.returncode,
         "stopped_stderr": stopped_stderr,
+        "stopped_stdout": stopped_stdout,
         "left": left,
         "lock_left": lock_left,
         "returncode": rerun.returncode,
@@ -231,7 +244,7 @@ def test_reversed_study_states_the_reversed_directions(runs):
 
 def test_make_all_interrupted_in_a_notebook_then_rerun_gives_identical_results(all_runs):
     run = all_runs[f"{INTERRUPTED} (interrupted)"]
-    assert run["stopped_returncode"] != 0, "make was not stopped"
+    assert run["stopped_returncode"] != 0, f"make was not stopped:\n{run['stopped_stderr'][-3000:]}"
     # nothing under notebook 03's real name (nor the figures' that need it), no partial copy,
     # no lock; notebooks that ran beside 03 (make all's JOBS) may have finished or been stopped
     executed = [n for n in run["left"] if n.endswith(".ipynb")]

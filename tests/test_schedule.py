@@ -220,3 +220,16 @@ def _alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return not (status.exists() and "\nState:\tZ" in status.read_text())
+
+
+def test_a_step_process_reports_an_error_outside_any_cell_without_a_traceback(tmp_path):
+    from helpers.schedule import _step_main
+
+    spec, result = tmp_path / "spec.json", tmp_path / "result.json"
+    spec.write_text(json.dumps({"notebook": str(tmp_path / "missing.ipynb"),
+                                "target": str(tmp_path / "out.ipynb"),
+                                "parameters": {}, "result": str(result)}))  # fmt: skip
+    assert _step_main(str(spec)) == 1
+    report = json.loads(result.read_text())
+    assert report["failed"] and report["partial"] == ""
+    assert report["ename"] == "FileNotFoundError" and "missing.ipynb" in report["evalue"]

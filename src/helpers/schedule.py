@@ -280,6 +280,8 @@ def _finish(item: _Running, out: Path, all_names: Sequence[str]) -> Exception | 
         failed_copy(item.step.target).unlink(missing_ok=True)
         return None
     error = _StepError(result["ename"], result["evalue"], result["exec_count"])
+    if not result["partial"]:  # stopped outside a cell (a kernel that died, a missing file)
+        return RuntimeError(f"step {item.step.name} stopped: {error}")
     return NotebookFailedError(item.step.notebook.name, error, Path(result["partial"]))
 
 
@@ -319,6 +321,11 @@ def _step_main(spec_path: str) -> int:
             return 1
         except KeyboardInterrupt:  # Ctrl-C reaches every process: the runner reports it
             return 130
+        except Exception as err:  # e.g. the kernel died: reported by the runner, no traceback
+            report = {"failed": True, "ename": type(err).__name__, "evalue": str(err)}
+            report |= {"exec_count": "?", "partial": ""}
+            result.write_text(json.dumps(report), encoding="utf-8")
+            return 1
     result.write_text(json.dumps({"failed": False}), encoding="utf-8")
     return 0
 
