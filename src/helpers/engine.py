@@ -1670,14 +1670,15 @@ class NestedLMM:
         )
         return {group: sigma2 * (lam @ lam.T) for group, lam, terms in levels if terms}
 
+    def _terms_of(self) -> dict[str, list[str]]:
+        """The random-effect terms of each grouping factor, by the factor's name."""
+        return {self.patient_name: self.patient_terms, self.therapist_name: self.therapist_terms}
+
     def _variance_components(self, lam_p: np.ndarray, lam_t: np.ndarray, sigma2: float):
         """Covariance matrix per factor and lme4's ``as.data.frame(VarCorr())`` table."""
         covariance = {}
         varcomp_rows = []
-        terms_of = {
-            self.patient_name: self.patient_terms,
-            self.therapist_name: self.therapist_terms,
-        }
+        terms_of = self._terms_of()
         for group, cov in self._covariance_arrays(lam_p, lam_t, sigma2).items():
             terms = terms_of[group]
             covariance[group] = pd.DataFrame(cov, index=terms, columns=terms)
@@ -2071,10 +2072,7 @@ def _replicate_row(model: NestedLMM, fit: FixedEffectsFit) -> dict[str, float]:
     """One bootstrap replicate as a row: fixed effects, sigma, then SDs and correlations."""
     row = dict(zip(model.fixed_names, fit.beta, strict=True))
     row["sigma"] = math.sqrt(fit.sigma2)
-    terms_of = {
-        model.patient_name: model.patient_terms,
-        model.therapist_name: model.therapist_terms,
-    }
+    terms_of = model._terms_of()
     for group, values in fit.covariances.items():
         sds = np.sqrt(np.diag(values))
         terms = list(terms_of[group])

@@ -206,15 +206,14 @@ def declared_parameters(notebook: Path, parameters: Mapping[str, object]) -> dic
 
 
 def _papermill(notebook: Path, target: Path, parameters: dict[str, object]) -> None:
-    """Run papermill on ``notebook`` with the parameters it declares, writing ``target``."""
+    """Run papermill on ``notebook`` with ``parameters`` (:func:`declared_parameters`)."""
     import papermill as pm
 
-    wanted = declared_parameters(notebook, parameters)
     with _environment(KERNEL_ENVIRONMENT), tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
         pm.execute_notebook(
             str(notebook),
             str(target),
-            parameters=wanted,
+            parameters=parameters,
             cwd=str(notebook.parent),
             kernel_name="python3",
             progress_bar=False,
@@ -299,16 +298,26 @@ def _run_step(notebook: Path, target: Path, out: Path, params: dict[str, object]
     output is written under a temporary name and renamed, so a rewritten file
     is a new inode even when its bytes are unchanged.
     """
-    import json
-
     _forget_step(out, target)
     before = _signatures(out)
     try:
         _execute(notebook, target, params)
     finally:  # also a failed step's files are its own, removed when it runs again
-        after = _signatures(out)
-        written = sorted(p.relative_to(out).as_posix() for p in after if after[p] != before.get(p))
-        atomic_write_text(outputs_record(target), json.dumps(written, indent=1) + "\n")
+        write_outputs_record(target, changed_since(out, before))
+
+
+def changed_since(out: Path, before: Mapping[Path, tuple[int, int, int]]) -> list[str]:
+    """The files of ``out``'s deterministic folders new or changed since ``before``
+    (:func:`_signatures`), relative to ``out``, sorted."""
+    after = _signatures(out)
+    return sorted(p.relative_to(out).as_posix() for p in after if after[p] != before.get(p))
+
+
+def write_outputs_record(executed: Path, written: list[str]) -> None:
+    """Write the :func:`outputs_record` of an executed notebook: the files its run wrote."""
+    import json
+
+    atomic_write_text(outputs_record(executed), json.dumps(written, indent=1) + "\n")
 
 
 def run_notebooks(
@@ -386,7 +395,7 @@ def run_notebooks(
         else:
             for step in steps:
                 start = time.perf_counter()
-                _run_step(step.notebook, step.target, out, params)
+                _run_step(step.notebook, step.target, out, step.parameters)
                 failed_copy(step.target).unlink(missing_ok=True)
                 done(step, time.perf_counter() - start)
     return [step.target for step in steps]

@@ -257,13 +257,10 @@ def _wait_for_one(running: Sequence[_Running]) -> _Running:
 
 def _record_outputs(item: _Running, out: Path, all_names: Sequence[str]) -> None:
     """Record the files the step wrote (:func:`owned_by`), also when it failed or was stopped."""
-    from helpers.runner import _signatures, outputs_record
-    from helpers.safety import atomic_write_text
+    from helpers.runner import changed_since, write_outputs_record
 
-    after = _signatures(out)
-    changed = [p.relative_to(out).as_posix() for p in after if after[p] != item.before.get(p)]
-    written = owned_by(item.step.name, changed, all_names)
-    atomic_write_text(outputs_record(item.step.target), json.dumps(written, indent=1) + "\n")
+    changed = changed_since(out, item.before)
+    write_outputs_record(item.step.target, owned_by(item.step.name, changed, all_names))
 
 
 def _finish(item: _Running, out: Path, all_names: Sequence[str]) -> Exception | None:
