@@ -48,7 +48,9 @@ Figures and report (notebook 06, ``make all``)
     strings), :mod:`helpers.narrative` (sentences rendered from results),
     :mod:`helpers.runner` (the notebooks run with their parameters),
     :mod:`helpers.schedule` (which notebooks are out of date; independent ones
-    side by side), :mod:`helpers.report` (the HTML report),
+    side by side), :mod:`helpers.warm_kernels` and :mod:`helpers.kernel_manager`
+    (kernels forked from one process with the imports done),
+    :mod:`helpers.report` (the HTML report),
     :mod:`helpers.notebook_files` (no timestamps or widget state in stored
     notebooks) and :mod:`helpers.provenance` (hashes, versions, commit).
 

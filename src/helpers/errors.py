@@ -56,11 +56,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from helpers.paths import display_path, relative_to_root
+
+if (
+    TYPE_CHECKING
+):  # pandas is imported where it is used: the runner's processes need only the classes
+    import pandas as pd
 
 __all__ = [
     "MAX_VALUES",
@@ -153,6 +156,8 @@ def _format_rows(rows: Sequence[int], max_rows: int, label: str) -> str:
 
 
 def _format_value(value: Any) -> str:
+    import pandas as pd
+
     if isinstance(value, str):
         return repr(value)
     try:
@@ -302,6 +307,8 @@ class HelpersError(Exception):
             for p in self.problems
         ]
         columns = ["file", "column", "rows", "n_rows", "values", "rule", "found", "fix"]
+        import pandas as pd
+
         return pd.DataFrame.from_records(records, columns=columns)
 
 

@@ -175,7 +175,7 @@ def _environment(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _kernel_config(socket_dir: Path) -> Config:
+def _kernel_config(socket_dir: Path, warm_socket: Path | None = None) -> Config:
     """Kernel-manager settings: talk to the kernel over Unix sockets in ``socket_dir``.
 
     Over TCP, each kernel picks free ports and binds them a moment later, so
@@ -185,16 +185,19 @@ def _kernel_config(socket_dir: Path) -> Config:
     this kernel cannot collide, and no other user of the machine can connect
     to them, so ipykernel's "running over TCP without encryption" warning has
     no cause.  Windows has no ``ipc`` transport: there the kernel uses TCP with
-    CurveZMQ keys where libzmq has them.
+    CurveZMQ keys where libzmq has them.  The kernel manager is the suite's
+    (:class:`helpers.kernel_manager.SuiteKernelManager`); with ``warm_socket``
+    it forks the kernel from that warm-kernel server (:mod:`helpers.warm_kernels`).
     """
     import zmq
     from traitlets.config import Config
 
+    manager: dict[str, object] = {"warm_socket": str(warm_socket or "")}
     if os.name != "nt":
-        return Config({"KernelManager": {"transport": "ipc", "ip": str(socket_dir / "kernel")}})
-    if not zmq.has("curve"):
-        return Config()
-    return Config({"KernelManager": {"transport_encryption": "auto"}})
+        manager |= {"transport": "ipc", "ip": str(socket_dir / "kernel")}
+    elif zmq.has("curve"):
+        manager |= {"transport_encryption": "auto"}
+    return Config({"SuiteKernelManager": manager})
 
 
 def declared_parameters(notebook: Path, parameters: Mapping[str, object]) -> dict[str, object]:
@@ -205,9 +208,17 @@ def declared_parameters(notebook: Path, parameters: Mapping[str, object]) -> dic
     return {k: v for k, v in parameters.items() if k in declared}
 
 
-def _papermill(notebook: Path, target: Path, parameters: dict[str, object]) -> None:
-    """Run papermill on ``notebook`` with ``parameters`` (:func:`declared_parameters`)."""
+def _papermill(
+    notebook: Path, target: Path, parameters: dict[str, object], warm: Path | None = None
+) -> None:
+    """Run papermill on ``notebook`` with ``parameters`` (:func:`declared_parameters`).
+
+    ``warm`` is the socket of a warm-kernel server to fork the kernel from
+    (:func:`helpers.warm_kernels.warm_kernel_server`), or ``None``.
+    """
     import papermill as pm
+
+    from helpers.kernel_manager import CELL_HOOKS, SuiteKernelManager
 
     with _environment(KERNEL_ENVIRONMENT), tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
         pm.execute_notebook(
@@ -217,11 +228,15 @@ def _papermill(notebook: Path, target: Path, parameters: dict[str, object]) -> N
             cwd=str(notebook.parent),
             kernel_name="python3",
             progress_bar=False,
-            config=_kernel_config(Path(sockets)),
+            config=_kernel_config(Path(sockets), warm),
+            kernel_manager_class=SuiteKernelManager,
+            **CELL_HOOKS,
         )
 
 
-def _execute(notebook: Path, target: Path, parameters: dict[str, object]) -> None:
+def _execute(
+    notebook: Path, target: Path, parameters: dict[str, object], warm: Path | None = None
+) -> None:
     """Execute one notebook into ``target``; a failure leaves ``<name>.failed.ipynb``.
 
     papermill writes the executed notebook cell by cell, so it writes to a
@@ -233,7 +248,7 @@ def _execute(notebook: Path, target: Path, parameters: dict[str, object]) -> Non
 
     partial = partial_path(target)
     try:
-        _papermill(notebook, partial, parameters)
+        _papermill(notebook, partial, parameters, warm)
     except PapermillExecutionError as err:
         # keep the partial notebook for inspection, but not under the target's name
         failed = failed_copy(target)
@@ -290,7 +305,9 @@ def _forget_step(out: Path, target: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _run_step(notebook: Path, target: Path, out: Path, params: dict[str, object]) -> None:
+def _run_step(
+    notebook: Path, target: Path, out: Path, params: dict[str, object], warm: Path | None = None
+) -> None:
     """Execute one notebook and record the files it wrote (:func:`outputs_record`).
 
     The files written are those of the deterministic folders that are new or
@@ -301,7 +318,7 @@ def _run_step(notebook: Path, target: Path, out: Path, params: dict[str, object]
     _forget_step(out, target)
     before = _signatures(out)
     try:
-        _execute(notebook, target, params)
+        _execute(notebook, target, params, warm)
     finally:  # also a failed step's files are its own, removed when it runs again
         write_outputs_record(target, changed_since(out, before))
 
@@ -390,15 +407,34 @@ def run_notebooks(
     with run_lock(out, command):
         (out / "notebooks").mkdir(parents=True, exist_ok=True)
         steps = _chosen_steps(notebooks, out, params, only, stale_only, [data, config, *truth])
-        if jobs > 1 and len(steps) > 1:
-            run_parallel(steps, step_graph([nb.stem for nb in notebooks]), out, jobs, done)
-        else:
-            for step in steps:
-                start = time.perf_counter()
-                _run_step(step.notebook, step.target, out, step.parameters)
-                failed_copy(step.target).unlink(missing_ok=True)
-                done(step, time.perf_counter() - start)
+        with _warm_kernels(len(steps) > 1) as warm:
+            if jobs > 1 and len(steps) > 1:
+                graph = step_graph([nb.stem for nb in notebooks])
+                run_parallel(steps, graph, out, jobs, done, warm)
+            else:
+                for step in steps:
+                    start = time.perf_counter()
+                    _run_step(step.notebook, step.target, out, step.parameters, warm)
+                    failed_copy(step.target).unlink(missing_ok=True)
+                    done(step, time.perf_counter() - start)
     return [step.target for step in steps]
+
+
+@contextmanager
+def _warm_kernels(wanted: bool) -> Iterator[Path | None]:
+    """A warm-kernel server for a run of several notebooks (:mod:`helpers.warm_kernels`).
+
+    Its imports cost about as much as one notebook's, so a run of one
+    notebook starts its kernel the ordinary way.  ``HELPERS_WARM_KERNELS=0``
+    turns warm kernels off (to compare, or to rule them out).
+    """
+    if not wanted or os.environ.get("HELPERS_WARM_KERNELS", "1") == "0":
+        yield None
+        return
+    from helpers.warm_kernels import warm_kernel_server
+
+    with warm_kernel_server(KERNEL_ENVIRONMENT) as socket_path:
+        yield socket_path
 
 
 def _chosen_steps(

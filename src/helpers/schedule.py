@@ -176,6 +176,7 @@ def run_parallel(
     out: Path,
     jobs: int,
     on_done: Callable[[Step, float], None],
+    warm: Path | None = None,
 ) -> None:
     """Run ``steps`` (in numbered order) with up to ``jobs`` at once, each in its own process.
 
@@ -183,7 +184,8 @@ def run_parallel(
     among ``steps`` has finished.  ``on_done(step, seconds)`` is called as
     each step succeeds.  After a failure no new step starts; the first
     failure (:class:`~helpers.errors.NotebookFailedError`) is raised once the
-    running steps have finished.
+    running steps have finished.  ``warm`` is the socket of a warm-kernel
+    server the steps fork their kernels from (:mod:`helpers.warm_kernels`).
     """
     chosen = {s.name for s in steps}
     pending, running, done = list(steps), [], set()
@@ -196,7 +198,7 @@ def run_parallel(
                     if ready is None:
                         break
                     pending.remove(ready)
-                    running.append(_launch(ready, out, Path(tmp)))
+                    running.append(_launch(ready, out, Path(tmp), warm))
                 if not running:
                     break
                 finished = _wait_for_one(running)
@@ -223,7 +225,7 @@ def _next_ready(
     return None
 
 
-def _launch(step: Step, out: Path, tmp: Path) -> _Running:
+def _launch(step: Step, out: Path, tmp: Path, warm: Path | None = None) -> _Running:
     """Forget the step's previous outputs and start its process."""
     from helpers.runner import _forget_step, _signatures
 
@@ -237,6 +239,7 @@ def _launch(step: Step, out: Path, tmp: Path) -> _Running:
                 "target": str(step.target),
                 "parameters": step.parameters,
                 "result": str(result),
+                "warm": str(warm) if warm else "",
             }
         ),
         encoding="utf-8",
@@ -310,7 +313,8 @@ def _step_main(spec_path: str) -> int:
     result = Path(spec["result"])
     with _sigterm_as_exit():
         try:
-            _execute(Path(spec["notebook"]), Path(spec["target"]), spec["parameters"])
+            warm = Path(spec["warm"]) if spec.get("warm") else None
+            _execute(Path(spec["notebook"]), Path(spec["target"]), spec["parameters"], warm)
         except NotebookFailedError as err:
             report = {"failed": True, "ename": err.ename, "evalue": err.evalue}
             report |= {"exec_count": err.exec_count, "partial": str(err.partial)}
