@@ -14,8 +14,14 @@ import nbformat
 PARAMETERS = "RESULTS_DIR = ''\nSEED = 0"
 
 
-def write_notebook(path: Path, *sources: str, parameters: str = PARAMETERS) -> None:
-    """Write a notebook with a ``parameters`` cell and one code cell per source."""
+def write_notebook(
+    path: Path, *sources: str, parameters: str = PARAMETERS, reads: list[str] | None = None
+) -> None:
+    """Write a notebook with a ``parameters`` cell and one code cell per source.
+
+    ``reads``: the steps whose results it reads (``helpers.schedule.declared_reads``);
+    by default it declares none, so it waits for every step before it.
+    """
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell(parameters)]
     notebook.cells[0].metadata["tags"] = ["parameters"]
@@ -26,6 +32,8 @@ def write_notebook(path: Path, *sources: str, parameters: str = PARAMETERS) -> N
         "language": "python",
     }
     notebook.metadata["language_info"] = {"name": "python"}
+    if reads is not None:
+        notebook.metadata["helpers"] = {"reads": reads}
     nbformat.write(notebook, path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,19 +15,78 @@ import pytest
 from _notebooks import one_step_suite, result_cell, wait_cell, write_notebook
 
 from helpers.errors import NotebookFailedError
+from helpers.paths import NOTEBOOKS_DIR
 from helpers.runner import outputs_record, run_notebooks, write_run_manifest
 from helpers.safety import LOCK_NAME
-from helpers.schedule import owned_by, stale_steps, step_graph
+from helpers.schedule import (
+    Step,
+    _next_ready,
+    declared_reads,
+    owned_by,
+    stale_steps,
+    step_graph,
+)
 
 NAMES = ["01_clean", "02_explore", "03_models", "06_figures", "07_power"]
 
 
-def test_step_graph_cleaning_first_figures_last_the_rest_independent():
-    graph = step_graph(NAMES)
-    assert graph["01_clean"] == ()
-    assert graph["02_explore"] == graph["03_models"] == graph["07_power"] == ("01_clean",)
-    assert graph["06_figures"] == ("01_clean", "02_explore", "03_models", "07_power")
+#: The graph of NAMES as the suite's notebooks declare it: the figures read 02, 03 and 07.
+READS = {
+    "02_explore": ["01"],
+    "03_models": ["01"],
+    "06_figures": ["02", "03", "07"],
+    "07_power": [],
+}
+GRAPH = step_graph(NAMES, READS)
+
+
+def test_step_graph_cleaning_first_then_what_each_step_declares():
+    assert GRAPH["01_clean"] == ()
+    assert GRAPH["02_explore"] == GRAPH["03_models"] == GRAPH["07_power"] == ("01_clean",)
+    assert GRAPH["06_figures"] == ("01_clean", "02_explore", "03_models", "07_power")
     assert step_graph([]) == {}
+
+
+def test_a_step_that_declares_nothing_waits_for_every_step_before_it():
+    graph = step_graph(NAMES, {"02_explore": ["01"]})
+    assert graph["02_explore"] == ("01_clean",)
+    assert graph["06_figures"] == ("01_clean", "02_explore", "03_models")
+    assert graph["07_power"] == ("01_clean", "02_explore", "03_models", "06_figures")
+    # a declared number no notebook has is ignored; a step never waits for itself
+    assert step_graph(NAMES, {"03_models": ["09", "03"]})["03_models"] == ("01_clean",)
+
+
+def test_declared_reads_come_from_the_notebook_metadata(tmp_path):
+    notebook = tmp_path / "06_x.ipynb"
+    notebook.write_text(json.dumps({"metadata": {"helpers": {"reads": ["03", 4]}}}))
+    assert declared_reads(notebook) == ["03", "4"]
+    notebook.write_text(json.dumps({"metadata": {}}))
+    assert declared_reads(notebook) is None
+    notebook.write_text("not json")
+    assert declared_reads(notebook) is None
+    assert declared_reads(tmp_path / "missing.ipynb") is None
+
+
+def test_the_step_others_wait_for_starts_first():
+    steps = [Step(n, Path(n), Path(n), {}) for n in NAMES[1:]]
+    # 02 is first in numbered order, but 06 waits for 03 (and 02, 07): all three tie
+    graph = step_graph(NAMES, {**READS, "06_figures": ["03"]})
+    assert _next_ready(steps, graph, {"01_clean"}, set(NAMES)).name == "03_models"
+    assert _next_ready(steps, GRAPH, {"01_clean"}, set(NAMES)).name == "02_explore"
+    assert _next_ready(steps, GRAPH, set(), set(NAMES)) is None  # all wait for the cleaning
+
+
+def test_each_notebook_declares_the_steps_whose_results_it_opens():
+    """Its declared reads are the numbers of the result files it names, and 01 when it
+    reads the cleaned data: a missing number would let it run before its input is written."""
+    notebooks = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    for notebook in notebooks[1:]:
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        opened = {m[:2] for m in re.findall(r"[\"'](\d\d_\w+\.(?:csv|json|parquet))[\"']", code)}
+        opened |= {"01"} if "PROCESSED_DIR" in code else set()
+        expected = sorted(opened - {notebook.name[:2]})
+        assert sorted(declared_reads(notebook) or []) == expected, notebook.name
 
 
 def test_owned_by_gives_numbered_files_to_their_step_only():
@@ -62,33 +122,33 @@ def built(tmp_path):
 
 
 def test_nothing_is_stale_after_a_complete_run(built):
-    assert stale_steps(*built) == []
+    assert stale_steps(*built, GRAPH) == []
 
 
 def test_a_changed_notebook_reruns_it_and_the_figures(built):
     targets, sources, inputs, params = built
     os.utime(sources["03_models"], ns=(20_000, 20_000))
-    assert stale_steps(targets, sources, inputs, params) == ["03_models", "06_figures"]
+    assert stale_steps(targets, sources, inputs, params, GRAPH) == ["03_models", "06_figures"]
 
 
 def test_changed_data_or_cleaning_reruns_everything(built):
     targets, sources, inputs, params = built
     os.utime(inputs[0], ns=(20_000, 20_000))
-    assert stale_steps(targets, sources, inputs, params) == NAMES
+    assert stale_steps(targets, sources, inputs, params, GRAPH) == NAMES
     os.utime(inputs[0], ns=(2_000, 2_000))
     os.utime(targets["01_clean"], ns=(20_000, 20_000))  # re-run by hand: later steps are older
-    assert stale_steps(targets, sources, inputs, params) == NAMES[1:]
+    assert stale_steps(targets, sources, inputs, params, GRAPH) == NAMES[1:]
 
 
 def test_a_missing_copy_or_new_parameters_rerun_the_step(built):
     targets, sources, inputs, params = built
     targets["07_power"].unlink()
-    assert stale_steps(targets, sources, inputs, params) == ["06_figures", "07_power"]
+    assert stale_steps(targets, sources, inputs, params, GRAPH) == ["06_figures", "07_power"]
     targets["07_power"].write_text("not json")  # unreadable parameters: re-run
     os.utime(targets["07_power"], ns=(10_003, 10_003))
-    assert stale_steps(targets, sources, inputs, params) == ["06_figures", "07_power"]
+    assert stale_steps(targets, sources, inputs, params, GRAPH) == ["06_figures", "07_power"]
     params = {**params, "02_explore": {"SEED": 2}}
-    assert stale_steps(targets, sources, inputs, params)[:1] == ["02_explore"]
+    assert stale_steps(targets, sources, inputs, params, GRAPH)[:1] == ["02_explore"]
 
 
 # ---------------------------------------------------------------------------
@@ -98,13 +158,21 @@ def test_a_missing_copy_or_new_parameters_rerun_the_step(built):
 
 @pytest.fixture
 def suite(tmp_path):
-    """01 writes a.csv; 02 and 03 run only if side by side; 06 reads what both wrote."""
+    """01 writes a.csv; 02 and 03 (reading 01) run only if side by side; 06, which declares
+    nothing, waits for all and reads what both wrote."""
     folder = one_step_suite(tmp_path)
     check_a = "assert pathlib.Path(RESULTS_DIR, 'a.csv').exists()"
     meet_03, meet_02 = wait_cell(tmp_path, "02", "03"), wait_cell(tmp_path, "03", "02")
-    write_notebook(folder / "02_second.ipynb", meet_03, check_a, result_cell("02_x.csv"))
+    first = ["01"]
     write_notebook(
-        folder / "03_third.ipynb", meet_02, result_cell("03_y.csv"), result_cell("shared.csv")
+        folder / "02_second.ipynb", meet_03, check_a, result_cell("02_x.csv"), reads=first
+    )
+    write_notebook(
+        folder / "03_third.ipynb",
+        meet_02,
+        result_cell("03_y.csv"),
+        result_cell("shared.csv"),
+        reads=first,
     )
     read_all = (
         "for n in ('a.csv', '02_x.csv', '03_y.csv'):\n"
@@ -160,9 +228,8 @@ def test_stale_only_reruns_what_changed(suite, tmp_path):
 
 
 def test_a_failed_step_lets_running_steps_finish_and_starts_no_more(suite, tmp_path):
-    write_notebook(
-        suite / "02_second.ipynb", wait_cell(tmp_path, "02", "03"), "raise ValueError('boom')"
-    )
+    failing = wait_cell(tmp_path, "02", "03"), "raise ValueError('boom')"
+    write_notebook(suite / "02_second.ipynb", *failing, reads=["01"])
     data, config, out = tmp_path / "data.csv", tmp_path / "study.yml", tmp_path / "run"
     with pytest.raises(NotebookFailedError, match=r"02_second\.ipynb stopped at cell \[\d+\]"):
         run_notebooks(data, config, out, notebooks_dir=suite, jobs=2)
@@ -182,8 +249,8 @@ def test_a_terminated_parallel_run_stops_its_steps_and_leaves_no_partial_files(s
         "(folder / f'kernel-{os.getpid()}').write_text('')\n"
         "time.sleep(120)"
     )
-    write_notebook(suite / "02_second.ipynb", wait)
-    write_notebook(suite / "03_third.ipynb", wait)
+    write_notebook(suite / "02_second.ipynb", wait, reads=["01"])
+    write_notebook(suite / "03_third.ipynb", wait, reads=["01"])
     out = tmp_path / "run"
     data, config = str(tmp_path / "data.csv"), str(tmp_path / "study.yml")
     code = (

@@ -76,7 +76,7 @@ from helpers.safety import (
     partial_path,
     run_lock,
 )
-from helpers.schedule import Step, run_parallel, stale_steps, step_graph
+from helpers.schedule import Step, declared_reads, run_parallel, stale_steps, step_graph
 
 if TYPE_CHECKING:
     from traitlets.config import Config
@@ -406,10 +406,12 @@ def run_notebooks(
     command = "run-notebooks" + (f" --only {' '.join(only)}" if only else "")
     with run_lock(out, command):
         (out / "notebooks").mkdir(parents=True, exist_ok=True)
-        steps = _chosen_steps(notebooks, out, params, only, stale_only, [data, config, *truth])
+        reads = {nb.stem: declared_reads(nb) for nb in notebooks}
+        graph = step_graph([nb.stem for nb in notebooks], reads)
+        inputs = [data, config, *truth]
+        steps = _chosen_steps(notebooks, out, params, only, stale_only, inputs, graph)
         with _warm_kernels(len(steps) > 1) as warm:
             if jobs > 1 and len(steps) > 1:
-                graph = step_graph([nb.stem for nb in notebooks])
                 run_parallel(steps, graph, out, jobs, done, warm)
             else:
                 for step in steps:
@@ -444,6 +446,7 @@ def _chosen_steps(
     only: list[str] | None,
     stale_only: bool,
     inputs: list[Path],
+    graph: Mapping[str, tuple[str, ...]],
 ) -> list[Step]:
     """The steps to run: those ``only`` names (all by default), the stale ones if asked."""
     steps = [
@@ -458,6 +461,7 @@ def _chosen_steps(
         {s.name: s.notebook for s in steps},
         [*inputs, *helpers_sources()],
         {s.name: s.parameters for s in steps},
+        graph,
     )
     return [s for s in steps if s.name in stale]
 

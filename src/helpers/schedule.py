@@ -1,18 +1,20 @@
 """Which steps of a run are out of date, and running independent steps side by side.
 
 ``make all`` runs the numbered notebooks as a small graph (:func:`step_graph`):
-the first notebook (cleaning) before every other, the figure notebook after
-every other, and the rest, which each read only the cleaned data, in any
-order.  :func:`stale_steps` decides, as make would, which executed copies are
+the first notebook (cleaning) before every other, and each later one after
+the steps whose results it reads, as its metadata declares them
+(:func:`declared_reads`: the figure notebook reads 03, 04 and 05; the others
+only the cleaned data).  :func:`stale_steps` decides, as make would, which executed copies are
 out of date; it also re-runs a step whose parameters changed (another seed,
 ``PARAMS="N_BOOTSTRAP=20"``), which make cannot see.
 
 :func:`run_parallel` runs up to ``jobs`` steps at once, each in its own
 process (papermill changes the process's working folder, so two notebooks
 cannot share one).  A step starts when the steps it reads from have
-finished; after a failure no new step starts, the running ones finish, and
-the first failure is raised.  Stopped with Ctrl-C or SIGTERM, it stops every
-running step, which removes its partly written notebook.
+finished, those that others wait for first; after a failure no new step
+starts, the running ones finish, and the first failure is raised.  Stopped
+with Ctrl-C or SIGTERM, it stops every running step, which removes its partly
+written notebook.
 
 The files a step wrote are those of the run's deterministic folders that
 changed while it ran (:func:`owned_by`).  When steps overlap, a changed file
@@ -36,32 +38,54 @@ from pathlib import Path
 
 from helpers.errors import NotebookFailedError
 
-#: Number prefix of the notebook that draws the figures from every other step's results.
-FIGURES_STEP = "06"
-
 #: Seconds a stopped step may take to clean up before it is killed.
 STOP_GRACE_SECONDS = 30.0
 
 
-def step_graph(names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+def declared_reads(notebook: Path) -> list[str] | None:
+    """The numbers of the steps whose outputs ``notebook`` reads, as its metadata declares them.
+
+    A notebook declares them in its metadata as ``{"helpers": {"reads": ["03", "04"]}}``
+    (in JupyterLab: the property inspector's notebook metadata).  ``None`` when it
+    declares nothing or cannot be read.
+    """
+    try:
+        metadata = json.loads(notebook.read_text(encoding="utf-8"))["metadata"]
+        reads = metadata["helpers"]["reads"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [str(r) for r in reads] if isinstance(reads, list) else None
+
+
+def step_graph(
+    names: Sequence[str], reads: Mapping[str, Sequence[str] | None] | None = None
+) -> dict[str, tuple[str, ...]]:
     """The steps each step reads from, for notebook stems in numbered order.
 
-    The first step reads the raw data; every later step reads the first
-    step's cleaned data; the figure step (``06_…``) reads every other step's
-    results.
+    The first step (cleaning) reads the raw data and runs before every other.
+    A later step reads the first and the steps whose numbers it declares in
+    ``reads`` (:func:`declared_reads`); a step that declares nothing waits for
+    every step before it, so a new notebook is safe before it says what it reads.
 
-    >>> step_graph(["01_clean", "02_explore", "06_figures", "07_power"])["06_figures"]
-    ('01_clean', '02_explore', '07_power')
+    >>> names = ["01_clean", "02_explore", "06_figures", "07_power", "09_mine"]
+    >>> graph = step_graph(names, {"02_explore": ["01"], "06_figures": ["02"], "07_power": []})
+    >>> graph["06_figures"], graph["07_power"]
+    (('01_clean', '02_explore'), ('01_clean',))
+    >>> graph["09_mine"]
+    ('01_clean', '02_explore', '06_figures', '07_power')
     """
+    reads = reads or {}
     first = names[0] if names else ""
     graph: dict[str, tuple[str, ...]] = {}
-    for name in names:
+    for i, name in enumerate(names):
+        declared = reads.get(name)
         if name == first:
             graph[name] = ()
-        elif name.startswith(f"{FIGURES_STEP}_"):
-            graph[name] = tuple(n for n in names if n != name)
+        elif declared is None:
+            graph[name] = tuple(names[:i])
         else:
-            graph[name] = (first,)
+            wanted = {str(r) for r in declared}
+            graph[name] = tuple(n for n in names if n == first or (n != name and n[:2] in wanted))
     return graph
 
 
@@ -83,18 +107,20 @@ def stale_steps(
     sources: Mapping[str, Path],
     inputs: Sequence[Path],
     parameters: Mapping[str, Mapping[str, object]],
+    graph: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[str]:
     """The steps whose executed copy is missing or out of date, in numbered order.
 
     A step is out of date, as in the Makefile's rules, when its executed copy
     (``targets``) is missing or older than its notebook (``sources``) or any
     of ``inputs`` (data, config, the helpers' code), or older than the
-    executed copy of a step it reads from (:func:`step_graph`), or when such
-    a step is itself out of date.  A step is also out of date when the
-    parameters stored in its executed copy differ from ``parameters``.
+    executed copy of a step it reads from (``graph``, by default
+    :func:`step_graph` of the names), or when such a step is itself out of
+    date.  A step is also out of date when the parameters stored in its
+    executed copy differ from ``parameters``.
     """
     names = list(targets)
-    graph = step_graph(names)
+    graph = graph if graph is not None else step_graph(names)
     newest_input = max((_mtime(p) for p in inputs), default=0)
     stale: set[str] = set()
     for name in _in_graph_order(names, graph):
@@ -104,7 +130,7 @@ def stale_steps(
             continue
         built = _mtime(target)
         wanted = json.loads(json.dumps(dict(parameters[name])))
-        needs = graph[name]
+        needs = [n for n in graph[name] if n in targets]
         if (
             built < max(newest_input, _mtime(sources[name]))
             or stored_parameters(target) != wanted
@@ -118,7 +144,11 @@ def _in_graph_order(names: Sequence[str], graph: Mapping[str, tuple[str, ...]]) 
     """``names`` ordered so that every step comes after the steps it reads from."""
     ordered: list[str] = []
     while len(ordered) < len(names):
-        ready = [n for n in names if n not in ordered and all(p in ordered for p in graph[n])]
+        ready = [
+            n
+            for n in names
+            if n not in ordered and all(p in ordered or p not in names for p in graph[n])
+        ]
         ordered += ready[:1]
     return ordered
 
@@ -218,11 +248,24 @@ def run_parallel(
 def _next_ready(
     pending: Sequence[Step], graph: Mapping[str, tuple[str, ...]], done: set[str], chosen: set[str]
 ) -> Step | None:
-    """The first pending step whose chosen prerequisites have all finished."""
-    for step in pending:
-        if all(p in done or p not in chosen for p in graph[step.name]):
-            return step
-    return None
+    """The pending step to start: of those whose chosen prerequisites have all finished,
+    the one that most pending steps wait for (so the figures' inputs come first), then
+    the first in numbered order."""
+    ready = [s for s in pending if all(p in done or p not in chosen for p in graph[s.name])]
+    if not ready:
+        return None
+    waiting = {s.name: _waiting_for(s.name, pending, graph) for s in ready}
+    return min(ready, key=lambda s: -waiting[s.name])
+
+
+def _waiting_for(name: str, pending: Sequence[Step], graph: Mapping[str, tuple[str, ...]]) -> int:
+    """How many pending steps wait, directly or through others, for step ``name``."""
+    waiting: set[str] = set()
+    frontier = {name}
+    while frontier:
+        frontier = {s.name for s in pending if set(graph[s.name]) & frontier} - waiting
+        waiting |= frontier
+    return len(waiting)
 
 
 def _launch(step: Step, out: Path, tmp: Path, warm: Path | None = None) -> _Running:
