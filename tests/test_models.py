@@ -263,6 +263,7 @@ def test_loglik_counts_and_checks_match_lme4(fits_by_engine, ref, engine):
         assert abs(result.statsmodels_result.llf - ref["logLik"]) < 1e-5
 
 
+@pytest.mark.slow  # fits the statsmodels path on demand (about 10 s)
 def test_reported_se_is_lme4s_not_statsmodels_bse_fe(fits_by_engine):
     ref = next(r for r in FITS if r["model_id"] == "tl_patient_slope_corr" and r["reml"])
     result = fits_by_engine["statsmodels"][("tl_patient_slope_corr", True)]

@@ -244,16 +244,18 @@ def test_cli_cleans_the_demo_study(tmp_path):
         "config-column",
     ],
 )
-def test_cli_reports_bad_input_without_traceback(tmp_path, data, config, expected):
+def test_cli_reports_bad_input_without_traceback(tmp_path, data, config, expected, capsys):
+    """The command line's own entry point, in this process (test_cli_cleans_the_demo_study
+    runs ``python -m helpers`` as a process): exit 2, the fix on stderr, no traceback."""
+    from helpers import cli
+
     before = sha256_file(data)
-    proc = subprocess.run(
-        [sys.executable, "-m", "helpers", "clean", "--input", str(data), "--config", str(config),
-         "--out", str(tmp_path)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 2
-    assert expected in proc.stderr
-    assert "Traceback" not in proc.stderr
+    argv = ["clean", "--input", str(data), "--config", str(config), "--out", str(tmp_path)]
+    status = cli.main(argv)
+    err = capsys.readouterr().err
+    assert status == 2
+    assert expected in err
+    assert "Traceback" not in err
     assert sha256_file(data) == before
     assert not any(tmp_path.iterdir()), "nothing is written for bad input"
 

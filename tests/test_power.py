@@ -130,6 +130,7 @@ def test_results_do_not_depend_on_the_chunking(reference):
     pd.testing.assert_frame_equal(table.drop(columns="seconds"), again.drop(columns="seconds"))
 
 
+@pytest.mark.slow  # starts a process pool
 def test_two_workers_give_byte_identical_results(reference, tmp_path):
     table, out_one = reference
     out = tmp_path / "two"

@@ -140,6 +140,7 @@ def test_a_forked_kernel_gives_the_outputs_of_a_fresh_one(tmp_path):
     assert "image/png" in fresh and "UserWarning: careful" in fresh
 
 
+@pytest.mark.slow  # waits for a kernel to start and be interrupted
 def test_an_interrupt_reaches_the_forked_kernel(server, tmp_path):
     socket_path, environment = server
     with kernel(tmp_path, socket_path, environment) as (manager, client):
@@ -157,6 +158,7 @@ def test_an_interrupt_reaches_the_forked_kernel(server, tmp_path):
         assert run(client, "print(1 + 1)") == ("2\n", "ok")  # the kernel lives on
 
 
+@pytest.mark.slow  # waits for a killed kernel
 def test_a_forked_kernel_dies_with_its_launcher(server, tmp_path):
     """jupyter_client kills a kernel with SIGKILL, which the launcher cannot pass on."""
     socket_path, environment = server
@@ -179,6 +181,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.slow  # starts an ordinary kernel
 def test_a_kernel_with_another_environment_starts_the_ordinary_way(server, tmp_path):
     socket_path, environment = server
     other = {**environment, "HELPERS_TEST_SETTING": "1"}
@@ -187,6 +190,7 @@ def test_a_kernel_with_another_environment_starts_the_ordinary_way(server, tmp_p
         assert run(client, "import os; print(os.environ['HELPERS_TEST_SETTING'])") == ("1\n", "ok")
 
 
+@pytest.mark.slow  # waits 2 s for a server that never comes
 def test_without_a_server_the_launcher_starts_the_ordinary_kernel(tmp_path):
     with kernel(tmp_path, tmp_path / "no-server.sock", dict(os.environ)) as (_, client):
         assert run(client, WARM) == ("False\n", "ok")
