@@ -253,3 +253,18 @@ def test_the_runner_tells_the_kernel_manager_when_a_cell_runs(tmp_path, monkeypa
     runner._papermill(notebook, tmp_path / "out.ipynb", {})
     cell = [("on_cell_execute", True), ("on_cell_executed", False)]
     assert calls == cell * 2  # the parameters cell and the print cell
+
+
+def test_a_server_that_cannot_start_says_so_and_serves_nothing(tmp_path, capsys):
+    from helpers.warm_kernels import serve
+
+    assert serve(str(tmp_path / "missing-folder" / "kernels.sock")) == 0
+    assert "notebooks start their own kernels" in capsys.readouterr().err
+
+
+def test_a_socket_path_too_long_for_linux_means_ordinary_kernels(monkeypatch):
+    from helpers import warm_kernels
+
+    monkeypatch.setattr(warm_kernels, "MAX_SOCKET_PATH", 5)
+    with warm_kernel_server({}) as socket_path:
+        assert socket_path is None

@@ -33,7 +33,7 @@ A forked kernel is the same as a fresh one where it matters:
 
 Whenever the server is missing, still starting, broken or refuses, the
 launcher runs the ordinary kernel command instead: warm kernels make a run
-faster, never different, and never stop it.  POSIX only (``os.fork``).
+faster, never different, and never stop it.  Linux only (:func:`available`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -88,6 +89,10 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 #: Largest request (kernel command and environment) the server reads, in bytes.
 MAX_REQUEST_BYTES = 1 << 20
 
+#: Longest Unix socket path Linux accepts (108 bytes with the final NUL); a longer
+#: temporary folder ($TMPDIR) means no warm kernels.
+MAX_SOCKET_PATH = 107
+
 #: Seconds a launcher waits for the server's socket to appear.
 CONNECT_WAIT_SECONDS = 2.0
 
@@ -96,8 +101,9 @@ FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUI
 
 
 def available() -> bool:
-    """Whether this platform can fork warm kernels (POSIX with Unix sockets)."""
-    return hasattr(os, "fork") and hasattr(socket, "AF_UNIX") and hasattr(socket, "send_fds")
+    """Whether this platform forks warm kernels: Linux (macOS's system libraries are not
+    safe to use in a forked child, and Windows has no fork)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "send_fds")
 
 
 def launcher_command(socket_path: str | Path, kernel_command: Sequence[str]) -> list[str]:
@@ -126,11 +132,12 @@ def warm_kernel_server(environment: Mapping[str, str]) -> Iterator[Path | None]:
     so the forked kernels' environment equals the one the server imported under.
     Yields ``None`` (kernels start the ordinary way) where :func:`available` is false.
     """
-    if not available():
-        yield None
-        return
     folder = Path(tempfile.mkdtemp(prefix="helpers-warm-"))
     path = folder / "kernels.sock"
+    if not available() or len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        folder.rmdir()
+        yield None
+        return
     server = subprocess.Popen(
         [sys.executable, "-m", "helpers.warm_kernels", "serve", str(path)],
         env={**os.environ, **environment},
@@ -141,8 +148,7 @@ def warm_kernel_server(environment: Mapping[str, str]) -> Iterator[Path | None]:
         yield path
     finally:
         _stop_server(server)
-        path.unlink(missing_ok=True)
-        folder.rmdir()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _stop_server(server: subprocess.Popen) -> None:
@@ -169,9 +175,9 @@ def serve(socket_path: str) -> int:
     parent = os.getppid()
     baseline = dict(os.environ)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(socket_path)
-    listener.listen(64)
     try:
+        listener.bind(socket_path)
+        listener.listen(64)
         _preload()
     except Exception as err:  # any failure: the launchers start ordinary kernels
         note = f"warm kernels unavailable ({type(err).__name__}: {err})"
