@@ -241,8 +241,17 @@ def test_a_failed_step_lets_running_steps_finish_and_starts_no_more(suite, tmp_p
     assert not (out / LOCK_NAME).exists()
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as at a terminal (a background job may have inherited it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.setpgrp()
+
+
 @pytest.mark.slow  # waits for kernels to start and stop
-def test_a_terminated_parallel_run_stops_its_steps_and_leaves_no_partial_files(suite, tmp_path):
+@pytest.mark.parametrize("stop", ["sigterm-to-runner", "ctrl-c-to-all"])
+def test_a_terminated_parallel_run_stops_its_steps_and_leaves_no_partial_files(
+    suite, tmp_path, stop
+):
     wait = (
         "import os, pathlib, time\n"
         f"folder = pathlib.Path({str(tmp_path)!r})\n"
@@ -258,16 +267,24 @@ def test_a_terminated_parallel_run_stops_its_steps_and_leaves_no_partial_files(s
         f"run_notebooks(Path({data!r}), Path({config!r}), Path({str(out)!r}),"
         f" notebooks_dir=Path({str(suite)!r}), jobs=2)"
     )
-    runner = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint
+    )
     deadline = time.monotonic() + 120
     while len(list(tmp_path.glob("kernel-*"))) < 2:
         assert runner.poll() is None, runner.communicate()
         assert time.monotonic() < deadline, "the two steps did not start"
         time.sleep(0.2)
     time.sleep(1)  # papermill has written the partial notebooks by now
-    runner.send_signal(signal.SIGTERM)
-    runner.communicate(timeout=90)
-    assert runner.returncode == 128 + signal.SIGTERM
+    if stop == "sigterm-to-runner":
+        runner.send_signal(signal.SIGTERM)
+    else:  # the terminal's Ctrl-C reaches the runner and its steps; the runner SIGTERMs them too
+        os.killpg(runner.pid, signal.SIGINT)
+    _, err = runner.communicate(timeout=90)
+    expected = [128 + signal.SIGTERM] if stop == "sigterm-to-runner" else [-signal.SIGINT, 130]
+    assert runner.returncode in expected  # KeyboardInterrupt ends Python with SIGINT
+    # each step stops once: no second interruption of its clean-up, no stray asyncio report
+    assert "ignored due to race condition" not in err and "never retrieved" not in err, err
     kernels = [int(p.name.split("-")[1]) for p in tmp_path.glob("kernel-*")]
     deadline = time.monotonic() + 30
     while any(_alive(pid) for pid in kernels) and time.monotonic() < deadline:

@@ -14,12 +14,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Unicode
 
 from helpers.warm_kernels import launcher_command
+
+#: Seconds a kernel interrupted for shutdown gets to reply before the shutdown request: without
+#: them ipykernel may close its sockets while the interrupted cell still replies, and print a
+#: "Socket operation on non-socket" traceback on the terminal of a stopped run.
+INTERRUPTED_REPLY_SECONDS = 0.5
 
 _cell_running = False
 
@@ -54,3 +60,5 @@ class SuiteKernelManager(AsyncKernelManager):
         if self.shutting_down and not _cell_running:
             return  # nothing to interrupt: the shutdown request alone ends an idle kernel
         await super()._async_interrupt_kernel()
+        if self.shutting_down:  # let the interrupted cell send its reply before the sockets close
+            await asyncio.sleep(INTERRUPTED_REPLY_SECONDS)

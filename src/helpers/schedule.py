@@ -350,28 +350,49 @@ def _stop(running: Sequence[_Running], out: Path, all_names: Sequence[str]) -> N
 def _step_main(spec_path: str) -> int:
     """Execute one step in this process (the child side of :func:`run_parallel`)."""
     from helpers.runner import _execute
-    from helpers.safety import _sigterm_as_exit
 
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     result = Path(spec["result"])
-    with _sigterm_as_exit():
-        try:
-            warm = Path(spec["warm"]) if spec.get("warm") else None
-            _execute(Path(spec["notebook"]), Path(spec["target"]), spec["parameters"], warm)
-        except NotebookFailedError as err:
-            report = {"failed": True, "ename": err.ename, "evalue": err.evalue}
-            report |= {"exec_count": err.exec_count, "partial": str(err.partial)}
-            result.write_text(json.dumps(report), encoding="utf-8")
-            return 1
-        except KeyboardInterrupt:  # Ctrl-C reaches every process: the runner reports it
-            return 130
-        except Exception as err:  # e.g. the kernel died: reported by the runner, no traceback
-            report = {"failed": True, "ename": type(err).__name__, "evalue": str(err)}
-            report |= {"exec_count": "?", "partial": ""}
-            result.write_text(json.dumps(report), encoding="utf-8")
-            return 1
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop_once)
+    try:
+        warm = Path(spec["warm"]) if spec.get("warm") else None
+        _execute(Path(spec["notebook"]), Path(spec["target"]), spec["parameters"], warm)
+    except NotebookFailedError as err:
+        report = {"failed": True, "ename": err.ename, "evalue": err.evalue}
+        report |= {"exec_count": err.exec_count, "partial": str(err.partial)}
+        result.write_text(json.dumps(report), encoding="utf-8")
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C or the runner's SIGTERM: the runner reports it
+        return 130
+    except Exception as err:  # e.g. the kernel died: reported by the runner, no traceback
+        report = {"failed": True, "ename": type(err).__name__, "evalue": str(err)}
+        report |= {"exec_count": "?", "partial": ""}
+        result.write_text(json.dumps(report), encoding="utf-8")
+        return 1
     result.write_text(json.dumps({"failed": False}), encoding="utf-8")
     return 0
+
+
+def _stop_once(signum: int, frame: object) -> None:
+    """Stop the step (Ctrl-C reaches it from the terminal, SIGTERM from the runner).
+
+    The first of the two interrupts the notebook; later ones are no-ops, so the
+    clean-up (kernel shut down, partial notebook removed) is not interrupted.  The
+    interrupted cell's error, which arrives during the clean-up, is not reported
+    (asyncio would print it as "Task exception was never retrieved"): the runner
+    reports the stop.
+    """
+    import logging
+
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, _ignore)  # not SIG_IGN: a signal already pending would raise
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    raise KeyboardInterrupt
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """A signal handler that does nothing."""
 
 
 if __name__ == "__main__":
