@@ -13,6 +13,10 @@ export OMP_NUM_THREADS := 1
 export OPENBLAS_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 export PYTHONHASHSEED := 0
+# Bytecode caches: with PYTHONDONTWRITEBYTECODE set (some machines set it), every process
+# compiled the helpers again (0.5 s each) and pytest re-rewrote every test module (4-5 s per
+# worker). __pycache__ is ignored by git and removed by make clean.
+unexport PYTHONDONTWRITEBYTECODE
 
 # Inputs of `make all` (override on the command line for your own study).
 DATA   ?= data/raw/demo/sessions.csv
