@@ -58,7 +58,7 @@ import pandas as pd
 
 from helpers.errors import LedgerMismatchError, SettingsError
 from helpers.schema import PATIENT_ID, SESSION, SESSION_DATE, SOURCE_ROW, THERAPIST_ID
-from helpers.validation import Problem, StudyDataError
+from helpers.validation import Problem, StudyDataError, with_columns
 
 #: Columns of the exclusion ledger (one row per excluded or intake record).
 LEDGER_COLUMNS = [SOURCE_ROW, PATIENT_ID, THERAPIST_ID, SESSION, "step", "fate", "reason"]
@@ -600,8 +600,7 @@ def flag_few_sessions(
     step = f"fewer than {min_sessions} complete sessions (flagged, kept)"
     complete = df[list(columns)].notna().all(axis=1)
     n_complete = complete.groupby(df[PATIENT_ID]).transform("sum")
-    out = df.copy(deep=False)  # copy-on-write: the input is never modified
-    out["within_eligible"] = n_complete >= min_sessions
+    out = with_columns(df, {"within_eligible": n_complete >= min_sessions})  # a new frame
     log.record_step(step, out)
     return out
 

@@ -51,7 +51,7 @@ import pandas as pd
 
 from helpers.errors import DataInputError, SettingsError
 from helpers.schema import OUTCOME, OUTCOME_INTAKE, PATIENT_ID, SESSION, THERAPIST_ID
-from helpers.validation import describe_rows, numeric_column, require_frame
+from helpers.validation import describe_rows, numeric_column, require_frame, with_columns
 
 #: The columns :func:`add_model_features` adds, in this order.
 MODEL_FEATURE_COLUMNS: tuple[str, ...] = (
@@ -204,12 +204,9 @@ def person_mean_center(df: pd.DataFrame, column: str, by: str = PATIENT_ID) -> p
     where = "person_mean_center"
     require_frame(df, [column, by], where)
     _check_no_missing(df, [by], where)
-    values = pd.Series(numeric_column(df, column, where))
-    between = values.groupby(df[by].to_numpy()).transform("mean").to_numpy(dtype=float)
-    out = df.copy(deep=False)  # copy-on-write: the input is never modified
-    out[f"{column}_between"] = between
-    out[f"{column}_within"] = values.to_numpy() - between
-    return out
+    values = pd.Series(numeric_column(df, column, where), index=df.index)
+    between = values.groupby(df[by].to_numpy()).transform("mean").astype(float)
+    return with_columns(df, {f"{column}_between": between, f"{column}_within": values - between})
 
 
 def therapist_mean_disaggregate(
@@ -288,12 +285,11 @@ def therapist_mean_disaggregate(
     therapist_of_patient = therapists.groupby(patients).first()
     therapist_mean = patient_mean.groupby(therapist_of_patient).mean()
 
-    row_patient_mean = pd.Series(patients).map(patient_mean).to_numpy(dtype=float)
-    row_therapist_mean = therapists.map(therapist_mean).to_numpy(dtype=float)
-    out = df.copy(deep=False)  # copy-on-write: the input is never modified
-    out[f"{column}_therapist_mean"] = row_therapist_mean
-    out[f"{column}_patient_dev"] = row_patient_mean - row_therapist_mean
-    return out
+    row_patient_mean = pd.Series(patients).map(patient_mean).astype(float).set_axis(df.index)
+    row_therapist_mean = therapists.map(therapist_mean).astype(float).set_axis(df.index)
+    deviation = row_patient_mean - row_therapist_mean
+    added = {f"{column}_therapist_mean": row_therapist_mean, f"{column}_patient_dev": deviation}
+    return with_columns(df, added)
 
 
 def lag_within_patient(
@@ -665,10 +661,8 @@ def add_model_features(
     if features is None:  # a problem found by code: found again by id, the message names them
         labels = {c: df[c].to_numpy() for c in ids}
         features = _feature_columns(df, labels, sessions, alliance, outcome, early_session)
-    out = df.copy(deep=False)  # copy-on-write: the input is never modified
-    for name in names:
-        out[name] = features[name].to_numpy()
-    return out
+    # Series on the frame's index, not arrays: copy-on-write tracks them, so nothing is copied
+    return with_columns(df, {name: features.pop(name).set_axis(df.index) for name in names})
 
 
 def _sorted_codes(ids: pd.Series) -> np.ndarray:
@@ -707,7 +701,8 @@ def _feature_columns(
             "alliance": numeric_column(df, alliance, where),
             "outcome": numeric_column(df, outcome, where),
             OUTCOME_INTAKE: numeric_column(df, OUTCOME_INTAKE, where),
-        }
+        },
+        copy=False,  # the arrays are new or read-only views of df's columns, never written
     )
     work = person_mean_center(work, "alliance")
     work = person_mean_center(work, "outcome")

@@ -91,7 +91,7 @@ from helpers.provenance import write_manifest
 from helpers.safety import atomic_path, check_output_folder, run_lock
 from helpers.scoring import Instrument, classify_change, get_instrument, score_items
 from helpers.session_dates import days_since_first_session, session_date_summary
-from helpers.validation import display_path
+from helpers.validation import display_path, with_columns
 
 #: Columns of ``skipped_lines.csv`` (:func:`skipped_frame`).
 SKIPPED_LINES_COLUMNS = ["line", "reason"]
@@ -399,7 +399,7 @@ def score_measures(df: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
     rater's total) and, per scored instrument, ``<prefix>_n_missing_items`` and
     ``<prefix>_prorated``.
     """
-    out = df.copy(deep=False)  # copy-on-write: the input is never modified
+    out = df  # every step makes a new frame (with_columns): the input is never modified
     measures = {f"alliance_{r}": m for r, m in config.alliance.items()}
     measures[schema.OUTCOME] = config.outcome
     for prefix, measure in measures.items():
@@ -411,14 +411,12 @@ def score_measures(df: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
         else:
             item_cols = [f"{prefix}_item{i:02d}" for i in range(1, inst.n_items + 1)]
         scores = _score_in_slices(out[item_cols], inst)
-        out = out.drop(columns=item_cols)
-        out[prefix] = scores["total"]
-        for name in inst.subscale_names:
-            out[f"{prefix}_{name}"] = scores[name]
-        out[f"{prefix}_n_missing_items"] = scores["n_missing"]
-        out[f"{prefix}_prorated"] = scores["prorated"]
-    out[schema.ALLIANCE] = out[f"alliance_{config.primary_alliance}"]
-    return out
+        added = {prefix: scores["total"]}
+        added |= {f"{prefix}_{name}": scores[name] for name in inst.subscale_names}
+        added[f"{prefix}_n_missing_items"] = scores["n_missing"]
+        added[f"{prefix}_prorated"] = scores["prorated"]
+        out = with_columns(out.drop(columns=item_cols), added)
+    return with_columns(out, {schema.ALLIANCE: out[f"alliance_{config.primary_alliance}"]})
 
 
 #: Rows scored at a time by :func:`_score_in_slices`.
@@ -539,26 +537,28 @@ def _patient_rows(sessions: pd.DataFrame) -> _PatientRows:
 def _attach_intake(
     df: pd.DataFrame, intake: pd.Series, config: StudyConfig, log: cl.CleaningLog
 ) -> pd.DataFrame:
-    out = df.copy(deep=False)  # copy-on-write: the input is never modified
+    """``df`` with ``outcome_intake``: from the intake session, the column as given, or NaN.
+
+    A new frame (:func:`helpers.validation.with_columns`); ``df`` is not modified.
+    """
     if config.outcome.intake_session is not None:
-        out[schema.OUTCOME_INTAKE] = out[schema.PATIENT_ID].map(intake).astype("float64")
-    elif schema.OUTCOME_INTAKE not in out.columns:
-        out[schema.OUTCOME_INTAKE] = np.nan
-    else:
-        # given as a column: one value per patient (take the first non-missing; differing
-        # values are a data problem, reported through the value-change log)
-        firsts = out.groupby(schema.PATIENT_ID)[schema.OUTCOME_INTAKE].transform("first")
-        differs = out[schema.OUTCOME_INTAKE].notna() & (out[schema.OUTCOME_INTAKE] != firsts)
-        if differs.any():
-            log.change_value(
-                out.loc[differs],
-                schema.OUTCOME_INTAKE,
-                "patient's first intake value",
-                "intake assessments",
-                "intake total differs between a patient's rows",
-            )
-        out[schema.OUTCOME_INTAKE] = firsts
-    return out
+        values = df[schema.PATIENT_ID].map(intake).astype("float64")
+        return with_columns(df, {schema.OUTCOME_INTAKE: values})
+    if schema.OUTCOME_INTAKE not in df.columns:
+        return with_columns(df, {schema.OUTCOME_INTAKE: np.full(len(df), np.nan)})
+    # given as a column: one value per patient (take the first non-missing; differing
+    # values are a data problem, reported through the value-change log)
+    firsts = df.groupby(schema.PATIENT_ID)[schema.OUTCOME_INTAKE].transform("first")
+    differs = df[schema.OUTCOME_INTAKE].notna() & (df[schema.OUTCOME_INTAKE] != firsts)
+    if differs.any():
+        log.change_value(
+            df.loc[differs],
+            schema.OUTCOME_INTAKE,
+            "patient's first intake value",
+            "intake assessments",
+            "intake total differs between a patient's rows",
+        )
+    return with_columns(df, {schema.OUTCOME_INTAKE: firsts})
 
 
 def clean_study(
@@ -597,38 +597,34 @@ def clean_study(
     frame = _compact_items(frame, config)
     log.record_step("records read", frame)
     df = cl.exclude_missing_ids(frame, log)
-    del frame  # each step returns a new frame
-    _release_freed_memory()
-    df = cl.exclude_exact_duplicates(df, log)
-    df = cl.resolve_conflicting_duplicates(df, log, policy.conflicting_duplicates)
+    del frame  # each step returns a new frame; _released(df) frees the one it replaced
+    df = cl.exclude_exact_duplicates(_released(df), log)
+    df = cl.resolve_conflicting_duplicates(_released(df), log, policy.conflicting_duplicates)
     df = df.drop(columns=[schema.SESSION_DATE], errors="ignore")  # no date goes further
-    df = cl.resolve_multiple_therapists(df, log, policy.multiple_therapists)
-    _release_freed_memory()
+    df = cl.resolve_multiple_therapists(_released(df), log, policy.multiple_therapists)
     columns = scales.score_columns(config)
-    scales.check_column_scales(df, columns, source)
+    scales.check_column_scales(_released(df), columns, source)
     df, conversions, originals = scales.convert_item_means(df, columns)
     df = cl.set_out_of_range_missing(
         df, log, value_ranges(config), policy.out_of_range, originals=originals
     )
     df = score_measures(df, config)
-    _release_freed_memory()
-    df, intake = cl.split_intake(df, log, config.outcome.intake_session, schema.OUTCOME)
-    df = cl.exclude_invalid_sessions(df, log, policy.max_session)
+    intake_session = config.outcome.intake_session
+    df, intake = cl.split_intake(_released(df), log, intake_session, schema.OUTCOME)
+    df = cl.exclude_invalid_sessions(_released(df), log, policy.max_session)
     score_columns = [f"alliance_{r}" for r in config.alliance] + [schema.OUTCOME]
-    df = cl.exclude_empty_records(df, log, score_columns)
-    df = cl.exclude_patients_without_outcome(df, log, schema.OUTCOME)
+    df = cl.exclude_empty_records(_released(df), log, score_columns)
+    df = cl.exclude_patients_without_outcome(_released(df), log, schema.OUTCOME)
     cl.require_sessions(df, log)
-    df = _attach_intake(df, intake, config, log)
+    df = _attach_intake(_released(df), intake, config, log)
     df = cl.flag_few_sessions(df, log, policy.min_sessions_within)
     whole = [c for c in (schema.SESSION, schema.DAYS_SINCE_FIRST) if c in df.columns]
     df = df.astype(dict.fromkeys(whole, "int64"))
     keys = [c for c in (schema.THERAPIST_ID, schema.PATIENT_ID, schema.SESSION) if c in df]
     df = df.sort_values(keys, kind="stable")
-    _release_freed_memory()  # the unsorted frame and the earlier steps' (Arrow text columns)
     therapist = schema.THERAPIST_ID if config.has_therapists else None
-    df = add_model_features(df, early_session=policy.early_session, therapist=therapist)
-    df = df.reset_index(drop=True)
-    _release_freed_memory()
+    df = add_model_features(_released(df), early_session=policy.early_session, therapist=therapist)
+    df = _released(df.reset_index(drop=True))
     schema.validate_processed(df, source=source)
     patients = patient_table(df, config)
     log.reconcile(len(df))
@@ -669,6 +665,18 @@ def _release_freed_memory() -> None:
         trim(0)
 
 
+def _released(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``, after the memory of the frames it replaced is given back to the system.
+
+    Called on each step's input, once the step before has replaced its frame
+    (:func:`_release_freed_memory`): the step's peak is then its own frames, not
+    its frames and the pages the earlier steps left to the process
+    (a few milliseconds each).
+    """
+    _release_freed_memory()
+    return frame
+
+
 def _compact_items(frame: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
     """``frame`` with its item columns as float32 where that holds every value exactly.
 
@@ -688,7 +696,7 @@ def _compact_items(frame: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
             single = values.astype(np.float32)
         if np.array_equal(single, values, equal_nan=True):
             small[column] = single
-    return frame.assign(**small) if small else frame
+    return with_columns(frame, small)  # not assign, which would copy them again
 
 
 def _session_dates(
