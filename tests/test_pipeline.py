@@ -913,25 +913,62 @@ def test_cli_reports_ctrl_c_in_one_line_with_exit_130(monkeypatch, capsys):
     assert err.startswith("interrupted: clean stopped;") and "Traceback" not in err
 
 
-def test_item_columns_are_held_as_float32_only_where_every_value_fits_exactly():
-    """Items become float32 for cleaning only when no value changes (2.3 and 1e300 do not fit)."""
+def test_item_columns_are_held_as_float16_or_float32_only_where_every_value_fits_exactly():
+    """Items become float16/float32 for cleaning only when no value changes."""
     from helpers.config import load_config
     from helpers.pipeline import _compact_items
 
     config = load_config(DEMO_DIR / "study.yml")
     frame = pd.DataFrame(
         {
-            "alliance_client_item01": [1.0, 5.0, np.nan, 99.0, -0.0],  # whole numbers: float32
+            "alliance_client_item01": [1.0, 5.0, np.nan, 99.0, -0.0],  # whole numbers: float16
             "alliance_client_item02": [1.0, 2.3, 3.0, 4.0, 5.0],  # 2.3 is no float32
+            "alliance_client_item03": [1.0, 4097.0, 3.0, 4.0, 5.0],  # no float16: float32
             "outcome_item01": [0.0, 1e300, 2.0, 3.0, 1.0],  # beyond float32's range
             "alliance_therapist": [30.0, 31.0, 32.0, 33.0, 34.0],  # a total: left as it is
         }
     )
     compact = _compact_items(frame, config)
-    assert compact.dtypes.astype(str).tolist() == ["float32", "float64", "float64", "float64"]
+    expected = ["float16", "float64", "float32", "float64", "float64"]
+    assert compact.dtypes.astype(str).tolist() == expected
     assert compact["alliance_client_item01"].tolist()[:2] == [1.0, 5.0]
     assert compact["alliance_client_item02"].tolist()[1] == 2.3
+    assert compact["alliance_client_item03"].tolist()[1] == 4097.0
     assert frame["alliance_client_item01"].dtype == "float64"  # the input is not modified
+
+
+def test_smallest_exact_float_keeps_every_value_and_missing_values():
+    from helpers.pipeline import smallest_exact_float
+
+    half = smallest_exact_float(np.array([0.5, -3.0, np.nan, 65504.0]))  # float16's largest
+    assert half.dtype == np.float16
+    assert half[[0, 1, 3]].tolist() == [0.5, -3.0, 65504.0] and np.isnan(half[2])
+    assert smallest_exact_float(np.array([0.1])) is None  # no binary float holds 0.1 exactly
+    assert smallest_exact_float(np.array([70000.0])).dtype == np.float32  # beyond float16
+    assert smallest_exact_float(np.array([1.0, 2.0**-30])).dtype == np.float32  # below float16
+
+
+def test_exact_duplicates_of_float16_items_are_found():
+    """Compact items (float16) group as their values: pandas cannot group on float16 itself."""
+    from helpers.cleaning import CleaningLog, exclude_exact_duplicates
+
+    items = np.array([1.0, 2.0, 1.0, np.nan, np.nan], dtype=np.float16)
+    frame = pd.DataFrame(
+        {
+            "source_row": [2, 3, 4, 5, 6],
+            "therapist_id": ["T1"] * 5,
+            "patient_id": ["P1", "P1", "P1", "P2", "P2"],
+            "session": [1, 2, 1, 1, 1],
+            "alliance_client_item01": items,
+        }
+    )
+    log = CleaningLog(5)
+    kept = exclude_exact_duplicates(frame, log)
+    assert kept["source_row"].tolist() == [2, 3, 5]
+    assert log.ledger_frame()["reason"].tolist() == [
+        "exact duplicate of row 2",
+        "exact duplicate of row 5",
+    ]
 
 
 # ------------------------------------------------------ patient rows by position (memory)

@@ -15,6 +15,7 @@ from helpers.validation import (
     Problem,
     StudyDataError,
     format_problems,
+    widen_half,
     with_columns,
 )
 
@@ -199,3 +200,13 @@ def test_with_columns_copies_a_read_only_array_so_the_frame_stays_writable():
 def test_with_columns_refuses_an_array_of_the_wrong_length():
     with pytest.raises(ValueError, match="'b' has 2 values for 3 rows"):
         with_columns(_frame(), {"b": np.array([1.0, 2.0])})
+
+
+def test_widen_half_gives_float16_columns_as_float32_with_the_same_values():
+    half = pd.Series([1.0, np.nan, 65504.0, -0.5], dtype="float16", index=[3, 4, 5, 6])
+    wide = widen_half(half)
+    assert wide.dtype == np.float32
+    assert wide.index.tolist() == [3, 4, 5, 6]
+    assert wide[[3, 5, 6]].tolist() == [1.0, 65504.0, -0.5] and np.isnan(wide[4])
+    other = pd.Series([1.5, 2.5])
+    assert widen_half(other) is other  # float64 (or any other type) is left as it is

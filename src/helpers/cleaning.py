@@ -58,7 +58,7 @@ import pandas as pd
 
 from helpers.errors import LedgerMismatchError, SettingsError
 from helpers.schema import PATIENT_ID, SESSION, SESSION_DATE, SOURCE_ROW, THERAPIST_ID
-from helpers.validation import Problem, StudyDataError, with_columns
+from helpers.validation import Problem, StudyDataError, widen_half, with_columns
 
 #: Columns of the exclusion ledger (one row per excluded or intake record).
 LEDGER_COLUMNS = [SOURCE_ROW, PATIENT_ID, THERAPIST_ID, SESSION, "step", "fate", "reason"]
@@ -253,7 +253,7 @@ def exclude_exact_duplicates(df: pd.DataFrame, log: CleaningLog) -> pd.DataFrame
     step = "exact duplicates"
     positions = np.flatnonzero(_hash_candidates(df.drop(columns=[SOURCE_ROW])))
     candidates = df.iloc[positions]
-    content = candidates.drop(columns=[SOURCE_ROW])
+    content = _groupable(candidates.drop(columns=[SOURCE_ROW]))
     group = content.groupby(list(content.columns), dropna=False, sort=False).ngroup()
     group = group.to_numpy()
     later = pd.Series(group).duplicated(keep="first").to_numpy()
@@ -265,6 +265,20 @@ def exclude_exact_duplicates(df: pd.DataFrame, log: CleaningLog) -> pd.DataFrame
     kept = df.loc[~dup]
     log.record_step(step, kept)
     return kept
+
+
+def _groupable(content: pd.DataFrame) -> pd.DataFrame:
+    """``content`` with float16 columns (compact item scores) as float32, which pandas groups by.
+
+    Every float16 is a float32 exactly, so the groups are the same.
+
+    Examples
+    --------
+    >>> _groupable(pd.DataFrame({"a": np.array([1, 2], dtype="float16")})).dtypes.tolist()
+    [dtype('float32')]
+    """
+    halves = [c for c in content.columns if content[c].dtype == np.float16]
+    return content.astype(dict.fromkeys(halves, np.float32)) if halves else content
 
 
 def _hash_candidates(content: pd.DataFrame) -> np.ndarray:
@@ -473,7 +487,7 @@ def set_out_of_range_missing(
     for column, (low, high) in ranges.items():
         if column not in out.columns:
             continue
-        values = out[column]
+        values = widen_half(out[column])  # items may be float16 (slow to compare)
         bad = values.notna() & ((values < low) | (values > high))
         if "_item" in column:
             bad |= values.notna() & (np.floor(values) != values)

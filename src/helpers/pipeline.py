@@ -678,25 +678,45 @@ def _released(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _compact_items(frame: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
-    """``frame`` with its item columns as float32 where that holds every value exactly.
+    """``frame`` with its item columns as float16 or float32 where that holds every value exactly.
 
     Item scores are small whole numbers, so the rules before scoring (which
-    compare, copy and filter them) handle half the bytes.  A column with a
-    value float32 does not hold exactly (2.3, 1e300) stays float64;
-    scoring reads items as float64 (:func:`helpers.scoring.score_items`) and
-    drops them, so no output changes.
+    compare, copy and filter them) handle a quarter of the bytes: at five
+    million rows 630 MB less per copy of the frame.  A column with a value
+    neither holds exactly (2.3, 1e300) stays float64; scoring reads items as
+    float64 (:func:`helpers.scoring.score_items`) and drops them, so no
+    output changes.
     """
     items = [c.column for c in scales.score_columns(config) if c.kind == "item"]
     small = {}
     for column in items:
-        if column not in frame.columns or frame[column].dtype != "float64":
-            continue
-        values = frame[column].to_numpy()
-        with np.errstate(over="ignore"):
-            single = values.astype(np.float32)
-        if np.array_equal(single, values, equal_nan=True):
-            small[column] = single
+        if column in frame.columns and frame[column].dtype == "float64":
+            compact = smallest_exact_float(frame[column].to_numpy())
+            if compact is not None:
+                small[column] = compact
     return with_columns(frame, small)  # not assign, which would copy them again
+
+
+def smallest_exact_float(values: np.ndarray) -> np.ndarray | None:
+    """``values`` (float64) as float16, else float32, when that type holds each one exactly.
+
+    ``None`` when neither does.  Missing values (NaN) are held by both.
+
+    Examples
+    --------
+    >>> smallest_exact_float(np.array([0.0, 4.0, np.nan, 2048.0])).dtype
+    dtype('float16')
+    >>> smallest_exact_float(np.array([1.0, 2049.0])).dtype  # float16 stops at 2048
+    dtype('float32')
+    >>> smallest_exact_float(np.array([1.0, 2.3])) is None
+    True
+    """
+    for dtype in (np.float16, np.float32):
+        with np.errstate(over="ignore"):
+            compact = values.astype(dtype)
+        if np.array_equal(compact, values, equal_nan=True):
+            return compact
+    return None
 
 
 def _session_dates(
