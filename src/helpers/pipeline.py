@@ -626,7 +626,7 @@ def clean_study(
     df = add_model_features(_released(df), early_session=policy.early_session, therapist=therapist)
     df = _released(df.reset_index(drop=True))
     schema.validate_processed(df, source=source)
-    patients = patient_table(df, config)
+    patients = patient_table(_released(df), config)
     log.reconcile(len(df))
     return CleaningResult(
         config,
@@ -876,6 +876,7 @@ def run_cleaning(
     )
     if out_dir is None:
         return result
+    _release_freed_memory()  # what the last steps freed, before the outputs are built
     with run_lock(out_dir, f"clean --input {display_path(input_path)}"):
         write_outputs(result, Path(out_dir), inputs)
     return result
