@@ -1040,3 +1040,51 @@ def test_scoring_in_slices_names_every_bad_row_as_the_whole_table_does(monkeypat
         pipeline._score_in_slices(items, inst)
     assert str(sliced.value) == str(whole.value)
     assert "250" in str(sliced.value)
+
+
+def test_compact_numbers_holds_whole_numbers_small_and_astype_restores_them():
+    from helpers.pipeline import compact_numbers
+
+    frame = pd.DataFrame(
+        {
+            "source_row": np.array([2, 3, 4], dtype="int64"),  # kept as it is
+            "total": [12.0, np.nan, 60.0],  # float16
+            "n_missing": np.array([0, 3, 1], dtype="int64"),  # int8
+            "big": np.array([0, 40_000, 1], dtype="int64"),  # int32
+            "mean": [0.1, 0.2, 0.3],  # no smaller float holds 0.1: float64
+            "label": ["a", "b", "c"],
+        }
+    )
+    compact, wide = compact_numbers(frame, keep=["source_row"])
+    assert compact.dtypes.astype(str).tolist() == [
+        "int64",
+        "float16",
+        "int8",
+        "int32",
+        "float64",
+        "str",
+    ]
+    assert wide == {"total": "float64", "n_missing": "int64", "big": "int64"}
+    pd.testing.assert_frame_equal(compact.astype(wide), frame)
+    assert frame["total"].dtype == "float64"  # the input is not modified
+
+
+def test_smallest_int_picks_the_first_type_holding_the_range():
+    from helpers.pipeline import smallest_int
+
+    assert smallest_int(np.array([-128, 127])).dtype == np.int8
+    assert smallest_int(np.array([-129, 0])).dtype == np.int16
+    assert smallest_int(np.array([0, 2**31 - 1])).dtype == np.int32
+    assert smallest_int(np.array([0, 2**31])) is None
+    assert smallest_int(np.array([], dtype=np.int64)).dtype == np.int8
+
+
+def test_patient_table_from_rows_found_before_the_features_is_the_same():
+    from helpers.config import load_config
+    from helpers.loading import read_study
+    from helpers.pipeline import _patient_rows, clean_study, patient_table
+
+    config = load_config(DEMO_DIR / "study.yml")
+    sessions = clean_study(read_study(DEMO_DIR / "sessions.csv", config), config).sessions
+    given = patient_table(sessions, config, _patient_rows(sessions))
+    pd.testing.assert_frame_equal(given, patient_table(sessions, config))
