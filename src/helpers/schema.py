@@ -150,7 +150,10 @@ def first_of_each_session(df):
     low, high = int(sessions.min()), int(sessions.max())
     if (int(patients.max()) + 2) * (high - low + 1) >= 2**62:  # keys would overflow
         return ~df.duplicated([PATIENT_ID, SESSION])
-    keys = patients * (high - low + 1) + (sessions.to_numpy() - low)
+    keys = patients.astype("int64", copy=False)  # new already: computed in place (memory)
+    keys *= high - low + 1
+    keys += sessions.to_numpy()
+    keys -= low
     return pd.Series(~repeated_keys(keys), index=df.index)
 
 
