@@ -1088,3 +1088,28 @@ def test_patient_table_from_rows_found_before_the_features_is_the_same():
     sessions = clean_study(read_study(DEMO_DIR / "sessions.csv", config), config).sessions
     given = patient_table(sessions, config, _patient_rows(sessions))
     pd.testing.assert_frame_equal(given, patient_table(sessions, config))
+
+
+def test_sessions_csv_in_large_batches_has_the_bytes_of_arrows_default_batches(tmp_path):
+    """The batch size changes only the speed: 40,000 rows span several batches."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from helpers.pipeline import CSV_BATCH_ROWS, _write_csv
+
+    n = 40_000
+    assert n > 2 * CSV_BATCH_ROWS
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "patient_id": pd.array([f"P{i % 977}, x" if i % 5 == 0 else f"P{i}" for i in range(n)]),
+            "score": np.where(rng.random(n) < 0.1, np.nan, rng.normal(30, 8, n)),
+            "whole": rng.integers(0, 60, n).astype("float64"),
+            "flag": rng.random(n) < 0.5,
+        }
+    )
+    _write_csv(frame, tmp_path / "batched.csv", arrow=True)
+    default = tmp_path / "default.csv"
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pacsv.write_csv(table, default, pacsv.WriteOptions(quoting_style="needed"))
+    assert (tmp_path / "batched.csv").read_bytes() == default.read_bytes()

@@ -794,6 +794,10 @@ def _session_dates(
     return summary, frame
 
 
+#: Rows Arrow's CSV writer formats at a time (:func:`_write_csv`; about 4 MB of text).
+CSV_BATCH_ROWS = 1 << 14
+
+
 def _write_csv(table: pd.DataFrame, path: Path, *, arrow: bool = False) -> None:
     """One output table as CSV (no index, ``\\n`` line ends), written atomically.
 
@@ -801,11 +805,13 @@ def _write_csv(table: pd.DataFrame, path: Path, *, arrow: bool = False) -> None:
     pandas' on a million rows (pandas formats every float in Python): numbers
     in their shortest round-trip form (``32`` for 32.0, ``1e+16``), booleans as
     ``true``/``false``, text quoted only where it must be.  Used for
-    ``sessions.csv``, the one table that grows with the file.
+    ``sessions.csv``, the one table that grows with the file.  Rows are
+    formatted :data:`CSV_BATCH_ROWS` at a time (the same bytes as Arrow's
+    default 1,024, in a quarter less time: 2.2 -> 1.6 s at a million rows).
     """
     with atomic_path(path) as tmp:
         if arrow:
-            options = pacsv.WriteOptions(quoting_style="needed")
+            options = pacsv.WriteOptions(quoting_style="needed", batch_size=CSV_BATCH_ROWS)
             pacsv.write_csv(pa.Table.from_pandas(table, preserve_index=False), tmp, options)
         else:
             table.to_csv(tmp, index=False, lineterminator="\n")
