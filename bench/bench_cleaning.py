@@ -1,14 +1,15 @@
-"""Wall time and peak memory of the cleaning step at 100k, 1M and 5M rows.
+"""Wall time, CPU time and peak memory of the cleaning step at 100k, 1M and 5M rows.
 
 The input is the demo study's export (``data/raw/demo/sessions.csv``) copied
 ``k`` times with the therapist and patient ids made unique per copy, so every
 copy carries the demo's faults (duplicates, out-of-range values, a mistyped
 therapist) and the cleaning rules do real work at every size.  Each size runs
 ``python -m helpers clean`` of this checkout (``src/`` first on the path) in a
-fresh process; peak memory is that process's maximum resident set size
-(``os.wait4``), wall time is measured around it.  With ``--repeat N`` each
-size runs N times and the table shows the medians (timings on a shared
-machine vary by tens of percent; the peak much less).
+fresh process; peak memory is that process's maximum resident set size and
+CPU time its user + system time (both from ``os.wait4``), wall time is
+measured around it.  With ``--repeat N`` each size runs N times and the table
+shows the medians (wall times on a shared machine vary by tens of percent;
+CPU time and the peak much less).
 
 Usage::
 
@@ -17,10 +18,11 @@ Usage::
     .venv/bin/python bench/bench_cleaning.py --repeat 3      # medians of 3 runs
     .venv/bin/python bench/bench_cleaning.py --keep /tmp/bench-cleaning
 
-The table is printed as Markdown (rows, file MB, seconds, peak MB, peak ÷ file
-size, rows per second).  About 150 MB of every peak is the interpreter with
-pandas, pyarrow and pandera loaded, whatever the file size.  Generated files
-go to a temporary folder that is removed afterwards unless ``--keep`` names one.
+The table is printed as Markdown (rows, file MB, wall seconds, CPU seconds,
+peak MB, peak ÷ file size, rows per second of wall time).  About 150 MB of
+every peak is the interpreter with pandas, pyarrow and pandera loaded,
+whatever the file size.  Generated files go to a temporary folder that is
+removed afterwards unless ``--keep`` names one.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ def write_scaled_export(rows: int, path: Path) -> int:
     return copies * len(body)
 
 
-def run_once(data: Path, out: Path) -> tuple[float, float]:
-    """Run the cleaning CLI on ``data``; return (seconds, peak RSS in MB)."""
+def run_once(data: Path, out: Path) -> tuple[float, float, float]:
+    """Run the cleaning CLI on ``data``; return (wall seconds, CPU seconds, peak RSS in MB)."""
     command = [
         sys.executable,
         "-m",
@@ -87,7 +89,7 @@ def run_once(data: Path, out: Path) -> tuple[float, float]:
             log.seek(0)
             output = log.read().decode(errors="replace")
             raise SystemExit(f"cleaning failed on {data}:\n{output}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -99,8 +101,8 @@ def main() -> None:
     sizes = tuple(args.rows) if args.rows else SIZES
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-cleaning-"))
     work.mkdir(parents=True, exist_ok=True)
-    print("| rows | file MB | seconds | peak MB | peak / file | rows/s |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| rows | file MB | wall s | CPU s | peak MB | peak / file | rows/s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     try:
         for size in sorted(sizes):
             data = work / f"sessions_{size}.csv"
@@ -108,9 +110,10 @@ def main() -> None:
             file_mb = data.stat().st_size / 2**20
             runs = [run_once(data, work / f"out_{size}") for _ in range(args.repeat)]
             seconds = statistics.median(r[0] for r in runs)
-            peak = statistics.median(r[1] for r in runs)
+            cpu = statistics.median(r[1] for r in runs)
+            peak = statistics.median(r[2] for r in runs)
             print(
-                f"| {written:,} | {file_mb:.0f} | {seconds:.1f} | {peak:.0f} | "
+                f"| {written:,} | {file_mb:.0f} | {seconds:.1f} | {cpu:.1f} | {peak:.0f} | "
                 f"{peak / file_mb:.1f} | {written / seconds:,.0f} |",
                 flush=True,
             )

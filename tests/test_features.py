@@ -457,3 +457,43 @@ def test_add_model_features_names_the_rows_of_a_repeated_session():
     frame.loc["row1", "session"] = 2
     with pytest.raises(ValueError, match=r"same 'patient_id' and session in rows 'row0', 'row1'"):
         add_model_features(frame)
+
+
+def test_rows_at_finds_the_same_patients_row_at_each_wanted_session():
+    from helpers.features import _rows_at
+
+    patients = np.array([7, 7, 7, 9, 9])  # rows in no particular order
+    sessions = np.array([3, 1, 2, 1, 4])
+    lag, early = _rows_at(patients, sessions, sessions - 1, np.full(5, 2))
+    assert lag.tolist() == [2, -1, 1, -1, -1]  # patient 9 has no session 3: no lag at 4
+    assert early.tolist() == [2, 2, 2, -1, -1]  # patient 9 has no session 2
+    assert [r.tolist() for r in _rows_at(np.array([]), np.array([]), np.array([]))] == [[]]
+
+
+def test_values_at_gives_nan_where_no_row_was_found():
+    from helpers.features import _values_at
+
+    out = _values_at(np.array([10.0, 20.0, 30.0]), np.array([2, -1, 0]))
+    assert out[[0, 2]].tolist() == [30.0, 10.0] and np.isnan(out[1])
+
+
+def test_varying_groups_is_nunique_with_missing_counted_as_a_value():
+    from helpers.features import _varying_groups
+
+    values = pd.Series([1.0, 1.0, 2.0, 3.0, np.nan, np.nan, 4.0, np.nan, 0.0, -0.0])
+    groups = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert _varying_groups(values.groupby(groups)).tolist() == [1, 3]  # 0.0 == -0.0
+    expected = values.groupby(groups).nunique(dropna=False)
+    assert expected.index[(expected > 1).to_numpy()].tolist() == [1, 3]
+
+
+def test_grand_mean_center_with_integer_groups_matches_labels():
+    values = pd.Series([1.0, 1.0, 4.0, np.nan, 6.0])
+    by_codes = grand_mean_center(values, by=np.array([0, 0, 1, 2, 3]))
+    by_labels = grand_mean_center(values, by=["a", "a", "b", "c", "d"])
+    # patient means 1, 4, 6 (c has none): grand mean 11/3
+    expected = [1 - 11 / 3, 1 - 11 / 3, 4 - 11 / 3, np.nan, 6 - 11 / 3]
+    np.testing.assert_allclose(by_codes, expected)
+    np.testing.assert_array_equal(by_codes, by_labels)
+    with pytest.raises(ValueError, match=r"varies within group\(s\) \[1\]"):
+        grand_mean_center(pd.Series([1.0, 2.0, 3.0]), by=np.array([0, 1, 1]))

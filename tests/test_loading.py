@@ -1495,3 +1495,15 @@ def test_compact_text_applies_only_to_files_the_plain_reader_takes(tmp_path: Pat
     raw = read_table(quoted, compact_text=True)  # quotes: the exact reader, str columns
     assert str(raw.data["patient"].dtype) == "str"
     assert raw.data["patient"].tolist() == ["P, 1"]
+
+
+def test_spelling_counts_counts_each_id_as_written_in_order_of_first_appearance():
+    from helpers.ids import spelling_counts
+
+    cells = [" P1", "P2", None, "P2", "007", " P1", "P2"]
+    expected = {" P1": 2, "P2": 3, "007": 1}  # missing cells left out
+    assert spelling_counts(pd.Series(cells, dtype="str")) == expected
+    assert spelling_counts(pd.Series(cells, dtype="str").astype("category")) == expected
+    mixed = pd.Series([7.0, "7", None, 3, 7.0], dtype=object)  # Excel cells: numbers and text
+    assert spelling_counts(mixed) == {"7": 3, "3": 1}
+    assert spelling_counts(pd.Series([None, None], dtype="str")) == {}

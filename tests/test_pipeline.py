@@ -915,25 +915,62 @@ def test_cli_reports_ctrl_c_in_one_line_with_exit_130(monkeypatch, capsys):
     assert err.startswith("interrupted: clean stopped;") and "Traceback" not in err
 
 
-def test_item_columns_are_held_as_float32_only_where_every_value_fits_exactly():
-    """Items become float32 for cleaning only when no value changes (2.3 and 1e300 do not fit)."""
+def test_item_columns_are_held_as_float16_or_float32_only_where_every_value_fits_exactly():
+    """Items become float16/float32 for cleaning only when no value changes."""
     from helpers.config import load_config
     from helpers.pipeline import _compact_items
 
     config = load_config(DEMO_DIR / "study.yml")
     frame = pd.DataFrame(
         {
-            "alliance_client_item01": [1.0, 5.0, np.nan, 99.0, -0.0],  # whole numbers: float32
+            "alliance_client_item01": [1.0, 5.0, np.nan, 99.0, -0.0],  # whole numbers: float16
             "alliance_client_item02": [1.0, 2.3, 3.0, 4.0, 5.0],  # 2.3 is no float32
+            "alliance_client_item03": [1.0, 4097.0, 3.0, 4.0, 5.0],  # no float16: float32
             "outcome_item01": [0.0, 1e300, 2.0, 3.0, 1.0],  # beyond float32's range
             "alliance_therapist": [30.0, 31.0, 32.0, 33.0, 34.0],  # a total: left as it is
         }
     )
     compact = _compact_items(frame, config)
-    assert compact.dtypes.astype(str).tolist() == ["float32", "float64", "float64", "float64"]
+    expected = ["float16", "float64", "float32", "float64", "float64"]
+    assert compact.dtypes.astype(str).tolist() == expected
     assert compact["alliance_client_item01"].tolist()[:2] == [1.0, 5.0]
     assert compact["alliance_client_item02"].tolist()[1] == 2.3
+    assert compact["alliance_client_item03"].tolist()[1] == 4097.0
     assert frame["alliance_client_item01"].dtype == "float64"  # the input is not modified
+
+
+def test_smallest_exact_float_keeps_every_value_and_missing_values():
+    from helpers.pipeline import smallest_exact_float
+
+    half = smallest_exact_float(np.array([0.5, -3.0, np.nan, 65504.0]))  # float16's largest
+    assert half.dtype == np.float16
+    assert half[[0, 1, 3]].tolist() == [0.5, -3.0, 65504.0] and np.isnan(half[2])
+    assert smallest_exact_float(np.array([0.1])) is None  # no binary float holds 0.1 exactly
+    assert smallest_exact_float(np.array([70000.0])).dtype == np.float32  # beyond float16
+    assert smallest_exact_float(np.array([1.0, 2.0**-30])).dtype == np.float32  # below float16
+
+
+def test_exact_duplicates_of_float16_items_are_found():
+    """Compact items (float16) group as their values: pandas cannot group on float16 itself."""
+    from helpers.cleaning import CleaningLog, exclude_exact_duplicates
+
+    items = np.array([1.0, 2.0, 1.0, np.nan, np.nan], dtype=np.float16)
+    frame = pd.DataFrame(
+        {
+            "source_row": [2, 3, 4, 5, 6],
+            "therapist_id": ["T1"] * 5,
+            "patient_id": ["P1", "P1", "P1", "P2", "P2"],
+            "session": [1, 2, 1, 1, 1],
+            "alliance_client_item01": items,
+        }
+    )
+    log = CleaningLog(5)
+    kept = exclude_exact_duplicates(frame, log)
+    assert kept["source_row"].tolist() == [2, 3, 5]
+    assert log.ledger_frame()["reason"].tolist() == [
+        "exact duplicate of row 2",
+        "exact duplicate of row 5",
+    ]
 
 
 # ------------------------------------------------------ patient rows by position (memory)
@@ -1005,3 +1042,76 @@ def test_scoring_in_slices_names_every_bad_row_as_the_whole_table_does(monkeypat
         pipeline._score_in_slices(items, inst)
     assert str(sliced.value) == str(whole.value)
     assert "250" in str(sliced.value)
+
+
+def test_compact_numbers_holds_whole_numbers_small_and_astype_restores_them():
+    from helpers.pipeline import compact_numbers
+
+    frame = pd.DataFrame(
+        {
+            "source_row": np.array([2, 3, 4], dtype="int64"),  # kept as it is
+            "total": [12.0, np.nan, 60.0],  # float16
+            "n_missing": np.array([0, 3, 1], dtype="int64"),  # int8
+            "big": np.array([0, 40_000, 1], dtype="int64"),  # int32
+            "mean": [0.1, 0.2, 0.3],  # no smaller float holds 0.1: float64
+            "label": ["a", "b", "c"],
+        }
+    )
+    compact, wide = compact_numbers(frame, keep=["source_row"])
+    assert compact.dtypes.astype(str).tolist() == [
+        "int64",
+        "float16",
+        "int8",
+        "int32",
+        "float64",
+        "str",
+    ]
+    assert wide == {"total": "float64", "n_missing": "int64", "big": "int64"}
+    pd.testing.assert_frame_equal(compact.astype(wide), frame)
+    assert frame["total"].dtype == "float64"  # the input is not modified
+
+
+def test_smallest_int_picks_the_first_type_holding_the_range():
+    from helpers.pipeline import smallest_int
+
+    assert smallest_int(np.array([-128, 127])).dtype == np.int8
+    assert smallest_int(np.array([-129, 0])).dtype == np.int16
+    assert smallest_int(np.array([0, 2**31 - 1])).dtype == np.int32
+    assert smallest_int(np.array([0, 2**31])) is None
+    assert smallest_int(np.array([], dtype=np.int64)).dtype == np.int8
+
+
+def test_patient_table_from_rows_found_before_the_features_is_the_same():
+    from helpers.config import load_config
+    from helpers.loading import read_study
+    from helpers.pipeline import _patient_rows, clean_study, patient_table
+
+    config = load_config(DEMO_DIR / "study.yml")
+    sessions = clean_study(read_study(DEMO_DIR / "sessions.csv", config), config).sessions
+    given = patient_table(sessions, config, _patient_rows(sessions))
+    pd.testing.assert_frame_equal(given, patient_table(sessions, config))
+
+
+def test_sessions_csv_in_large_batches_has_the_bytes_of_arrows_default_batches(tmp_path):
+    """The batch size changes only the speed: 40,000 rows span several batches."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from helpers.pipeline import CSV_BATCH_ROWS, _write_csv
+
+    n = 40_000
+    assert n > 2 * CSV_BATCH_ROWS
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "patient_id": pd.array([f"P{i % 977}, x" if i % 5 == 0 else f"P{i}" for i in range(n)]),
+            "score": np.where(rng.random(n) < 0.1, np.nan, rng.normal(30, 8, n)),
+            "whole": rng.integers(0, 60, n).astype("float64"),
+            "flag": rng.random(n) < 0.5,
+        }
+    )
+    _write_csv(frame, tmp_path / "batched.csv", arrow=True)
+    default = tmp_path / "default.csv"
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pacsv.write_csv(table, default, pacsv.WriteOptions(quoting_style="needed"))
+    assert (tmp_path / "batched.csv").read_bytes() == default.read_bytes()

@@ -163,3 +163,15 @@ def test_compact_fast_reader_holds_the_cells_of_the_exact_reader(tmp_path_factor
     pd.testing.assert_frame_equal(_as_str_columns(fast.data), exact.data)
     assert fast.skipped_lines == exact.skipped_lines
     assert fast.physical_records == exact.physical_records
+
+
+def test_counts_before_counts_the_true_values_before_each_offset():
+    from helpers.textscan import counts_before
+
+    mask = np.array([0, 1, 1, 0, 0, 1, 1, 1], dtype=bool)
+    ends = np.array([1, 3, 5, 8])
+    assert counts_before(mask, ends).tolist() == [0, 2, 2, 5]
+    assert counts_before(mask, ends).tolist() == [int(mask[:e].sum()) for e in ends]
+    assert counts_before(mask, np.array([], dtype=np.int64)).tolist() == []
+    with pytest.raises(ValueError, match="increasing"):
+        counts_before(mask, np.array([3, 3]))

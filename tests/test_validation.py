@@ -5,10 +5,19 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from helpers.paths import PROJECT_ROOT
-from helpers.validation import MAX_VALUES, Problem, StudyDataError, format_problems
+from helpers.validation import (
+    MAX_VALUES,
+    Problem,
+    StudyDataError,
+    format_problems,
+    widen_half,
+    with_columns,
+)
 
 
 def test_problem_stores_paths_relative_to_the_project_root():
@@ -143,3 +152,61 @@ def test_study_data_error_survives_pickling():
     again = pickle.loads(pickle.dumps(err))
     assert str(again) == str(err)
     assert again.problems[0].rows == [2]
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"a": [1.0, 2.0, 3.0], "s": pd.array(["x", "y", "z"], dtype="str")}, index=[10, 20, 30]
+    )
+
+
+def test_with_columns_replaces_in_place_and_appends_new_names_in_order():
+    out = with_columns(_frame(), {"c": np.array([7, 8, 9]), "a": np.array([4.0, 5.0, 6.0])})
+    assert out.columns.tolist() == ["a", "s", "c"]
+    assert out["a"].tolist() == [4.0, 5.0, 6.0]
+    assert out["c"].tolist() == [7, 8, 9]
+    assert out.index.tolist() == [10, 20, 30]
+
+
+def test_with_columns_aligns_a_series_on_the_index_like_setitem():
+    values = pd.Series([3.0, 1.0], index=[30, 10])
+    out = with_columns(_frame(), {"b": values})
+    assert out["b"].iloc[0] == 1.0 and out["b"].iloc[2] == 3.0
+    assert np.isnan(out["b"].iloc[1])  # no value for row 20
+
+
+def test_with_columns_shares_the_arrays_but_leaves_the_input_unmodified():
+    df = _frame()
+    added = np.array([7.0, 8.0, 9.0])
+    out = with_columns(df, {"b": added})
+    assert np.shares_memory(out["b"].to_numpy(), added)  # not copied
+    assert np.shares_memory(out["a"].to_numpy(), df["a"].to_numpy())
+    out.loc[10, "a"] = 100.0
+    out.loc[20, "s"] = "changed"
+    assert df["a"].tolist() == [1.0, 2.0, 3.0]
+    assert df["s"].tolist() == ["x", "y", "z"]
+
+
+def test_with_columns_copies_a_read_only_array_so_the_frame_stays_writable():
+    source = pd.Series([1.0, 2.0, 3.0])
+    view = source.to_numpy()
+    assert not view.flags.writeable
+    out = with_columns(_frame(), {"b": view})
+    out.loc[10, "b"] = 5.0
+    assert out["b"].tolist() == [5.0, 2.0, 3.0]
+    assert source.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_with_columns_refuses_an_array_of_the_wrong_length():
+    with pytest.raises(ValueError, match="'b' has 2 values for 3 rows"):
+        with_columns(_frame(), {"b": np.array([1.0, 2.0])})
+
+
+def test_widen_half_gives_float16_columns_as_float32_with_the_same_values():
+    half = pd.Series([1.0, np.nan, 65504.0, -0.5], dtype="float16", index=[3, 4, 5, 6])
+    wide = widen_half(half)
+    assert wide.dtype == np.float32
+    assert wide.index.tolist() == [3, 4, 5, 6]
+    assert wide[[3, 5, 6]].tolist() == [1.0, 65504.0, -0.5] and np.isnan(wide[4])
+    other = pd.Series([1.5, 2.5])
+    assert widen_half(other) is other  # float64 (or any other type) is left as it is

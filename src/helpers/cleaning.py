@@ -58,7 +58,7 @@ import pandas as pd
 
 from helpers.errors import LedgerMismatchError, SettingsError
 from helpers.schema import PATIENT_ID, SESSION, SESSION_DATE, SOURCE_ROW, THERAPIST_ID
-from helpers.validation import Problem, StudyDataError
+from helpers.validation import Problem, StudyDataError, widen_half, with_columns
 
 #: Columns of the exclusion ledger (one row per excluded or intake record).
 LEDGER_COLUMNS = [SOURCE_ROW, PATIENT_ID, THERAPIST_ID, SESSION, "step", "fate", "reason"]
@@ -210,6 +210,16 @@ def _concat(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(v, dtype=object).infer_objects() for c, v in values.items()})
 
 
+def _logged(df: pd.DataFrame, mask) -> pd.DataFrame:
+    """The rows of ``df`` at ``mask`` with only the columns the ledger records (memory).
+
+    A ledger row needs the row number, ids and session (:meth:`CleaningLog.exclude`);
+    copying every column of the rows a step removes would hold a tenth of the
+    frame twice when the intake assessments are split off.
+    """
+    return df.loc[mask, [c for c in (SOURCE_ROW, PATIENT_ID, THERAPIST_ID, SESSION) if c in df]]
+
+
 def _format_value(value) -> str:
     """A value as the user typed it: ``6.0`` → ``"6"``, ``2.5`` → ``"2.5"``."""
     if isinstance(value, float | np.floating) and np.isfinite(value):
@@ -237,7 +247,7 @@ def exclude_missing_ids(df: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
         "missing " + ", ".join(c for c in missing.columns if missing.loc[i, c])
         for i in df.index[bad]
     ]
-    log.exclude(df.loc[bad], step, reasons)
+    log.exclude(_logged(df, bad), step, reasons)
     kept = df.loc[~bad]
     log.record_step(step, kept)
     return kept
@@ -253,7 +263,7 @@ def exclude_exact_duplicates(df: pd.DataFrame, log: CleaningLog) -> pd.DataFrame
     step = "exact duplicates"
     positions = np.flatnonzero(_hash_candidates(df.drop(columns=[SOURCE_ROW])))
     candidates = df.iloc[positions]
-    content = candidates.drop(columns=[SOURCE_ROW])
+    content = _groupable(candidates.drop(columns=[SOURCE_ROW]))
     group = content.groupby(list(content.columns), dropna=False, sort=False).ngroup()
     group = group.to_numpy()
     later = pd.Series(group).duplicated(keep="first").to_numpy()
@@ -261,10 +271,24 @@ def exclude_exact_duplicates(df: pd.DataFrame, log: CleaningLog) -> pd.DataFrame
     dup = pd.Series(np.isin(np.arange(len(df)), positions[later]), index=df.index)
     dated = ", same session date" if SESSION_DATE in df.columns else ""
     reasons = [f"exact duplicate of row {int(r)}{dated}" for r in first_row[later]]
-    log.exclude(df.loc[dup], step, reasons)
+    log.exclude(_logged(df, dup), step, reasons)
     kept = df.loc[~dup]
     log.record_step(step, kept)
     return kept
+
+
+def _groupable(content: pd.DataFrame) -> pd.DataFrame:
+    """``content`` with float16 columns (compact item scores) as float32, which pandas groups by.
+
+    Every float16 is a float32 exactly, so the groups are the same.
+
+    Examples
+    --------
+    >>> _groupable(pd.DataFrame({"a": np.array([1, 2], dtype="float16")})).dtypes.tolist()
+    [dtype('float32')]
+    """
+    halves = [c for c in content.columns if content[c].dtype == np.float16]
+    return content.astype(dict.fromkeys(halves, np.float32)) if halves else content
 
 
 def _hash_candidates(content: pd.DataFrame) -> np.ndarray:
@@ -335,7 +359,8 @@ def resolve_conflicting_duplicates(
         drop = dup
     else:
         raise SettingsError(f"unknown conflicting_duplicates policy {policy!r}")
-    groups = df.loc[dup].groupby([PATIENT_ID, SESSION], sort=False)[SOURCE_ROW]
+    pairs = df.loc[dup, [PATIENT_ID, SESSION, SOURCE_ROW]]  # not every column (memory)
+    groups = pairs.groupby([PATIENT_ID, SESSION], sort=False)[SOURCE_ROW]
     rows_of = {key: sorted(int(r) for r in s) for key, s in groups}
     template = (
         "same session date as row(s) {rows} of the same patient, other values ({policy})"
@@ -350,7 +375,7 @@ def resolve_conflicting_duplicates(
             df.loc[drop, PATIENT_ID], df.loc[drop, SESSION], df.loc[drop, SOURCE_ROW], strict=True
         )
     ]
-    log.exclude(df.loc[drop], step, reasons)
+    log.exclude(_logged(df, drop), step, reasons)
     kept = df.loc[~drop]
     log.record_step(step, kept)
     return kept
@@ -411,7 +436,7 @@ def resolve_multiple_therapists(
     drop = pd.Series(False, index=df.index)
     drop.loc[involved.index[out.to_numpy()]] = True
     reasons = involved.loc[out.to_numpy(), PATIENT_ID].map(decisions["reason"])
-    log.exclude(df.loc[drop], step, reasons.tolist())
+    log.exclude(_logged(df, drop), step, reasons.tolist())
     kept = df.loc[~drop]
     log.record_step(step, kept)
     return kept
@@ -473,7 +498,7 @@ def set_out_of_range_missing(
     for column, (low, high) in ranges.items():
         if column not in out.columns:
             continue
-        values = out[column]
+        values = widen_half(out[column])  # items may be float16 (slow to compare)
         bad = values.notna() & ((values < low) | (values > high))
         if "_item" in column:
             bad |= values.notna() & (np.floor(values) != values)
@@ -528,8 +553,9 @@ def split_intake(
         log.record_step(step, df)
         return df, pd.Series(dtype=float, name="outcome_intake")
     is_intake = df[SESSION] == intake_session
-    intake = df.loc[is_intake].set_index(PATIENT_ID)[outcome_column].rename("outcome_intake")
-    log.use_as_intake(df.loc[is_intake], step)
+    intake = df.loc[is_intake, [PATIENT_ID, outcome_column]].set_index(PATIENT_ID)[outcome_column]
+    intake = intake.rename("outcome_intake")
+    log.use_as_intake(_logged(df, is_intake), step)
     kept = df.loc[~is_intake]
     log.record_step(step, kept)
     return kept, intake
@@ -555,7 +581,7 @@ def exclude_invalid_sessions(
         else f"session number {s:g} is not a positive integer"
         for s, high in zip(df.loc[bad, SESSION], too_high[bad], strict=True)
     ]
-    log.exclude(df.loc[bad], step, reasons)
+    log.exclude(_logged(df, bad), step, reasons)
     kept = df.loc[~bad]
     log.record_step(step, kept)
     return kept
@@ -567,7 +593,7 @@ def exclude_empty_records(
     """Exclude records with no score in any of ``score_columns`` (a missed questionnaire)."""
     step = "records without scores"
     bad = df[score_columns].isna().all(axis=1)
-    log.exclude(df.loc[bad], step, f"no score in {', '.join(score_columns)}")
+    log.exclude(_logged(df, bad), step, f"no score in {', '.join(score_columns)}")
     kept = df.loc[~bad]
     log.record_step(step, kept)
     return kept
@@ -580,7 +606,7 @@ def exclude_patients_without_outcome(
     step = "patients without any outcome"
     has_outcome = df[outcome_column].notna().groupby(df[PATIENT_ID]).transform("any")
     bad = ~has_outcome
-    log.exclude(df.loc[bad], step, f"patient has no {outcome_column} score at any session")
+    log.exclude(_logged(df, bad), step, f"patient has no {outcome_column} score at any session")
     kept = df.loc[~bad]
     log.record_step(step, kept)
     return kept
@@ -600,8 +626,7 @@ def flag_few_sessions(
     step = f"fewer than {min_sessions} complete sessions (flagged, kept)"
     complete = df[list(columns)].notna().all(axis=1)
     n_complete = complete.groupby(df[PATIENT_ID]).transform("sum")
-    out = df.copy(deep=False)  # copy-on-write: the input is never modified
-    out["within_eligible"] = n_complete >= min_sessions
+    out = with_columns(df, {"within_eligible": n_complete >= min_sessions})  # a new frame
     log.record_step(step, out)
     return out
 

