@@ -52,7 +52,8 @@ scenarios: $(BIN)/activate ## Write the simulated study shapes (scenario matrix)
 
 # ---- make all: the runner re-runs only the notebooks that are out of date (their notebook, the
 # helpers, the data, the config, an earlier step's results or the parameters changed), JOBS at a
-# time: 01 first, then the notebooks that read only the cleaned data side by side, 06 last
+# time: 01 first, then each notebook once the steps it reads (its metadata says which) are done;
+# their kernels are forked from one process with the imports done (helpers.warm_kernels)
 SEED      ?= 2026
 JOBS      ?= $(shell nproc 2>/dev/null || echo 1)
 SRC       := $(wildcard src/helpers/*.py src/helpers/*.yml) pyproject.toml
