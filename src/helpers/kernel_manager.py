@@ -9,12 +9,14 @@
   request; when the signal lands while the idle kernel is handling a
   message, ipykernel prints "KeyboardInterrupt caught in kernel" on the
   terminal, a false alarm in a successful ``make all``.  nbclient tells
-  whether a cell runs through :data:`CELL_HOOKS`.
+  whether a cell runs through :data:`CELL_HOOKS`; an interrupted cell gets up to
+  :data:`INTERRUPTED_REPLY_SECONDS` to reply before the shutdown request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
@@ -22,10 +24,11 @@ from traitlets import Unicode
 
 from helpers.warm_kernels import launcher_command
 
-#: Seconds a kernel interrupted for shutdown gets to reply before the shutdown request: without
-#: them ipykernel may close its sockets while the interrupted cell still replies, and print a
-#: "Socket operation on non-socket" traceback on the terminal of a stopped run.
-INTERRUPTED_REPLY_SECONDS = 0.5
+#: Seconds at most that a kernel interrupted for shutdown gets to reply (nbclient's hook says
+#: when it has) before the shutdown request: without them ipykernel may close its sockets while
+#: the interrupted cell still replies (formatting a long traceback can take a second), and print
+#: a "Socket operation on non-socket" traceback on the terminal of a stopped run.
+INTERRUPTED_REPLY_SECONDS = 3.0
 
 _cell_running = False
 
@@ -61,4 +64,6 @@ class SuiteKernelManager(AsyncKernelManager):
             return  # nothing to interrupt: the shutdown request alone ends an idle kernel
         await super()._async_interrupt_kernel()
         if self.shutting_down:  # let the interrupted cell send its reply before the sockets close
-            await asyncio.sleep(INTERRUPTED_REPLY_SECONDS)
+            deadline = time.monotonic() + INTERRUPTED_REPLY_SECONDS
+            while _cell_running and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)

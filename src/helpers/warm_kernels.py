@@ -377,6 +377,8 @@ def _become_kernel(request: Mapping, fds: list[int]) -> NoReturn:
         kernelapp.IPKernelApp.launch_instance(parent_handle=parent_handle)
     except SystemExit as end:
         _end_kernel(end.code)
+    except KeyboardInterrupt:  # interrupted outside a cell: the run that owns it is stopping
+        _end_kernel(128 + signal.SIGINT)
     except BaseException:  # as a fresh kernel would: the traceback on stderr, status 1
         import traceback
 
