@@ -79,16 +79,18 @@ def test_the_server_forks_only_an_ipykernel_of_its_own_interpreter_and_environme
     command = [sys.executable, "-m", "ipykernel_launcher", "-f", "c.json"]
     environment = {"PATH": "/bin", "OMP_NUM_THREADS": "1"}
     same = {**environment, "JPY_PARENT_PID": "42", "JPY_SESSION_NAME": "x"}
-    assert _refusal({"argv": command, "env": same}, environment) == ""
+    assert _refusal({"argv": command, "env": same, "cwd": "/"}, environment) == ""
     assert "ipykernel" in _refusal(
-        {"argv": [sys.executable, "script.py"], "env": same}, environment
+        {"argv": [sys.executable, "script.py"], "env": same, "cwd": "/"}, environment
     )
     other = ["/usr/bin/python3.9", *command[1:]]
-    assert "interpreter" in _refusal({"argv": other, "env": same}, environment)
+    assert "interpreter" in _refusal({"argv": other, "env": same, "cwd": "/"}, environment)
     changed = {**same, "OMP_NUM_THREADS": "4"}
-    assert "OMP_NUM_THREADS" in _refusal({"argv": command, "env": changed}, environment)
+    assert "OMP_NUM_THREADS" in _refusal({"argv": command, "env": changed, "cwd": "/"}, environment)
     missing = {"PATH": "/bin"}
-    assert "OMP_NUM_THREADS" in _refusal({"argv": command, "env": missing}, environment)
+    assert "OMP_NUM_THREADS" in _refusal({"argv": command, "env": missing, "cwd": "/"}, environment)
+    for broken in ({}, {"argv": "python", "env": same, "cwd": "/"}, {"argv": command, "env": same}):
+        assert _refusal(broken, environment) == "malformed request"
 
 
 # ---- forked kernels ----------------------------------------------------------------------

@@ -315,35 +315,49 @@ def _accept(server: _Server) -> None:
 
 
 def _read_request(connection: socket.socket) -> tuple[dict, list[int]]:
-    """A length-prefixed JSON request and the three standard-stream descriptors sent with it."""
+    """A length-prefixed JSON request and the three standard-stream descriptors sent with it.
+
+    Raises ``ValueError`` or ``OSError`` (with the descriptors closed) for anything else.
+    """
     connection.settimeout(5.0)
     data, fds, _, _ = socket.recv_fds(connection, 65536, 3)
-    if len(data) < 4 or len(fds) != 3:
+    try:
+        if len(data) < 4 or len(fds) != 3:
+            raise ValueError("malformed request")
+        (size,) = struct.unpack("!I", data[:4])
+        if size > MAX_REQUEST_BYTES:
+            raise ValueError("request too large")
+        body = data[4:]
+        while len(body) < size:
+            chunk = connection.recv(size - len(body))
+            if not chunk:
+                raise ValueError("truncated request")
+            body += chunk
+        request = json.loads(body)
+        if not isinstance(request, dict):
+            raise ValueError("malformed request")
+    except (OSError, ValueError):
         _close_all(fds)
-        raise ValueError("malformed request")
-    (size,) = struct.unpack("!I", data[:4])
-    if size > MAX_REQUEST_BYTES:
-        _close_all(fds)
-        raise ValueError("request too large")
-    body = data[4:]
-    while len(body) < size:
-        chunk = connection.recv(size - len(body))
-        if not chunk:
-            _close_all(fds)
-            raise ValueError("truncated request")
-        body += chunk
+        raise
     connection.settimeout(None)
-    return json.loads(body), list(fds)
+    return request, list(fds)
 
 
 def _refusal(request: Mapping, baseline: Mapping[str, str]) -> str:
     """Why a forked kernel would differ from the requested one ("" when it would not)."""
-    command = request.get("argv", [])
+    command, environment, folder = request.get("argv"), request.get("env"), request.get("cwd")
+    if not (
+        isinstance(command, list)
+        and all(isinstance(a, str) for a in command)
+        and isinstance(environment, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in environment.items())
+        and isinstance(folder, str)
+    ):
+        return "malformed request"
     if len(command) < 3 or command[1:3] != ["-m", "ipykernel_launcher"]:
         return "not an ipykernel command"
     if os.path.abspath(command[0]) != os.path.abspath(sys.executable):
         return "another interpreter"
-    environment = request.get("env", {})
     differ = sorted(
         name
         for name in set(environment) | set(baseline)
