@@ -31,6 +31,10 @@ A forked kernel is the same as a fresh one where it matters:
   backend, ipywidgets) are never preloaded, and the server checks so;
 * the server forks only while it has a single thread.
 
+The socket lives in a new temporary folder only this user can open, and the
+server reads at most :data:`MAX_REQUEST_BYTES` per request, refusing anything
+malformed.
+
 Whenever the server is missing, still starting, broken or refuses, the
 launcher runs the ordinary kernel command instead: warm kernels make a run
 faster, never different, and never stop it.  Linux only (:func:`available`).
