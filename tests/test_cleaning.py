@@ -365,3 +365,25 @@ def test_ledger_keeps_text_as_arrow_text():
     assert ledger["session"].dtype == np.dtype("int64")
     assert ledger["session"].tolist() == [1, 4]
     assert ledger["reason"].tolist() == ["why 2", "why 3"]
+
+
+# --- counts per patient and therapist, and the rows a rule keeps (memory) --------------
+
+
+def test_pair_counts_as_groupby():
+    patients = pd.Series(["P2", "P1", "P2", None, "P2", "P10"], dtype="str")
+    therapists = pd.Series(["T2", "T1", "T1", "T1", "T2", None], dtype="str")
+    counts = cl._pair_counts(patients, therapists)
+    assert counts.values.tolist() == [["P1", "T1", 1], ["P2", "T1", 1], ["P2", "T2", 2]]
+    assert counts["n"].dtype == np.dtype("int64")
+    frame = pd.DataFrame({"patient_id": patients, "therapist_id": therapists})
+    expected = frame.groupby(["patient_id", "therapist_id"]).size().rename("n").reset_index()
+    pd.testing.assert_frame_equal(counts, expected)
+
+
+def test_rows_kept_drops_the_masked_rows_and_keeps_labels():
+    df = pd.DataFrame({"a": [10, 20, 30, 40]}, index=[7, 3, 5, 1])
+    kept = cl.rows_kept(df, pd.Series([True, False, False, True], index=df.index))
+    assert kept["a"].tolist() == [20, 30]
+    assert kept.index.tolist() == [3, 5]
+    assert df["a"].tolist() == [10, 20, 30, 40]  # the input is not modified

@@ -69,8 +69,6 @@ Outputs (in ``out_dir``)
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +90,7 @@ from helpers.safety import atomic_path, check_output_folder, run_lock
 from helpers.scoring import Instrument, classify_change, get_instrument, score_items
 from helpers.session_dates import days_since_first_session, session_date_summary
 from helpers.validation import display_path, with_columns
+from helpers.validation import release_freed_memory as _release_freed_memory
 
 #: Columns of ``skipped_lines.csv`` (:func:`skipped_frame`).
 SKIPPED_LINES_COLUMNS = ["line", "reason"]
@@ -645,29 +644,6 @@ def clean_study(
         id_changes=id_changes if id_changes is not None else empty_id_report(),
         file_lines=file_lines,
     )
-
-
-@functools.cache
-def _malloc_trim():
-    """glibc's ``malloc_trim``, or ``None`` where the C library has none (macOS, Windows, musl)."""
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError, TypeError):
-        return None
-
-
-def _release_freed_memory() -> None:
-    """Give the memory of dropped frames back to the system.
-
-    Arrow's pool (text columns) and glibc's heap (numpy arrays up to 32 MB)
-    keep freed pages for reuse; without this the process keeps every large
-    frame a cleaning step has replaced, about a third of its peak at a
-    million rows (``bench/bench_cleaning.py``).  Outputs are not affected.
-    """
-    pa.default_memory_pool().release_unused()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def _released(frame: pd.DataFrame) -> pd.DataFrame:
