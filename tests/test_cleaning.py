@@ -310,3 +310,80 @@ def test_require_sessions_names_the_steps_that_removed_everything():
         "(1 by 'invalid session numbers'; 1 by 'records without scores')"
     )
     cl.require_sessions(df, log)  # a frame with records passes
+
+
+# --- the ledger's columns joined in their own types (memory) --------------------------
+
+
+def _inferred(pieces: list[pd.Series]) -> pd.Series:
+    """The ledger's former way: every value a Python object, the type inferred."""
+    values = np.concatenate([p.to_numpy(dtype=object) for p in pieces])
+    return pd.Series(values, dtype=object).infer_objects()
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [pd.Series([3, 7], dtype="int8"), pd.Series([70_000], dtype="int32")],
+        [pd.Series(["P1", None], dtype="str"), pd.Series(["T2"], dtype="str")],
+        [pd.Series([None, None], dtype="str")],  # no value: float64, as inferred
+        [pd.Series([1, 2]), pd.Series([2.5])],  # mixed: float64
+        [pd.Series([None, None], dtype=object), pd.Series(["a"], dtype="str")],
+        [pd.Series([2**63 + 1], dtype="uint64")],  # beyond int64: stays uint64
+    ],
+)
+def test_concat_column_types_as_inferred(pieces):
+    joined = cl._concat_column(pieces)
+    pd.testing.assert_series_equal(joined, _inferred(pieces))
+
+
+def test_concat_column_values_and_type():
+    joined = cl._concat_column([pd.Series([1], dtype="int16"), pd.Series([5, 6])])
+    assert joined.dtype == np.dtype("int64")
+    assert joined.tolist() == [1, 5, 6]
+    text = cl._concat_column([pd.Series(["b"], dtype="str"), pd.Series([None, "a"], dtype="str")])
+    assert str(text.dtype) == "str"
+    assert text.index.tolist() == [0, 1, 2]
+
+
+def test_fits_int64():
+    assert cl._fits_int64(np.dtype("int64")) and cl._fits_int64(np.dtype("uint32"))
+    assert not cl._fits_int64(np.dtype("uint64"))
+    assert not cl._fits_int64(np.dtype("float64"))
+    assert not cl._fits_int64(pd.Int64Dtype())
+
+
+def test_ledger_keeps_text_as_arrow_text():
+    log = cl.CleaningLog(3)
+    rows = pd.DataFrame(
+        {"source_row": [2, 3], "patient_id": ["P1", "P2"], "therapist_id": ["T1", "T1"]}
+    ).assign(session=np.array([1, 4], dtype="int8"))
+    log.exclude(rows, "a step", ["why 2", "why 3"])
+    part = log.ledger[0]
+    assert str(part["patient_id"].dtype) == "str"  # not Python objects
+    ledger = log.ledger_frame()
+    assert ledger["session"].dtype == np.dtype("int64")
+    assert ledger["session"].tolist() == [1, 4]
+    assert ledger["reason"].tolist() == ["why 2", "why 3"]
+
+
+# --- counts per patient and therapist, and the rows a rule keeps (memory) --------------
+
+
+def test_pair_counts_as_groupby():
+    patients = pd.Series(["P2", "P1", "P2", None, "P2", "P10"], dtype="str")
+    therapists = pd.Series(["T2", "T1", "T1", "T1", "T2", None], dtype="str")
+    counts = cl._pair_counts(patients, therapists)
+    assert counts.values.tolist() == [["P1", "T1", 1], ["P2", "T1", 1], ["P2", "T2", 2]]
+    assert counts["n"].dtype == np.dtype("int64")
+    frame = pd.DataFrame({"patient_id": patients, "therapist_id": therapists})
+    expected = frame.groupby(["patient_id", "therapist_id"]).size().rename("n").reset_index()
+    pd.testing.assert_frame_equal(counts, expected)
+
+
+def test_rows_kept_drops_the_masked_rows_and_keeps_labels():
+    df = pd.DataFrame({"a": [10, 20, 30, 40]}, index=[7, 3, 5, 1])
+    kept = cl.rows_kept(df, pd.Series([True, False, False, True], index=df.index))
+    assert kept["a"].tolist() == [20, 30]
+    assert kept.index.tolist() == [3, 5]
+    assert df["a"].tolist() == [10, 20, 30, 40]  # the input is not modified

@@ -210,3 +210,16 @@ def test_widen_half_gives_float16_columns_as_float32_with_the_same_values():
     assert wide[[3, 5, 6]].tolist() == [1.0, 65504.0, -0.5] and np.isnan(wide[4])
     other = pd.Series([1.5, 2.5])
     assert widen_half(other) is other  # float64 (or any other type) is left as it is
+
+
+def test_release_freed_memory_keeps_live_data():
+    import pyarrow as pa
+
+    from helpers.validation import release_freed_memory
+
+    live = pa.array(np.arange(1 << 20, dtype="int64")).cast(pa.float64())  # Arrow pool
+    numbers = np.arange(1 << 20, dtype="float64")  # 8 MB from malloc
+    assert release_freed_memory() is None
+    assert pa.total_allocated_bytes() >= 8 << 20  # only unused pages are returned
+    assert live[-1].as_py() == (1 << 20) - 1
+    assert numbers.sum() == (1 << 20) * ((1 << 20) - 1) / 2

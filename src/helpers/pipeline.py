@@ -69,8 +69,6 @@ Outputs (in ``out_dir``)
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +90,7 @@ from helpers.safety import atomic_path, check_output_folder, run_lock
 from helpers.scoring import Instrument, classify_change, get_instrument, score_items
 from helpers.session_dates import days_since_first_session, session_date_summary
 from helpers.validation import display_path, with_columns
+from helpers.validation import release_freed_memory as _release_freed_memory
 
 #: Columns of ``skipped_lines.csv`` (:func:`skipped_frame`).
 SKIPPED_LINES_COLUMNS = ["line", "reason"]
@@ -647,29 +646,6 @@ def clean_study(
     )
 
 
-@functools.cache
-def _malloc_trim():
-    """glibc's ``malloc_trim``, or ``None`` where the C library has none (macOS, Windows, musl)."""
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError, TypeError):
-        return None
-
-
-def _release_freed_memory() -> None:
-    """Give the memory of dropped frames back to the system.
-
-    Arrow's pool (text columns) and glibc's heap (numpy arrays up to 32 MB)
-    keep freed pages for reuse; without this the process keeps every large
-    frame a cleaning step has replaced, about a third of its peak at a
-    million rows (``bench/bench_cleaning.py``).  Outputs are not affected.
-    """
-    pa.default_memory_pool().release_unused()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
 def _released(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame``, after the memory of the frames it replaced is given back to the system.
 
@@ -850,6 +826,20 @@ def _manifest_parameters(result: CleaningResult) -> dict[str, object]:
     return parameters
 
 
+#: The CSV outputs, in the order written and listed, and the result's attribute behind each.
+OUTPUT_TABLES = {
+    "sessions.csv": "sessions",
+    "patients.csv": "patients",
+    "exclusion_ledger.csv": "ledger",
+    "skipped_lines.csv": "skipped_lines",
+    "id_changes.csv": "id_changes",
+    "value_changes.csv": "value_changes",
+    "flow.csv": "flow",
+    "conversions.csv": "conversions",
+    "session_dates.csv": "session_dates",
+}
+
+
 def write_outputs(result: CleaningResult, out_dir: Path, inputs: list[Path]) -> dict[str, Path]:
     """Write the processed data, ledger, flow and manifest; return their paths.
 
@@ -857,28 +847,23 @@ def write_outputs(result: CleaningResult, out_dir: Path, inputs: list[Path]) -> 
     complete (:func:`helpers.safety.atomic_path`); the manifest last, so a
     folder with a manifest holds every file it lists.  The files of the
     previous run into ``out_dir`` are removed first
-    (:func:`remove_previous_outputs`).
+    (:func:`remove_previous_outputs`).  The tables derived from the log (the
+    ledger, the value changes) are built as they are written, one at a time,
+    and the memory each file's writing freed is given back before the next
+    (at a million rows the ledger was built beside the Arrow copy of the data).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_previous_outputs(out_dir)
-    tables = {
-        "sessions.csv": result.sessions,
-        "patients.csv": result.patients,
-        "exclusion_ledger.csv": result.ledger,
-        "skipped_lines.csv": result.skipped_lines,
-        "id_changes.csv": result.id_changes,
-        "value_changes.csv": result.value_changes,
-        "flow.csv": result.flow,
-        "conversions.csv": result.conversions,
-        "session_dates.csv": result.session_dates,
-    }
     outputs = {"sessions.parquet": out_dir / "sessions.parquet"}
     with atomic_path(outputs["sessions.parquet"]) as tmp:
         result.sessions.to_parquet(tmp, index=False)
-    for name, table in tables.items():
+    for name, attribute in OUTPUT_TABLES.items():
+        _release_freed_memory()  # what the file before left in the pools (memory)
+        table = getattr(result, attribute)  # built only now, one at a time (memory)
         if table is not None:
             outputs[name] = out_dir / name
             _write_csv(table, outputs[name], arrow=name == "sessions.csv")
+        del table
     outputs["manifest.json"] = out_dir / "manifest.json"
     write_manifest(
         outputs["manifest.json"],
