@@ -127,6 +127,24 @@ def _wait_for_partial(notebooks: Path, make: subprocess.Popen, seconds: float = 
     raise AssertionError(f"notebook {STOPPED_IN} never started (make exit {make.returncode})")
 
 
+def _wait_for_a_cell(partial: Path, make: subprocess.Popen, seconds: float = 300) -> None:
+    """Until papermill has recorded a finished code cell in ``partial`` (the kernel runs cells).
+
+    A fixed wait is not enough: with warm kernels notebook 03 of a tiny study can
+    finish within 3 s of its file appearing.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and make.poll() is None:
+        try:
+            cells = json.loads(partial.read_text(encoding="utf-8"))["cells"]
+        except (OSError, ValueError, KeyError):
+            cells = []
+        if any(c.get("execution_count") for c in cells if c.get("cell_type") == "code"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"notebook {STOPPED_IN} ran no cell before it ended or {seconds} s passed")
+
+
 #: Python code that sets SIGINT to its default action and runs ``sys.argv[1:]`` in its place.
 _EXEC_WITH_DEFAULT_SIGINT = (
     "import os, signal, sys\n"
@@ -148,7 +166,7 @@ def _interrupted_run(name: str, root: Path) -> dict:
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
         partial = _wait_for_partial(out / "notebooks", make)
-        time.sleep(3)  # the kernel is executing the notebook's cells by now
+        _wait_for_a_cell(partial, make)
         os.killpg(make.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
         stopped_stdout, stopped_stderr = make.communicate(timeout=120)
     finally:
