@@ -89,8 +89,7 @@ from helpers.provenance import write_manifest
 from helpers.safety import atomic_path, check_output_folder, run_lock
 from helpers.scoring import Instrument, classify_change, get_instrument, score_items
 from helpers.session_dates import days_since_first_session, session_date_summary
-from helpers.validation import display_path, with_columns
-from helpers.validation import release_freed_memory as _release_freed_memory
+from helpers.validation import display_path, release_freed_memory, with_columns
 
 #: Columns of ``skipped_lines.csv`` (:func:`skipped_frame`).
 SKIPPED_LINES_COLUMNS = ["line", "reason"]
@@ -650,11 +649,11 @@ def _released(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame``, after the memory of the frames it replaced is given back to the system.
 
     Called on each step's input, once the step before has replaced its frame
-    (:func:`_release_freed_memory`): the step's peak is then its own frames, not
-    its frames and the pages the earlier steps left to the process
-    (a few milliseconds each).
+    (:func:`helpers.validation.release_freed_memory`): the step's peak is then
+    its own frames, not its frames and the pages the earlier steps left to the
+    process (a few milliseconds each).
     """
-    _release_freed_memory()
+    release_freed_memory()
     return frame
 
 
@@ -858,7 +857,7 @@ def write_outputs(result: CleaningResult, out_dir: Path, inputs: list[Path]) -> 
     with atomic_path(outputs["sessions.parquet"]) as tmp:
         result.sessions.to_parquet(tmp, index=False)
     for name, attribute in OUTPUT_TABLES.items():
-        _release_freed_memory()  # what the file before left in the pools (memory)
+        release_freed_memory()  # what the file before left in the pools (memory)
         table = getattr(result, attribute)  # built only now, one at a time (memory)
         if table is not None:
             outputs[name] = out_dir / name
@@ -914,7 +913,7 @@ def run_cleaning(
     file_lines = FileLines.from_raw(raw)
     frames = [map_to_canonical(raw, config, consume=True)]
     del raw  # the cells as read are not needed past this point (memory)
-    _release_freed_memory()
+    release_freed_memory()
     source = display_path(input_path) or ""
     # clean_study gets the only reference to the canonical frame, so it can free it
     # once its first step has copied what it keeps
@@ -923,7 +922,7 @@ def run_cleaning(
     )
     if out_dir is None:
         return result
-    _release_freed_memory()  # what the last steps freed, before the outputs are built
+    release_freed_memory()  # what the last steps freed, before the outputs are built
     with run_lock(out_dir, f"clean --input {display_path(input_path)}"):
         write_outputs(result, Path(out_dir), inputs)
     return result

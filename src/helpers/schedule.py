@@ -3,10 +3,10 @@
 ``make all`` runs the numbered notebooks as a small graph (:func:`step_graph`):
 the first notebook (cleaning) before every other, and each later one after
 the steps whose results it reads, as its metadata declares them
-(:func:`declared_reads`: the figure notebook reads 03, 04 and 05; the others
-only the cleaned data).  :func:`stale_steps` decides, as make would, which executed copies are
-out of date; it also re-runs a step whose parameters changed (another seed,
-``PARAMS="N_BOOTSTRAP=20"``), which make cannot see.
+(:func:`declared_reads`; a notebook that declares nothing waits for every
+one before it).  :func:`stale_steps` decides, as make would, which executed
+copies are out of date; it also re-runs a step whose parameters changed
+(another seed, ``PARAMS="N_BOOTSTRAP=20"``), which make cannot see.
 
 :func:`run_parallel` runs up to ``jobs`` steps at once, each in its own
 process (papermill changes the process's working folder, so two notebooks

@@ -144,9 +144,9 @@ def first_of_each_session(df):
     import pandas as pd
 
     sessions = df[SESSION]
-    patients = pd.factorize(df[PATIENT_ID])[0]  # -1: missing, one key as duplicated has it
     if sessions.dtype != "int64" or not len(df):
         return ~df.duplicated([PATIENT_ID, SESSION])
+    patients = pd.factorize(df[PATIENT_ID])[0]  # -1: missing, one key as duplicated has it
     low, high = int(sessions.min()), int(sessions.max())
     if (int(patients.max()) + 2) * (high - low + 1) >= 2**62:  # keys would overflow
         return ~df.duplicated([PATIENT_ID, SESSION])
